@@ -1,0 +1,73 @@
+"""The configuration schema shared by every preset in ``configs/``.
+
+Presets call :func:`base_config` and override what their source specifies, so every field exists
+in every config and ``--config.FIELD=VALUE`` works for all of them. Layer lists and per-layer
+weights are comma-separated strings so they can be overridden on the command line
+(``--config.style_layers=conv1_1,conv3_1``).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+MODES = ('transfer', 'content_reconstruction', 'texture_synthesis')
+INITS = ('content', 'noise', 'style', 'image', 'blend')
+
+
+def base_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  # What to run.
+  c.mode = 'transfer'              # transfer | content_reconstruction | texture_synthesis
+  c.content = ''                   # content image path (also --content)
+  c.style = ''                     # style image path(s), comma separated (also --style)
+  c.style_blend_weights = ''       # one weight per style image; '' = equal
+  c.output = 'outputs/result.png'  # also --output
+  # Image sizes.
+  c.size = 512                     # longest side of the content image (px)
+  c.height = 0                     # exact output height and width; 0 = from `size`
+  c.width = 0
+  c.style_scale = 1.0              # style image's longest side relative to the output's
+  c.max_pixels = 40_000_000        # refuse larger source images (decompression-bomb guard)
+  c.weights = ''                   # VGG19 weights (.h5 or converted .npz); '' = resolve (README)
+  # Network.
+  c.pooling = 'max'                # max | avg
+  c.conv_impl = 'direct'           # direct | winograd2 | winograd4
+  # Loss.
+  c.content_layers = 'block4_conv2'
+  c.content_layer_weights = ''     # '' = 1/L each
+  c.style_layers = 'block1_conv1,block2_conv1,block3_conv1,block4_conv1,block5_conv1'
+  c.style_layer_weights = ''       # '' = 1/L each
+  c.content_weight = 1.0
+  c.style_weight = 1e3
+  c.tv_weight = 0.0
+  c.loss_norm = 'gatys'            # gatys | keras | tf_tutorial (see nst_jax/losses.py)
+  c.tv_type = 'l2'                 # l2 | l1 | keras
+  c.loss_scale = 1.0               # objective multiplier seen by the optimiser only
+  c.image_range = 255.0            # the optimiser sees pixels in 0..image_range
+  # Initialisation.
+  c.init = 'content'               # content | noise | style | image | blend
+  c.init_image = ''                # for init='image'
+  c.init_noise_ratio = 0.6         # for init='blend': (1-r) * content + r * noise
+  c.seed = 0
+  # Optimisation.
+  c.num_steps = 500
+  c.optimizer = o = ml_collections.ConfigDict()
+  o.name = 'lbfgs_torch'           # lbfgs_torch | lbfgs | adam | sgd | rmsprop | nadam
+  o.learning_rate = 1.0
+  o.schedule = 'constant'          # constant | exponential
+  o.decay_steps = 100
+  o.decay_rate = 0.96
+  o.staircase = False
+  o.b1 = 0.9                       # adam / nadam
+  o.b2 = 0.999
+  o.eps = 1e-8                     # adam / nadam / rmsprop
+  o.momentum = 0.0                 # sgd / rmsprop
+  o.rms_decay = 0.9                # rmsprop
+  o.history_size = 100             # lbfgs / lbfgs_torch
+  o.max_linesearch_steps = 20      # lbfgs (optax zoom line search)
+  # Logging, checkpoints and safety.
+  c.log_every = 50                 # steps per jitted chunk; progress printed after each chunk
+  c.save_every = 0                 # write an intermediate PNG every N steps (0 = never)
+  c.resume = False                 # continue from the checkpoint beside the output, if any
+  c.profile_dir = ''               # write a jax.profiler trace of the first chunk here
+  return c

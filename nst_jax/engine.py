@@ -1,0 +1,305 @@
+"""The optimisation engine: build a problem from a config and arrays, run it in jitted chunks.
+
+Nothing here touches files or flags; :mod:`nst_jax.runner` adds those. The loop over steps is a
+``lax.scan`` inside one jitted function per chunk of ``log_every`` steps, so the host only syncs
+once per chunk (to print progress, check for NaN/Inf and save intermediate images).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+import ml_collections
+import numpy as np
+
+from nst_jax import config as config_lib
+from nst_jax import image_io, losses, objective, optim, vgg
+from nst_jax.errors import ConfigError, NonFiniteLossError
+
+
+def _floats(text, what: str) -> Optional[list[float]]:
+  if text is None or (isinstance(text, str) and not text.strip()):
+    return None
+  if isinstance(text, str):
+    text = [t for t in text.replace(' ', ',').split(',') if t]
+  try:
+    return [float(t) for t in text]
+  except (TypeError, ValueError):
+    raise ConfigError(f'{what} must be comma-separated numbers, got {text!r}') from None
+
+
+def _layer_weights(text, layers, what):
+  values = _floats(text, what)
+  if values is not None and len(values) != len(layers):
+    raise ConfigError(f'{what} has {len(values)} values for {len(layers)} layers {list(layers)}')
+  return values
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError for any invalid field (before anything expensive happens)."""
+  c = config
+  if c.mode not in config_lib.MODES:
+    raise ConfigError(f'unknown mode {c.mode!r}; choose one of {", ".join(config_lib.MODES)}')
+  if c.init not in config_lib.INITS:
+    raise ConfigError(f'unknown init {c.init!r}; choose one of {", ".join(config_lib.INITS)}')
+  if (c.height or c.width) and not (c.height > 0 and c.width > 0):
+    raise ConfigError(f'height and width must both be positive, got {c.height}x{c.width}')
+  if not (c.height and c.width) and c.size <= 0:
+    raise ConfigError(f'size must be a positive number of pixels, got {c.size}')
+  if c.num_steps < 0:
+    raise ConfigError(f'num_steps must be >= 0, got {c.num_steps}')
+  if c.log_every <= 0 or c.save_every < 0:
+    raise ConfigError('log_every must be >= 1 and save_every >= 0')
+  if c.style_scale <= 0 or c.image_range <= 0:
+    raise ConfigError('style_scale and image_range must be positive')
+  if not 0. <= c.init_noise_ratio <= 1.:
+    raise ConfigError(f'init_noise_ratio must be in [0, 1], got {c.init_noise_ratio}')
+  for what, allowed in (('pooling', vgg.POOLINGS), ('conv_impl', vgg.CONV_IMPLS),
+                        ('loss_norm', losses.LOSS_NORMS), ('tv_type', losses.TV_TYPES)):
+    if c[what] not in allowed:
+      raise ConfigError(f'unknown {what} {c[what]!r}; choose one of {", ".join(allowed)}')
+  optim.spec_and_hyper(c.optimizer, c.image_range)
+  make_spec(c)
+
+
+def make_spec(config) -> objective.Spec:
+  content_layers = vgg.parse_layers(config.content_layers)
+  style_layers = vgg.parse_layers(config.style_layers)
+  for l in content_layers + style_layers:
+    if l.endswith('_pool'):
+      raise ConfigError(f'{l} is a pooling layer; content and style layers must be conv layers')
+  if config.mode == 'content_reconstruction':
+    style_layers = ()
+  elif config.mode == 'texture_synthesis':
+    content_layers = ()
+  if not content_layers and not style_layers:
+    raise ConfigError('no content or style layers: nothing to optimise')
+  return objective.Spec(content_layers, style_layers, config.pooling, config.conv_impl,
+                        config.loss_norm, config.tv_type, float(config.image_range),
+                        use_tv=float(config.tv_weight) != 0.)
+
+
+def output_shape(config, content: Optional[np.ndarray], styles: Sequence[np.ndarray]):
+  """(H, W) of the result: exact height/width, else `size` as longest side of the content."""
+  if config.height and config.width:
+    return int(config.height), int(config.width)
+  ref = content if content is not None else styles[0]
+  h, w = ref.shape[:2]
+  scale = config.size / max(h, w)
+  return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+@dataclasses.dataclass
+class Problem:
+  """Everything one optimisation needs, as arrays plus static specs."""
+  spec: objective.Spec
+  mspec: optim.MethodSpec
+  weights: objective.Weights
+  hyper: dict
+  targets: objective.Targets
+  z0: jax.Array
+  shape: tuple[int, int]
+
+
+def build_problem(config, params: Mapping, content: Optional[np.ndarray],
+                  styles: Sequence[np.ndarray], init_image: Optional[np.ndarray] = None,
+                  ) -> Problem:
+  """Resizes the uint8 RGB inputs per the config, computes targets and the initial image."""
+  validate(config)
+  spec = make_spec(config)
+  needs_content = bool(spec.content_layers) or config.init in ('content', 'blend')
+  if needs_content and content is None:
+    raise ConfigError(f'mode={config.mode} with init={config.init} needs a content image')
+  if spec.style_layers and not styles:
+    raise ConfigError(f'mode={config.mode} needs at least one style image')
+  shape = output_shape(config, content, styles)
+  content_r = None if content is None else image_io.resize_image(content, shape=shape)
+  longest = max(1, round(max(shape) * float(config.style_scale)))
+  styles_r = [image_io.resize_image(s, size=longest) for s in styles]
+  blend = _floats(config.style_blend_weights, 'style_blend_weights')
+  if blend is not None and len(blend) != len(styles):
+    raise ConfigError(f'{len(blend)} style_blend_weights for {len(styles)} style images')
+  targets = objective.compute_targets(params, spec, content_r, styles_r, blend)
+  weights = objective.make_weights(
+      spec, config.content_weight, config.style_weight, config.tv_weight,
+      _layer_weights(config.content_layer_weights, spec.content_layers, 'content_layer_weights'),
+      _layer_weights(config.style_layer_weights, spec.style_layers, 'style_layer_weights'),
+      config.loss_scale)
+  mspec, hyper = optim.spec_and_hyper(config.optimizer, config.image_range)
+  z0 = objective.from_image(initial_image(config, shape, content_r, styles_r, init_image), spec)
+  return Problem(spec, mspec, weights, hyper, targets, z0, shape)
+
+
+def initial_image(config, shape, content, styles, init_image=None) -> np.ndarray:
+  """The starting point in RGB 0..255 float32."""
+  noise = lambda: np.asarray(jax.random.uniform(jax.random.PRNGKey(config.seed), (*shape, 3),
+                                                jnp.float32, 0., 255.))
+  if config.init == 'content':
+    return content.astype(np.float32)
+  if config.init == 'noise':
+    return noise()
+  if config.init == 'style':
+    return image_io.resize_image(styles[0], shape=shape).astype(np.float32)
+  if config.init == 'image':
+    if init_image is None:
+      raise ConfigError("init='image' needs an init image (config.init_image)")
+    return image_io.resize_image(init_image, shape=shape).astype(np.float32)
+  r = float(config.init_noise_ratio)
+  return (1. - r) * content.astype(np.float32) + r * noise()
+
+
+# ---------------------------------------------------------------------------------------------
+# Jitted pieces. Params, targets and weights are arguments (not closed-over constants), so the
+# 80 MB of weights never become HLO literals and one compiled program serves any inputs.
+
+
+def _fns(params, targets, weights, spec):
+  value_fn = lambda z: objective.objective(z, params, targets, weights, spec)
+  return value_fn, jax.value_and_grad(value_fn)
+
+
+@functools.partial(jax.jit, static_argnames=('spec', 'mspec'))
+def init_state(z0, params, targets, weights, hyper, spec, mspec):
+  _, value_and_grad = _fns(params, targets, weights, spec)
+  return optim.make_method(mspec).init(z0, hyper, value_and_grad)
+
+
+def chunk_fn(state, params, targets, weights, spec, mspec, length):
+  """``length`` optimisation steps as one ``lax.scan``; returns (state, (losses, evals))."""
+  value_fn, value_and_grad = _fns(params, targets, weights, spec)
+  method = optim.make_method(mspec)
+  def body(s, _):
+    s, (loss, evals) = method.step(s, value_and_grad, value_fn)
+    return s, (loss / weights.loss_scale, evals)
+  return lax.scan(body, state, None, length=length)
+
+
+run_chunk = jax.jit(chunk_fn, static_argnames=('spec', 'mspec', 'length'), donate_argnums=(0,))
+
+
+@functools.partial(jax.jit, static_argnames=('spec',))
+def terms(z, params, targets, weights, spec):
+  return objective.loss_terms(z, params, targets, weights, spec)
+
+
+def image_of(state, mspec) -> np.ndarray:
+  return np.asarray(optim.make_method(mspec).image(state))
+
+
+@dataclasses.dataclass
+class Result:
+  image: np.ndarray                  # uint8 (H, W, 3)
+  losses: list[float]                # objective (unscaled) at every step's evaluation
+  evals: int                         # objective+gradient evaluations, line searches included
+  steps: int
+  terms: list[dict]                  # loss terms at each chunk boundary, with their step
+  timings: dict
+  state: Any = None
+
+
+def optimize(problem: Problem, params: Mapping, num_steps: int, chunk: int = 50,
+             on_chunk: Optional[Callable[[int, Any, dict], None]] = None,
+             state: Any = None, start_step: int = 0, history: Optional[dict] = None,
+             profile_dir: str = '') -> Result:
+  """Runs ``num_steps`` steps in jitted chunks; calls ``on_chunk(step, state, info)`` after each.
+
+  Raises NonFiniteLossError (with ``.image`` = the last finite image and ``.step``) if the
+  objective becomes NaN or Inf.
+  """
+  p = problem
+  args = (params, p.targets, p.weights)
+  t0 = time.perf_counter()
+  if state is None:
+    state = init_state(p.z0, *args, p.hyper, spec=p.spec, mspec=p.mspec)
+  hist = history or {'losses': [], 'evals': optim.init_evals(p.mspec), 'terms': []}
+  timings = {'compile_s': 0., 'run_s': 0.}
+  compiled = {}
+  step = start_step
+  last_good = image_of(state, p.mspec)
+  while step < num_steps:
+    n = min(chunk, num_steps - step)
+    if n not in compiled:
+      tc = time.perf_counter()
+      compiled[n] = run_chunk.lower(state, *args, spec=p.spec, mspec=p.mspec, length=n).compile()
+      timings['compile_s'] += time.perf_counter() - tc
+    tr = time.perf_counter()
+    if profile_dir and step == start_step:
+      with jax.profiler.trace(profile_dir):
+        with jax.profiler.StepTraceAnnotation('chunk', step_num=step):
+          state, (chunk_losses, evals) = compiled[n](state, *args)
+          chunk_losses = np.asarray(chunk_losses)
+    else:
+      state, (chunk_losses, evals) = compiled[n](state, *args)
+      chunk_losses = np.asarray(chunk_losses)
+    timings['run_s'] += time.perf_counter() - tr
+    z = image_of(state, p.mspec)
+    if not np.all(np.isfinite(chunk_losses)) or not np.all(np.isfinite(z)):
+      bad = step + int(np.argmin(np.isfinite(chunk_losses))) if not np.all(
+          np.isfinite(chunk_losses)) else step + n
+      err = NonFiniteLossError(
+          f'the loss became NaN/Inf at step {bad}; stopped, keeping the image of step {step}. '
+          'Lower the learning rate or the loss weights (or raise loss_scale for L-BFGS).')
+      err.image, err.step = image_io.to_uint8(objective.to_image(last_good, p.spec)), step
+      raise err
+    step += n
+    last_good = z
+    hist['losses'].extend(float(v) for v in chunk_losses)
+    hist['evals'] += int(np.sum(evals))
+    t = {k: float(v) for k, v in terms(state_image(state, p), *args, spec=p.spec).items()}
+    t['step'] = step
+    hist['terms'].append(t)
+    if on_chunk is not None:
+      on_chunk(step, state, {'terms': t, 'evals': hist['evals'], 'timings': timings,
+                             'history': hist})
+  timings['total_s'] = time.perf_counter() - t0
+  steps_run = step - start_step
+  timings['s_per_step'] = timings['run_s'] / steps_run if steps_run else 0.
+  image = image_io.to_uint8(objective.to_image(last_good, p.spec))
+  return Result(image, hist['losses'], hist['evals'], step, hist['terms'], timings, state)
+
+
+def state_image(state, problem: Problem):
+  return optim.make_method(problem.mspec).image(state)
+
+
+def stylize(content: Optional[np.ndarray], style, config: Optional[ml_collections.ConfigDict]
+            = None, params: Optional[Mapping] = None, init_image: Optional[np.ndarray] = None,
+            **overrides) -> np.ndarray:
+  """Stylizes a uint8 RGB content image with one or more uint8 RGB style images.
+
+  Args:
+    content: (H, W, 3) uint8 RGB (None for texture synthesis).
+    style: one (H, W, 3) uint8 RGB array or a list of them (blended by
+      ``config.style_blend_weights``).
+    config: a config from ``configs/`` (default: :func:`nst_jax.config.base_config`).
+    params: VGG19 params (default: :func:`nst_jax.weights.load_vgg19`).
+    init_image: starting image for ``init='image'``.
+    **overrides: config fields to override, e.g. ``size=256, num_steps=100``.
+
+  Returns:
+    The result as a (H, W, 3) uint8 RGB array.
+  """
+  config = ml_collections.ConfigDict(config if config is not None else config_lib.base_config())
+  config.update(overrides)
+  if params is None:
+    from nst_jax import weights  # pylint: disable=g-import-not-at-top
+    params = weights.load_vgg19()
+  styles = [] if style is None else ([style] if isinstance(style, np.ndarray) and style.ndim == 3
+                                     else list(style))
+  content = None if content is None else _as_rgb_uint8(content)
+  styles = [_as_rgb_uint8(s) for s in styles]
+  problem = build_problem(config, params, content, styles, init_image)
+  return optimize(problem, params, config.num_steps, config.log_every).image
+
+
+def _as_rgb_uint8(a) -> np.ndarray:
+  a = np.asarray(a)
+  if a.ndim != 3 or a.shape[-1] != 3:
+    raise ConfigError(f'images must be (H, W, 3) RGB arrays, got shape {a.shape}')
+  return a if a.dtype == np.uint8 else image_io.to_uint8(a)

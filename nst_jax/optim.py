@@ -1,0 +1,208 @@
+"""Optimisers for image synthesis: optax first-order methods and two L-BFGS variants.
+
+Every method has the same pure interface so one ``lax.scan`` drives them all (and ``vmap`` can
+batch them for sweeps)::
+
+    state = method.init(z, hyper, value_and_grad)
+    state, (loss, evals) = method.step(state, value_and_grad, value_fn)
+    z = method.image(state)
+
+``hyper`` holds the numeric hyperparameters (learning rate, decay rate, betas, ...) as arrays,
+so they can be traced and vmapped; :class:`MethodSpec` holds the static choices.
+
+Methods:
+  * ``sgd``, ``adam``, ``rmsprop``, ``nadam`` (optax), learning rate constant or exponentially
+    decayed ``lr * decay_rate ** (step / decay_steps)`` (``staircase`` floors the exponent).
+  * ``lbfgs``: ``optax.lbfgs`` with its zoom line search (several evaluations per step).
+  * ``lbfgs_torch``: L-BFGS as in ``torch.optim.LBFGS`` without line search, which is what the
+    Torch/PyTorch style-transfer codes run: fixed step ``lr`` (1), the first step scaled by
+    ``min(1, 1/|g|_1)``, curvature pairs kept only when ``y.s > 1e-10``, no tolerance stops.
+    One evaluation per step.
+After every step the pixels are projected back into ``[0, image_range]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+import optax
+
+from nst_jax.errors import ConfigError
+
+OPTIMIZERS = ('lbfgs_torch', 'lbfgs', 'adam', 'sgd', 'rmsprop', 'nadam')
+SCHEDULES = ('constant', 'exponential')
+HYPER_KEYS = ('learning_rate', 'decay_rate', 'b1', 'b2', 'eps', 'momentum', 'rms_decay')
+
+
+class MethodSpec(NamedTuple):
+  """Static optimiser choices (hashable)."""
+  name: str = 'lbfgs_torch'
+  schedule: str = 'constant'
+  decay_steps: int = 100
+  staircase: bool = False
+  history_size: int = 100
+  max_linesearch_steps: int = 20
+  lo: float = 0.
+  hi: float = 255.
+
+
+class Method(NamedTuple):
+  init: Callable[..., Any]
+  step: Callable[..., Any]
+  image: Callable[[Any], jax.Array]
+
+
+def spec_and_hyper(ocfg, image_range: float = 255.) -> tuple[MethodSpec, dict]:
+  """Splits an optimiser ConfigDict into its static spec and numeric hyperparameters."""
+  if ocfg.name not in OPTIMIZERS:
+    raise ConfigError(f'unknown optimizer {ocfg.name!r}; choose one of {", ".join(OPTIMIZERS)}')
+  if ocfg.schedule not in SCHEDULES:
+    raise ConfigError(f'unknown schedule {ocfg.schedule!r}; choose one of {", ".join(SCHEDULES)}')
+  if int(ocfg.history_size) < 1 or int(ocfg.decay_steps) < 1:
+    raise ConfigError('optimizer.history_size and optimizer.decay_steps must be >= 1')
+  spec = MethodSpec(ocfg.name, ocfg.schedule, int(ocfg.decay_steps), bool(ocfg.staircase),
+                    int(ocfg.history_size), int(ocfg.max_linesearch_steps), 0., float(image_range))
+  hyper = {k: jnp.asarray(float(ocfg[k]), jnp.float32) for k in HYPER_KEYS}
+  return spec, hyper
+
+
+def learning_rate_at(count, hyper: dict, spec: MethodSpec) -> jax.Array:
+  """The scheduled learning rate at optimisation step ``count``."""
+  if spec.schedule == 'constant':
+    return hyper['learning_rate']
+  p = count / spec.decay_steps
+  if spec.staircase:
+    p = jnp.floor(p)
+  return hyper['learning_rate'] * hyper['decay_rate'] ** p
+
+
+def _optax_transform(spec: MethodSpec, hyper: dict) -> optax.GradientTransformation:
+  """The optax transform without the learning rate (applied by the caller with the schedule)."""
+  if spec.name == 'sgd':
+    return optax.trace(decay=hyper['momentum'])
+  if spec.name == 'adam':
+    return optax.scale_by_adam(hyper['b1'], hyper['b2'], hyper['eps'])
+  if spec.name == 'nadam':
+    return optax.scale_by_adam(hyper['b1'], hyper['b2'], hyper['eps'], nesterov=True)
+  if spec.name == 'rmsprop':
+    return optax.chain(optax.scale_by_rms(hyper['rms_decay'], hyper['eps']),
+                       optax.trace(decay=hyper['momentum']))
+  raise ConfigError(f'{spec.name} is not a first-order optax method')
+
+
+def _clip(z, spec):
+  return jnp.clip(z, spec.lo, spec.hi)
+
+
+def _first_order(spec: MethodSpec) -> Method:
+  def init(z, hyper, value_and_grad):
+    del value_and_grad
+    return {'z': z, 'opt': _optax_transform(spec, hyper).init(z), 'hyper': hyper,
+            'count': jnp.zeros((), jnp.int32)}
+
+  def step(state, value_and_grad, value_fn):
+    del value_fn
+    loss, g = value_and_grad(state['z'])
+    direction, opt = _optax_transform(spec, state['hyper']).update(g, state['opt'], state['z'])
+    lr = learning_rate_at(state['count'], state['hyper'], spec)
+    z = _clip(state['z'] - lr * direction, spec)
+    new = {'z': z, 'opt': opt, 'hyper': state['hyper'], 'count': state['count'] + 1}
+    return new, (loss, jnp.ones((), jnp.int32))
+
+  return Method(init, step, lambda s: s['z'])
+
+
+def _lbfgs_optax(spec: MethodSpec) -> Method:
+  def make():
+    return optax.lbfgs(memory_size=spec.history_size,
+                       linesearch=optax.scale_by_zoom_linesearch(spec.max_linesearch_steps))
+
+  def init(z, hyper, value_and_grad):
+    del hyper, value_and_grad
+    return {'z': z, 'opt': make().init(z), 'count': jnp.zeros((), jnp.int32)}
+
+  def step(state, value_and_grad, value_fn):
+    del value_and_grad
+    tx = make()
+    loss, g = optax.value_and_grad_from_state(value_fn)(state['z'], state=state['opt'])
+    updates, opt = tx.update(g, state['opt'], state['z'], value=loss, grad=g, value_fn=value_fn)
+    z = _clip(optax.apply_updates(state['z'], updates), spec)
+    evals = optax.tree_utils.tree_get(opt, 'num_linesearch_steps') + (state['count'] == 0)
+    return ({'z': z, 'opt': opt, 'count': state['count'] + 1},
+            (loss, evals.astype(jnp.int32)))
+
+  return Method(init, step, lambda s: s['z'])
+
+
+def _lbfgs_torch(spec: MethodSpec) -> Method:
+  m = spec.history_size
+
+  def init(z, hyper, value_and_grad):
+    loss, g = value_and_grad(z)
+    n = z.size
+    return {'z': z, 'g': g, 'loss': loss, 'S': jnp.zeros((m, n), z.dtype),
+            'Y': jnp.zeros((m, n), z.dtype), 'rho': jnp.zeros((m,), z.dtype),
+            'ptr': jnp.zeros((), jnp.int32), 'count': jnp.zeros((), jnp.int32),
+            'h_diag': jnp.ones((), z.dtype), 'lr': hyper['learning_rate']}
+
+  def direction(state):
+    """Two-loop recursion over the circular history (empty slots have rho = 0: no effect)."""
+    S, Y, rho, ptr = state['S'], state['Y'], state['rho'], state['ptr']
+    dot = lambda a, b: jnp.dot(a, b, precision=lax.Precision.HIGHEST)
+
+    def newest_first(i, carry):
+      q, al = carry
+      j = (ptr - 1 - i) % m
+      a = rho[j] * dot(S[j], q)
+      return q - a * Y[j], al.at[j].set(a)
+
+    q, al = lax.fori_loop(0, m, newest_first, (-state['g'].ravel(), jnp.zeros((m,), S.dtype)))
+
+    def oldest_first(i, r):
+      j = (ptr + i) % m
+      b = rho[j] * dot(Y[j], r)
+      return r + S[j] * (al[j] - b)
+
+    return lax.fori_loop(0, m, oldest_first, q * state['h_diag'])
+
+  def step(state, value_and_grad, value_fn):
+    del value_fn
+    z, g = state['z'], state['g']
+    d = direction(state).reshape(z.shape)
+    first = state['count'] == 0
+    t = jnp.where(first, jnp.minimum(1., 1. / jnp.sum(jnp.abs(g))) * state['lr'], state['lr'])
+    z_new = _clip(z + t * d, spec)
+    loss, g_new = value_and_grad(z_new)
+    s, y = (z_new - z).ravel(), (g_new - g).ravel()
+    ys = jnp.dot(y, s, precision=lax.Precision.HIGHEST)
+    keep = ys > 1e-10
+    ptr = state['ptr']
+    S = lax.dynamic_update_index_in_dim(state['S'], jnp.where(keep, s, state['S'][ptr]), ptr, 0)
+    Y = lax.dynamic_update_index_in_dim(state['Y'], jnp.where(keep, y, state['Y'][ptr]), ptr, 0)
+    rho = state['rho'].at[ptr].set(jnp.where(keep, 1. / jnp.where(keep, ys, 1.), state['rho'][ptr]))
+    yy = jnp.dot(y, y, precision=lax.Precision.HIGHEST)
+    h_diag = jnp.where(keep, ys / jnp.where(keep, yy, 1.), state['h_diag'])
+    new = {'z': z_new, 'g': g_new, 'loss': loss, 'S': S, 'Y': Y, 'rho': rho,
+           'ptr': jnp.where(keep, (ptr + 1) % m, ptr), 'count': state['count'] + 1,
+           'h_diag': h_diag, 'lr': state['lr']}
+    return new, (loss, jnp.ones((), jnp.int32))
+
+  return Method(init, step, lambda s: s['z'])
+
+
+def make_method(spec: MethodSpec) -> Method:
+  if spec.name == 'lbfgs_torch':
+    return _lbfgs_torch(spec)
+  if spec.name == 'lbfgs':
+    return _lbfgs_optax(spec)
+  if spec.name in OPTIMIZERS:
+    return _first_order(spec)
+  raise ConfigError(f'unknown optimizer {spec.name!r}; choose one of {", ".join(OPTIMIZERS)}')
+
+
+def init_evals(spec: MethodSpec) -> int:
+  """Objective evaluations spent by ``init`` (L-BFGS-torch evaluates the starting point)."""
+  return 1 if spec.name == 'lbfgs_torch' else 0

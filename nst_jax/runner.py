@@ -1,0 +1,200 @@
+"""The importable runner behind ``run.py``: files in, PNG + JSON out.
+
+``run(config)`` reads the images named in the config, resolves the VGG19 weights, runs the
+optimisation in jitted chunks with a progress line per chunk, writes intermediate images and a
+resumable checkpoint atomically, and finally writes the PNG and a JSON beside it (resolved
+config, loss history, evaluations, timings). It works the same from a notebook.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from pathlib import Path
+import sys
+import tempfile
+import time
+from typing import Any, Optional
+
+import jax
+import ml_collections
+import numpy as np
+
+from nst_jax import engine, image_io, objective
+from nst_jax.errors import ConfigError, ImageError, NonFiniteLossError, NSTError
+
+CHECKPOINT_VERSION = 1
+
+
+def split_paths(text: str) -> list[str]:
+  return [p.strip() for p in str(text or '').split(',') if p.strip()]
+
+
+def check_writable(path: Path) -> None:
+  """Fails early (before minutes of optimisation) if ``path`` cannot be written."""
+  parent = path.parent
+  try:
+    parent.mkdir(parents=True, exist_ok=True)
+  except OSError as e:
+    raise ImageError(f'cannot create the output directory {parent}: {e.strerror or e}') from e
+  if path.is_dir():
+    raise ImageError(f'output path {path} is a directory; give a file name such as {path}/out.png')
+  if not os.access(parent, os.W_OK):
+    raise ImageError(f'output directory {parent} is not writable; choose another --output')
+  if path.suffix.lower() not in ('.png', '.jpg', '.jpeg', '.webp', '.bmp', '.tif', '.tiff'):
+    raise ImageError(f'output {path} needs an image extension such as .png')
+
+
+def write_json(path: Path, data: Any) -> None:
+  """Atomic JSON write (temp file + rename)."""
+  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+  try:
+    with os.fdopen(fd, 'w') as f:
+      json.dump(data, f, indent=1, default=float)
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+    raise
+
+
+# --- Checkpoints: plain npz of the optimiser state's leaves (no pickle), keyed by a hash of the
+# fields that define the problem, so a checkpoint is never resumed into a different run.
+
+_RESUME_IRRELEVANT = ('num_steps', 'log_every', 'save_every', 'resume', 'output', 'profile_dir')
+
+
+def problem_key(config) -> str:
+  d = {k: v for k, v in config.to_dict().items() if k not in _RESUME_IRRELEVANT}
+  return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def checkpoint_path(output: Path) -> Path:
+  return output.with_name(output.stem + '.ckpt.npz')
+
+
+def save_checkpoint(path: Path, state, step: int, history: dict, key: str) -> None:
+  leaves = jax.tree.leaves(state)
+  arrays = {f'leaf_{i:04d}': np.asarray(x) for i, x in enumerate(leaves)}
+  meta = json.dumps({'version': CHECKPOINT_VERSION, 'step': step, 'key': key,
+                     'history': history})
+  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.npz')
+  os.close(fd)
+  try:
+    np.savez(tmp, __meta__=np.array(meta), **arrays)
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+    raise
+
+
+def load_checkpoint(path: Path, template_state, key: str):
+  """Returns (state, step, history) restored into the structure of ``template_state``."""
+  try:
+    with np.load(path, allow_pickle=False) as z:
+      meta = json.loads(str(z['__meta__']))
+      leaves = [z[f'leaf_{i:04d}'] for i in range(len(z.files) - 1)]
+  except Exception as e:  # pylint: disable=broad-except
+    raise NSTError(f'checkpoint {path} is unreadable ({e}); delete it to start over') from e
+  if meta.get('key') != key:
+    raise ConfigError(f'checkpoint {path} belongs to a different configuration; delete it or '
+                      'run without --config.resume')
+  treedef = jax.tree.structure(template_state)
+  ref = jax.tree.leaves(template_state)
+  if len(ref) != len(leaves) or any(a.shape != np.shape(b) for a, b in zip(leaves, ref)):
+    raise ConfigError(f'checkpoint {path} does not match this optimiser state; delete it')
+  state = jax.tree.unflatten(treedef, [jax.numpy.asarray(a, b.dtype) for a, b in zip(leaves, ref)])
+  return state, int(meta['step']), meta['history']
+
+
+def _progress(step: int, total: int, info: dict, t0: float, stream=sys.stderr) -> None:
+  width = 24
+  filled = int(width * step / max(total, 1))
+  t = info['terms']
+  rate = step / max(time.perf_counter() - t0, 1e-9)
+  stream.write(f'[{"#" * filled}{"." * (width - filled)}] {step}/{total} '
+               f'total {t["total"]:.4g} | content {t["content"]:.4g} | style {t["style"]:.4g} '
+               f'| tv {t["tv"]:.4g} | evals {info["evals"]} | {rate:.2f} step/s\n')
+  stream.flush()
+
+
+def load_inputs(config) -> tuple[Optional[np.ndarray], list[np.ndarray], Optional[np.ndarray]]:
+  """Reads content, style(s) and init image named by the config (at full resolution)."""
+  cap = int(config.max_pixels)
+  content = image_io.load_image(config.content, max_pixels=cap) if config.content else None
+  styles = [image_io.load_image(p, max_pixels=cap) for p in split_paths(config.style)]
+  init = (image_io.load_image(config.init_image, max_pixels=cap)
+          if config.init == 'image' and config.init_image else None)
+  return content, styles, init
+
+
+def run(config: ml_collections.ConfigDict, params=None, quiet: bool = False) -> dict:
+  """Runs one style-transfer job described by ``config``; returns the summary written as JSON."""
+  t_start = time.perf_counter()
+  engine.validate(config)
+  output = Path(config.output).expanduser()
+  check_writable(output)
+  if config.mode != 'texture_synthesis' and not config.content:
+    raise ConfigError(f'mode={config.mode} needs a content image: pass --content=PATH')
+  if config.mode != 'content_reconstruction' and not config.style:
+    raise ConfigError(f'mode={config.mode} needs a style image: pass --style=PATH')
+  content, styles, init = load_inputs(config)
+  if params is None:
+    from nst_jax import weights  # pylint: disable=g-import-not-at-top
+    params = weights.load_vgg19(config.weights or None)
+  t_loaded = time.perf_counter()
+  problem = engine.build_problem(config, params, content, styles, init)
+
+  key = problem_key(config)
+  ckpt = checkpoint_path(output)
+  state, start, history = None, 0, None
+  if config.resume and ckpt.exists():
+    template = engine.init_state(problem.z0, params, problem.targets, problem.weights,
+                                 problem.hyper, spec=problem.spec, mspec=problem.mspec)
+    state, start, history = load_checkpoint(ckpt, template, key)
+    if not quiet:
+      print(f'resuming from {ckpt} at step {start}', file=sys.stderr)
+
+  save_every = int(config.save_every)
+  chunk = min(config.log_every, save_every) if save_every else int(config.log_every)
+  stem = output.with_suffix('')
+  last_saved = [start // save_every if save_every else 0]
+  t0 = time.perf_counter()
+
+  def on_chunk(step, st, info):
+    if not quiet:
+      _progress(step, config.num_steps, info, t0)
+    if save_every and step // save_every > last_saved[0]:
+      last_saved[0] = step // save_every
+      z = engine.state_image(st, problem)
+      image_io.save_image(f'{stem}_step{step:05d}{output.suffix}',
+                          image_io.to_uint8(objective.to_image(np.asarray(z), problem.spec)))
+      save_checkpoint(ckpt, st, step, info['history'], key)
+
+  summary = {'config': config.to_dict(), 'output': str(output),
+             'shape': list(problem.shape), 'devices': [str(d) for d in jax.devices()]}
+  try:
+    result = engine.optimize(problem, params, config.num_steps, chunk, on_chunk, state, start,
+                             history, config.profile_dir)
+  except NonFiniteLossError as e:
+    image_io.save_image(output, e.image)
+    summary.update(error=str(e), steps=e.step)
+    write_json(output.with_suffix('.json'), summary)
+    raise
+  image_io.save_image(output, result.image)
+  timings = dict(result.timings, load_s=t_loaded - t_start,
+                 wall_s=time.perf_counter() - t_start)
+  summary.update(steps=result.steps, evals=result.evals, loss_history=result.losses,
+                 terms_history=result.terms, final=result.terms[-1] if result.terms else None,
+                 timings=timings)
+  write_json(output.with_suffix('.json'), summary)
+  if save_every:  # Keep a final checkpoint so the run can be extended with more num_steps.
+    save_checkpoint(ckpt, result.state, result.steps,
+                    {'losses': result.losses, 'evals': result.evals, 'terms': result.terms}, key)
+  if not quiet:
+    print(f'wrote {output} ({problem.shape[0]}x{problem.shape[1]}, {result.steps} steps, '
+          f'{result.evals} evaluations, {timings["wall_s"]:.1f} s)', file=sys.stderr)
+  return summary

@@ -1,0 +1,195 @@
+"""VGG19 (Simonyan & Zisserman 2014) in Flax, as used by every neural-style-transfer system.
+
+Only the 16 convolutional layers and the 5 pooling layers are ported; the network stops at the
+deepest requested layer. The input contract is RGB float images in 0..255, NHWC; the Caffe
+preprocessing the converted ImageNet weights expect (RGB->BGR, minus the BGR mean pixel) happens
+inside :class:`VGG19`, so callers cannot forget it.
+
+Layer names are accepted in every spelling people use (see :func:`canonical_layer`):
+``block4_conv2`` (Keras), ``conv4_2`` / ``relu4_2`` (Gatys, Caffe), ``conv_10`` / ``relu_10``
+(sequential 1..16, as in the PyTorch tutorial), and ``block4_pool`` / ``pool4`` / ``pool_4``.
+Convolution activations are always returned after the ReLU.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import Iterable, Mapping, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from nst_jax.errors import ConfigError
+
+# Caffe/Keras mean pixel, BGR order.
+BGR_MEAN = (103.939, 116.779, 123.68)
+
+_BLOCKS = ((1, 2, 64), (2, 2, 128), (3, 4, 256), (4, 4, 512), (5, 4, 512))
+
+# Every layer in network order: block{b}_conv{c} ... block{b}_pool.
+LAYERS: tuple[str, ...] = tuple(
+    name for b, n, _ in _BLOCKS
+    for name in [f'block{b}_conv{c}' for c in range(1, n + 1)] + [f'block{b}_pool'])
+CONV_LAYERS: tuple[str, ...] = tuple(l for l in LAYERS if '_conv' in l)
+POOL_LAYERS: tuple[str, ...] = tuple(l for l in LAYERS if l.endswith('_pool'))
+CHANNELS: dict[str, int] = {
+    f'block{b}_{kind}': ch for b, n, ch in _BLOCKS
+    for kind in [f'conv{c}' for c in range(1, n + 1)] + ['pool']}
+# Spatial downsampling factor of each layer's output relative to the input.
+STRIDE: dict[str, int] = {
+    name: 2 ** (int(name[5]) - 1) * (2 if name.endswith('_pool') else 1) for name in LAYERS}
+
+CONV_IMPLS = ('direct', 'winograd2', 'winograd4')
+POOLINGS = ('max', 'avg')
+
+
+def _aliases() -> dict[str, str]:
+  table = {name: name for name in LAYERS}
+  for i, name in enumerate(CONV_LAYERS, start=1):
+    b, c = name[5], name[-1]
+    for alias in (f'conv{b}_{c}', f'relu{b}_{c}', f'conv_{i}', f'relu_{i}'):
+      table[alias] = name
+  for name in POOL_LAYERS:
+    b = name[5]
+    for alias in (f'pool{b}', f'pool_{b}'):
+      table[alias] = name
+  return table
+
+
+_ALIASES = _aliases()
+
+
+def canonical_layer(name: str) -> str:
+  """Returns the Keras name (``block4_conv2``) of any accepted spelling of a layer name."""
+  key = str(name).strip().lower()
+  if key in _ALIASES:
+    return _ALIASES[key]
+  raise ConfigError(
+      f'unknown VGG19 layer {name!r}; valid names are {", ".join(LAYERS)} '
+      '(or conv4_2 / relu4_2 / conv_10 / pool4 spellings)')
+
+
+def parse_layers(layers: str | Iterable[str] | None) -> tuple[str, ...]:
+  """Parses ``'conv1_1, conv2_1'`` or a sequence of names into canonical names (order kept)."""
+  if layers is None:
+    return ()
+  if isinstance(layers, str):
+    layers = [l for l in re.split(r'[,\s]+', layers) if l]
+  return tuple(canonical_layer(l) for l in layers)
+
+
+def layer_index(name: str) -> int:
+  return LAYERS.index(canonical_layer(name))
+
+
+def preprocess(images: jax.Array) -> jax.Array:
+  """RGB 0..255 -> Caffe input: BGR, minus the BGR mean pixel."""
+  return images[..., ::-1] - jnp.asarray(BGR_MEAN, images.dtype)
+
+
+def conv3x3(x: jax.Array, kernel: jax.Array, impl: str = 'direct') -> jax.Array:
+  """3x3 'SAME' stride-1 cross-correlation, NHWC x HWIO, by the chosen algorithm."""
+  if impl == 'direct':
+    return lax.conv_general_dilated(
+        x, kernel, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  if impl in ('winograd2', 'winograd4'):
+    from nst_jax import winograd  # pylint: disable=g-import-not-at-top
+    return winograd.conv3x3(x, kernel, tile=int(impl[-1]))
+  raise ConfigError(f'unknown conv_impl {impl!r}; choose one of {", ".join(CONV_IMPLS)}')
+
+
+def pool2x2(x: jax.Array, pooling: str) -> jax.Array:
+  """2x2 stride-2 pooling ('VALID': odd trailing rows/columns are dropped, as in Keras/Torch)."""
+  dims, strides = (1, 2, 2, 1), (1, 2, 2, 1)
+  if pooling == 'max':
+    return lax.reduce_window(x, -jnp.inf, lax.max, dims, strides, 'VALID')
+  if pooling == 'avg':
+    return lax.reduce_window(x, 0., lax.add, dims, strides, 'VALID') * 0.25
+  raise ConfigError(f'unknown pooling {pooling!r}; choose one of {", ".join(POOLINGS)}')
+
+
+class Conv3x3(nn.Module):
+  """A VGG conv layer: 3x3 kernel (HWIO, Keras layout), bias, 'SAME' padding."""
+  features: int
+  impl: str = 'direct'
+
+  @nn.compact
+  def __call__(self, x):
+    kernel = self.param('kernel', nn.initializers.lecun_normal(),
+                        (3, 3, x.shape[-1], self.features))
+    bias = self.param('bias', nn.initializers.zeros, (self.features,))
+    return conv3x3(x, kernel.astype(x.dtype), self.impl) + bias.astype(x.dtype)
+
+
+class VGG19(nn.Module):
+  """VGG19 feature extractor.
+
+  Attributes:
+    layers: canonical layer names to return (see :func:`parse_layers`).
+    pooling: 'max' (ImageNet training) or 'avg' (Gatys et al. 2015 recommend it for synthesis).
+    conv_impl: 'direct' (XLA convolution) or 'winograd2' / 'winograd4' (fewer FLOPs).
+  """
+  layers: tuple[str, ...]
+  pooling: str = 'max'
+  conv_impl: str = 'direct'
+
+  @nn.compact
+  def __call__(self, images: jax.Array) -> dict[str, jax.Array]:
+    """Maps RGB 0..255 NHWC images to ``{layer: post-ReLU activation}``."""
+    if not self.layers:
+      return {}
+    wanted = set(self.layers)
+    last = max(LAYERS.index(l) for l in wanted)
+    x = preprocess(images)
+    out = {}
+    for name in LAYERS[:last + 1]:
+      if name.endswith('_pool'):
+        x = pool2x2(x, self.pooling)
+      else:
+        # The RGB input layer gains nothing from Winograd (3 channels): keep it direct.
+        impl = 'direct' if name == 'block1_conv1' else self.conv_impl
+        x = nn.relu(Conv3x3(CHANNELS[name], impl, name=name)(x))
+      if name in wanted:
+        out[name] = x
+    return out
+
+
+@functools.partial(jax.jit, static_argnames=('layers', 'pooling', 'conv_impl'))
+def _extract(params, images, layers, pooling, conv_impl):
+  return VGG19(layers, pooling, conv_impl).apply({'params': params}, images)
+
+
+def features(params: Mapping, images: jax.Array, layers: Sequence[str], pooling: str = 'max',
+             conv_impl: str = 'direct') -> dict[str, jax.Array]:
+  """Unjitted, trace-friendly feature extraction with canonical layer names (for use inside jit)."""
+  return VGG19(tuple(layers), pooling, conv_impl).apply({'params': params}, images)
+
+
+def extract(params: Mapping, images, layers: str | Sequence[str], pooling: str = 'max',
+            conv_impl: str = 'direct') -> dict[str, jax.Array]:
+  """Returns ``{name: activation}`` of VGG19 for a float32 NHWC RGB 0..255 batch.
+
+  Args:
+    params: VGG19 params, e.g. from :func:`nst_jax.weights.load_vgg19`.
+    images: (N, H, W, 3) RGB in 0..255 (a single (H, W, 3) image is also accepted).
+    layers: layer names in any accepted spelling; the keys of the result are the names as given.
+    pooling: 'max' or 'avg'.
+    conv_impl: 'direct', 'winograd2' or 'winograd4'.
+  """
+  names = [l for l in re.split(r'[,\s]+', layers) if l] if isinstance(layers, str) else list(layers)
+  canon = parse_layers(names)
+  if pooling not in POOLINGS:
+    raise ConfigError(f'unknown pooling {pooling!r}; choose one of {", ".join(POOLINGS)}')
+  if conv_impl not in CONV_IMPLS:
+    raise ConfigError(f'unknown conv_impl {conv_impl!r}; choose one of {", ".join(CONV_IMPLS)}')
+  images = jnp.asarray(images, jnp.float32)
+  single = images.ndim == 3
+  if single:
+    images = images[None]
+  if images.ndim != 4 or images.shape[-1] != 3:
+    raise ConfigError(f'images must be (N, H, W, 3) RGB, got shape {tuple(images.shape)}')
+  out = _extract(params, images, tuple(dict.fromkeys(canon)), pooling, conv_impl)
+  return {n: (out[c][0] if single else out[c]) for n, c in zip(names, canon)}
