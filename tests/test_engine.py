@@ -1,0 +1,159 @@
+"""End-to-end style transfer with the real weights at small sizes: the style really moves,
+modes, the Python API, every preset, resume, NaN handling."""
+
+import json
+from pathlib import Path
+
+import jax.numpy as jnp
+import ml_collections
+from ml_collections import config_flags  # noqa: F401  (configs are plain python files)
+import numpy as np
+import pytest
+
+import nst_jax
+from nst_jax import config as config_lib, engine, runner
+from nst_jax.errors import ConfigError, NonFiniteLossError
+from conftest import IMAGES, ROOT, SHARED_H5
+
+PRESETS = ['gatys2015', 'keras_example', 'tf_tutorial', 'popart_portrait', 'texture_synthesis',
+           'content_reconstruction']
+
+
+def load_preset(name):
+  import importlib.util
+  spec = importlib.util.spec_from_file_location(name, ROOT / 'configs' / f'{name}.py')
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def _terms(problem, params, z):
+  return {k: float(v) for k, v in engine.terms(jnp.asarray(z, jnp.float32), params,
+                                               problem.targets, problem.weights,
+                                               spec=problem.spec).items()}
+
+
+def test_style_transfer_moves_image_toward_style(params):
+  from nst_jax import image_io
+  content = image_io.load_image(IMAGES / 'tubingen.jpg', size=96)
+  style = image_io.load_image(IMAGES / 'starry_night.jpg', size=96)
+  c = load_preset('gatys2015')
+  c.size, c.num_steps, c.log_every, c.init = 96, 60, 30, 'content'
+  problem = engine.build_problem(c, params, content, [style])
+  start = _terms(problem, params, problem.z0)
+  result = engine.optimize(problem, params, c.num_steps, c.log_every)
+  end = _terms(problem, params, result.image)
+  assert end['style'] < start['style'] / 10, (start, end)
+  # Content stays recognisable: its content loss stays below that of the painting itself, and
+  # the luminance still correlates strongly with the photo's (the painting's: ~0.38).
+  painting = image_io.resize_image(style, shape=(72, 96))
+  assert end['content'] < _terms(problem, params, painting)['content']
+  lum = lambda a: (a.astype(np.float64) @ [0.299, 0.587, 0.114]).ravel()
+  assert np.corrcoef(lum(result.image), lum(content))[0, 1] > 0.6
+  assert result.image.dtype == np.uint8 and result.image.shape == (72, 96, 3)
+  assert len(result.losses) == 60 and result.evals == 61
+  assert result.losses[-1] < result.losses[0]
+
+
+def test_content_reconstruction_from_noise(params, content_small):
+  c = load_preset('content_reconstruction')
+  c.size, c.num_steps, c.log_every, c.content_layers = 64, 30, 30, 'conv2_2'
+  problem = engine.build_problem(c, params, content_small, [])
+  start = _terms(problem, params, problem.z0)
+  end = _terms(problem, params, engine.optimize(problem, params, 30, 30).image)
+  assert problem.spec.style_layers == ()
+  assert end['content'] < start['content'] / 10 and end['style'] == 0.
+
+
+def test_texture_synthesis_from_noise(params, style_small):
+  c = load_preset('texture_synthesis')
+  c.size, c.num_steps, c.log_every = 64, 30, 30
+  problem = engine.build_problem(c, params, None, [style_small])
+  start = _terms(problem, params, problem.z0)
+  end = _terms(problem, params, engine.optimize(problem, params, 30, 30).image)
+  assert problem.spec.content_layers == ()
+  assert end['style'] < start['style'] / 10 and end['content'] == 0.
+
+
+def test_python_api_stylize(params, content_small, style_small):
+  out = nst_jax.stylize(content_small, style_small, params=params, size=32, num_steps=3,
+                        log_every=3)
+  assert out.dtype == np.uint8 and out.shape == (24, 32, 3)
+  two = nst_jax.stylize(content_small, [style_small, content_small], params=params, size=32,
+                        num_steps=2, log_every=2, style_blend_weights='0.7,0.3')
+  assert two.shape == (24, 32, 3)
+
+
+def test_init_modes(params, content_small, style_small):
+  c = config_lib.base_config()
+  c.size = 32
+  for init in ('content', 'noise', 'style', 'blend'):
+    c.init = init
+    z0 = np.asarray(engine.build_problem(c, params, content_small, [style_small]).z0)
+    assert z0.shape == (24, 32, 3) and z0.min() >= 0 and z0.max() <= 255
+  c.init = 'noise'
+  again = engine.build_problem(c, params, content_small, [style_small]).z0
+  c.seed = 1
+  other = engine.build_problem(c, params, content_small, [style_small]).z0
+  c.seed = 0
+  np.testing.assert_array_equal(again, engine.build_problem(c, params, content_small,
+                                                            [style_small]).z0)
+  assert not np.array_equal(again, other)
+  c.init = 'image'
+  with pytest.raises(ConfigError, match='init image'):
+    engine.build_problem(c, params, content_small, [style_small])
+
+
+@pytest.mark.parametrize('preset', PRESETS)
+def test_every_preset_runs_end_to_end(params, preset, tmp_path):
+  c = load_preset(preset)
+  c.content = str(IMAGES / 'tubingen.jpg') if c.mode != 'texture_synthesis' else ''
+  c.style = str(IMAGES / 'starry_night.jpg') if c.mode != 'content_reconstruction' else ''
+  c.size, c.num_steps, c.log_every = 32, 2, 2
+  c.output = str(tmp_path / 'out.png')
+  summary = runner.run(c, params=params, quiet=True)
+  assert (tmp_path / 'out.png').is_file()
+  saved = json.loads((tmp_path / 'out.json').read_text())
+  assert saved['steps'] == 2 and len(saved['loss_history']) == 2
+  assert saved['config']['optimizer']['name'] == c.optimizer.name
+  assert {'compile_s', 'run_s', 'wall_s', 's_per_step'} <= set(saved['timings'])
+  assert np.isfinite(summary['final']['total'])
+
+
+def test_intermediate_images_checkpoint_and_resume(params, tmp_path):
+  c = config_lib.base_config()
+  c.content, c.style = str(IMAGES / 'tubingen.jpg'), str(IMAGES / 'starry_night.jpg')
+  c.size, c.num_steps, c.log_every, c.save_every = 32, 4, 4, 2
+  c.output = str(tmp_path / 'a' / 'out.png')
+  runner.run(c, params=params, quiet=True)
+  assert sorted(p.name for p in (tmp_path / 'a').glob('out_step*.png')) == [
+      'out_step00002.png', 'out_step00004.png']
+  assert (tmp_path / 'a' / 'out.ckpt.npz').is_file()
+  assert not list((tmp_path / 'a').glob('.*'))  # no temp files left behind
+  # Extend the finished run by 2 steps; compare with an uninterrupted 6-step run.
+  c.num_steps, c.resume = 6, True
+  resumed = runner.run(c, params=params, quiet=True)
+  c2 = ml_collections.ConfigDict(c)
+  c2.resume, c2.save_every, c2.output = False, 0, str(tmp_path / 'b' / 'out.png')
+  straight = runner.run(c2, params=params, quiet=True)
+  assert resumed['steps'] == 6 and len(resumed['loss_history']) == 6
+  np.testing.assert_allclose(resumed['loss_history'], straight['loss_history'], rtol=1e-4)
+  # A checkpoint of another configuration is refused.
+  c.style_weight = 7.
+  with pytest.raises(ConfigError, match='different configuration'):
+    runner.run(c, params=params, quiet=True)
+
+
+def test_nan_loss_stops_with_last_good_image(params, tmp_path):
+  c = config_lib.base_config()
+  c.content, c.style = str(IMAGES / 'tubingen.jpg'), str(IMAGES / 'starry_night.jpg')
+  c.size, c.num_steps, c.log_every = 32, 4, 2
+  c.output = str(tmp_path / 'out.png')
+  c.optimizer.name, c.optimizer.learning_rate = 'adam', float('nan')
+  with pytest.raises(NonFiniteLossError, match='NaN/Inf'):
+    runner.run(c, params=params, quiet=True)
+  from nst_jax import image_io
+  saved = image_io.load_image(tmp_path / 'out.png')
+  want = image_io.resize_image(image_io.load_image(IMAGES / 'tubingen.jpg'), shape=(24, 32))
+  np.testing.assert_array_equal(saved, want)  # the initial (content) image: last finite one
+  assert 'NaN' in json.loads((tmp_path / 'out.json').read_text())['error']

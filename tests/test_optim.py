@@ -1,0 +1,143 @@
+"""Optimisers: the Torch-style L-BFGS against a NumPy transcription of torch.optim.LBFGS,
+schedules, pixel range, and every optimiser lowering the real style-transfer loss."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from nst_jax import config as config_lib, engine, optim
+from nst_jax.errors import ConfigError
+
+
+def _rosenbrockish(x):
+  # A smooth non-quadratic function of 6 variables with an ill-conditioned valley.
+  return jnp.sum(100. * (x[1:] - x[:-1] ** 2) ** 2 + (1. - x[:-1]) ** 2) + 0.5 * jnp.sum(x ** 2)
+
+
+def _torch_lbfgs_reference(f, x, steps, lr=1., m=100):
+  """torch.optim.LBFGS.step(max_iter=steps, line_search_fn=None, no tolerances), in NumPy."""
+  vg = jax.jit(jax.value_and_grad(f))
+  loss, g = map(np.asarray, vg(jnp.asarray(x)))
+  old_dirs, old_stps, ro = [], [], []
+  h_diag, d, t, prev_g, losses = 1., None, None, None, []
+  for n_iter in range(1, steps + 1):
+    if n_iter == 1:
+      d = -g
+      h_diag = 1.
+    else:
+      y = g - prev_g
+      s = d * t
+      ys = y @ s
+      if ys > 1e-10:
+        if len(old_dirs) == m:
+          old_dirs.pop(0); old_stps.pop(0); ro.pop(0)
+        old_dirs.append(y); old_stps.append(s); ro.append(1. / ys)
+        h_diag = ys / (y @ y)
+      q = -g
+      al = [None] * len(old_dirs)
+      for i in range(len(old_dirs) - 1, -1, -1):
+        al[i] = old_stps[i] @ q * ro[i]
+        q = q - al[i] * old_dirs[i]
+      d = r = q * h_diag
+      for i in range(len(old_dirs)):
+        be_i = old_dirs[i] @ r * ro[i]
+        r = r + old_stps[i] * (al[i] - be_i)
+      d = r
+    prev_g = g.copy()
+    t = min(1., 1. / np.abs(g).sum()) * lr if n_iter == 1 else lr
+    x = x + t * d
+    loss, g = map(np.asarray, vg(jnp.asarray(x)))
+    losses.append(float(loss))
+  return x, losses
+
+
+def _run(method_spec, f, x0, steps, hyper=None):
+  hyper = hyper or {k: jnp.asarray(v, jnp.float32) for k, v in dict(
+      learning_rate=1., decay_rate=1., b1=.9, b2=.999, eps=1e-8, momentum=0., rms_decay=.9).items()}
+  method = optim.make_method(method_spec)
+  vg = jax.value_and_grad(f)
+  state = method.init(jnp.asarray(x0, jnp.float32), hyper, vg)
+  step = jax.jit(lambda s: method.step(s, vg, f))
+  out = []
+  for _ in range(steps):
+    state, (loss, evals) = step(state)
+    out.append((float(loss), int(evals)))
+  return np.asarray(method.image(state)), out
+
+
+@pytest.mark.parametrize('history', [100, 3])
+def test_lbfgs_torch_matches_numpy_transcription_of_torch(history):
+  x0 = np.array([-1.2, 1., -0.5, 0.3, 2., 1.5], np.float32)
+  want_x, want_losses = _torch_lbfgs_reference(_rosenbrockish, x0.astype(np.float32), 25,
+                                               m=history)
+  spec = optim.MethodSpec('lbfgs_torch', history_size=history, lo=-1e9, hi=1e9)
+  got_x, got = _run(spec, _rosenbrockish, x0, 25)
+  np.testing.assert_allclose([l for l, _ in got], want_losses, rtol=2e-3)
+  np.testing.assert_allclose(got_x, want_x, rtol=2e-3, atol=1e-4)
+  assert all(e == 1 for _, e in got)  # no line search: one evaluation per step
+  assert want_losses[-1] < 0.1 * float(_rosenbrockish(x0))
+
+
+def test_lbfgs_torch_first_step_is_scaled_by_gradient_l1_norm():
+  f = lambda x: 0.5 * jnp.sum(jnp.square(x - 3.)) * 1000.
+  x0 = np.zeros(4, np.float32)
+  spec = optim.MethodSpec('lbfgs_torch', lo=-1e9, hi=1e9)
+  x1, _ = _run(spec, f, x0, 1)
+  g = 1000. * (x0 - 3.)
+  np.testing.assert_allclose(x1, x0 - min(1., 1. / np.abs(g).sum()) * g, rtol=1e-6)
+
+
+def test_optax_lbfgs_counts_line_search_evaluations():
+  x0 = np.array([-1.2, 1., -0.5, 0.3, 2., 1.5], np.float32)
+  spec = optim.MethodSpec('lbfgs', history_size=10, lo=-1e9, hi=1e9)
+  _, out = _run(spec, _rosenbrockish, x0, 15)
+  evals = [e for _, e in out]
+  assert all(e >= 1 for e in evals) and sum(evals) > 15  # first step + line-search trials
+  assert out[-1][0] < 0.1 * out[0][0]
+
+
+def test_exponential_schedule():
+  hyper = {'learning_rate': jnp.float32(100.), 'decay_rate': jnp.float32(0.96)}
+  smooth = optim.MethodSpec('sgd', 'exponential', decay_steps=100)
+  stair = smooth._replace(staircase=True)
+  np.testing.assert_allclose(optim.learning_rate_at(150, hyper, smooth), 100 * 0.96 ** 1.5,
+                             rtol=1e-6)
+  np.testing.assert_allclose(optim.learning_rate_at(150, hyper, stair), 96., rtol=1e-6)
+  np.testing.assert_allclose(optim.learning_rate_at(150, hyper, smooth._replace(
+      schedule='constant')), 100., rtol=1e-6)
+
+
+def test_pixels_stay_in_range():
+  f = lambda x: -jnp.sum(x ** 3)  # pushes every pixel up without bound
+  spec = optim.MethodSpec('sgd', lo=0., hi=255.)
+  x, _ = _run(spec, f, np.full((4, 4, 3), 100., np.float32), 3)
+  assert x.max() == 255. and x.min() >= 0.
+
+
+def test_unknown_optimizer_and_schedule():
+  c = config_lib.base_config().optimizer
+  c.name = 'adagrad'
+  with pytest.raises(ConfigError, match='unknown optimizer'):
+    optim.spec_and_hyper(c)
+  c.name, c.schedule = 'adam', 'cosine'
+  with pytest.raises(ConfigError, match='unknown schedule'):
+    optim.spec_and_hyper(c)
+
+
+@pytest.mark.parametrize('name, lr, schedule', [
+    ('lbfgs_torch', 1., 'constant'), ('lbfgs', 1., 'constant'), ('adam', 10., 'exponential'),
+    ('sgd', 1e-9, 'exponential'), ('rmsprop', 5., 'constant'), ('nadam', 10., 'constant')])
+def test_every_optimizer_lowers_the_style_transfer_loss(params, content_small, style_small, name,
+                                                        lr, schedule):
+  c = config_lib.base_config()
+  c.size, c.num_steps, c.log_every = 32, 6, 6
+  c.optimizer.name, c.optimizer.learning_rate, c.optimizer.schedule = name, lr, schedule
+  c.optimizer.decay_steps = 2
+  problem = engine.build_problem(c, params, content_small, [style_small])
+  result = engine.optimize(problem, params, c.num_steps, c.log_every)
+  first = float(engine.terms(problem.z0, params, problem.targets, problem.weights,
+                             spec=problem.spec)['total'])
+  assert result.terms[-1]['total'] < 0.8 * first, (name, first, result.terms[-1])
+  assert result.evals >= c.num_steps

@@ -1,0 +1,85 @@
+"""VGG19 port: activations against an independent PyTorch VGG19, layer names, pooling."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from nst_jax import vgg
+from nst_jax.errors import ConfigError
+from conftest import REFERENCE
+
+
+def test_matches_independent_reference_at_every_layer(params):
+  ref = np.load(REFERENCE)
+  image = ref['image_rgb_uint8'].astype(np.float32)
+  out = vgg.extract(params, image[None], vgg.LAYERS, pooling='max')
+  for layer in vgg.LAYERS:
+    got, want = np.asarray(out[layer][0]), ref[layer]
+    assert got.shape == want.shape, layer
+    rel = np.linalg.norm(got - want) / np.linalg.norm(want)
+    assert rel < 1e-5, f'{layer}: relative L2 error {rel:.2e}'
+
+
+@pytest.mark.parametrize('alias, canonical', [
+    ('block4_conv2', 'block4_conv2'), ('conv4_2', 'block4_conv2'), ('relu4_2', 'block4_conv2'),
+    ('conv_10', 'block4_conv2'), ('relu_1', 'block1_conv1'), ('conv_16', 'block5_conv4'),
+    ('pool3', 'block3_pool'), ('pool_5', 'block5_pool'), (' CONV1_1 ', 'block1_conv1')])
+def test_layer_aliases(alias, canonical):
+  assert vgg.canonical_layer(alias) == canonical
+
+
+@pytest.mark.parametrize('bad', ['conv6_1', 'conv_17', 'relu0_1', 'fc7', ''])
+def test_unknown_layer_lists_valid_names(bad):
+  with pytest.raises(ConfigError, match='valid names are block1_conv1'):
+    vgg.canonical_layer(bad)
+
+
+def test_extract_keys_are_names_as_given_and_alias_spellings_agree(params, content_small):
+  out = vgg.extract(params, content_small.astype(np.float32), ['conv3_1', 'block3_conv1',
+                                                              'relu_5'])
+  assert set(out) == {'conv3_1', 'block3_conv1', 'relu_5'}
+  np.testing.assert_array_equal(out['conv3_1'], out['relu_5'])
+  h, w = content_small.shape[:2]
+  assert out['conv3_1'].shape == (h // 4, w // 4, 256)
+
+
+def test_stops_at_deepest_requested_layer(params, content_small):
+  # Only block1 params given: asking for block1 layers must not touch deeper layers.
+  block1 = {k: v for k, v in params.items() if k.startswith('block1')}
+  out = vgg.extract(block1, content_small[None].astype(np.float32), 'block1_conv2')
+  assert out['block1_conv2'].shape[-1] == 64
+
+
+def test_preprocessing_happens_inside(params):
+  # A mid-grey RGB image: the first conv sees BGR minus the mean pixel.
+  image = np.full((1, 8, 8, 3), 120., np.float32)
+  image[..., 0] = 200.  # red
+  x = np.asarray(vgg.preprocess(jnp.asarray(image)))
+  np.testing.assert_allclose(x[0, 0, 0], [120 - 103.939, 120 - 116.779, 200 - 123.68], rtol=1e-6)
+
+
+def test_average_and_max_pooling(params):
+  x = jnp.arange(2 * 5 * 4 * 1, dtype=jnp.float32).reshape(2, 5, 4, 1)
+  mx = np.asarray(vgg.pool2x2(x, 'max'))
+  av = np.asarray(vgg.pool2x2(x, 'avg'))
+  xn = np.asarray(x)[:, :4]  # the odd last row is dropped ('VALID')
+  blocks = xn.reshape(2, 2, 2, 2, 2, 1)
+  np.testing.assert_allclose(mx, blocks.max(axis=(2, 4)))
+  np.testing.assert_allclose(av, blocks.mean(axis=(2, 4)))
+  with pytest.raises(ConfigError):
+    vgg.pool2x2(x, 'median')
+
+
+def test_avg_pooling_changes_deep_features_only_after_first_pool(params, content_small):
+  img = content_small[None].astype(np.float32)
+  a = vgg.extract(params, img, ['conv1_2', 'conv2_1'], pooling='avg')
+  m = vgg.extract(params, img, ['conv1_2', 'conv2_1'], pooling='max')
+  np.testing.assert_array_equal(a['conv1_2'], m['conv1_2'])
+  assert not np.allclose(a['conv2_1'], m['conv2_1'])
+
+
+def test_bad_arguments(params):
+  with pytest.raises(ConfigError, match='pooling'):
+    vgg.extract(params, np.zeros((1, 8, 8, 3)), 'conv1_1', pooling='min')
+  with pytest.raises(ConfigError, match='RGB'):
+    vgg.extract(params, np.zeros((1, 8, 8, 4)), 'conv1_1')
