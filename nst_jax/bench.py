@@ -1,0 +1,117 @@
+"""Benchmarks: the jitted objective evaluation, and (``--sweep=K``) batched sweeps.
+
+  python -m nst_jax.bench --content=../shared/images/tubingen.jpg \
+      --style=../shared/images/starry_night.jpg --size=256 --steps=15
+
+One evaluation is what every optimiser step costs: the VGG19 forward pass to the deepest
+requested layer plus the gradient of the full objective (content + Gram style + TV) w.r.t. the
+image. ``--steps`` evaluations run inside one jitted ``lax.scan`` (as in real runs: no host
+round-trip per step); the best of ``--repeats`` timings is reported. The last line printed is one
+JSON object with ``HxW``, ``seconds_per_eval``, ``compile_s``, ``peak_rss_mb``, ``gflop_per_eval``
+(XLA's cost analysis of one evaluation) and ``gflop_per_s``.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+
+from absl import app
+from absl import flags
+import jax
+import jax.numpy as jnp
+from jax import lax
+import numpy as np
+
+from nst_jax import config as config_lib, engine, image_io, objective, weights
+
+_CONTENT = flags.DEFINE_string('content', '../shared/images/tubingen.jpg', 'Content image.')
+_STYLE = flags.DEFINE_string('style', '../shared/images/starry_night.jpg', 'Style image.')
+_SIZE = flags.DEFINE_integer('size', 256, 'Longest side of the image (px).')
+_STEPS = flags.DEFINE_integer('steps', 15, 'Evaluations per timed scan.')
+_REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed repetitions; the best is reported.')
+_CONV = flags.DEFINE_string('conv_impl', 'direct', 'direct | winograd2 | winograd4')
+_POOLING = flags.DEFINE_string('pooling', 'max', 'max | avg')
+_CONTENT_LAYERS = flags.DEFINE_string('content_layers', 'conv4_2', 'Content layers.')
+_STYLE_LAYERS = flags.DEFINE_string('style_layers', 'conv1_1,conv2_1,conv3_1,conv4_1,conv5_1',
+                                    'Style layers.')
+_WEIGHTS = flags.DEFINE_string('weights', None, 'VGG19 weights (.h5/.npz).')
+_SWEEP = flags.DEFINE_integer('sweep', 0, 'If > 0: configs/s of a batch of K vs K sequential runs.')
+
+
+def peak_rss_mb() -> float:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.
+
+
+def cost_flops(compiled) -> float:
+  """FLOPs of a compiled XLA program from its cost analysis (0 if unavailable)."""
+  try:
+    cost = compiled.cost_analysis()
+    if isinstance(cost, (list, tuple)):
+      cost = cost[0]
+    return float(cost.get('flops', 0.))
+  except Exception:  # pylint: disable=broad-except
+    return 0.
+
+
+def bench_eval(content, style, size, steps, repeats=3, conv_impl='direct', pooling='max',
+               content_layers='conv4_2', style_layers='conv1_1,conv2_1,conv3_1,conv4_1,conv5_1',
+               params=None) -> dict:
+  """Times one objective evaluation (forward + gradient to the image) at ``size`` px."""
+  params = params if params is not None else weights.load_vgg19()
+  c = config_lib.base_config()
+  c.size, c.conv_impl, c.pooling, c.tv_weight = size, conv_impl, pooling, 1e-3
+  c.content_layers, c.style_layers = content_layers, style_layers
+  problem = engine.build_problem(c, params, content, [style])
+  args = (params, problem.targets, problem.weights)
+  spec = problem.spec
+
+  def one_eval(z, params, targets, weights_):
+    return jax.value_and_grad(objective.objective)(z, params, targets, weights_, spec)
+
+  def scan_evals(z, params, targets, weights_):
+    def body(z, _):
+      loss, g = one_eval(z, params, targets, weights_)
+      return z - 1e-12 * g, loss  # a data dependency between steps, as in optimisation
+    return lax.scan(body, z, None, length=steps)
+
+  t0 = time.perf_counter()
+  compiled = jax.jit(scan_evals).lower(problem.z0, *args).compile()
+  compile_s = time.perf_counter() - t0
+  flops = cost_flops(jax.jit(one_eval).lower(problem.z0, *args).compile())
+  times = []
+  for _ in range(repeats):
+    t = time.perf_counter()
+    jax.block_until_ready(compiled(problem.z0, *args))
+    times.append((time.perf_counter() - t) / steps)
+  best = min(times)
+  h, w = problem.shape
+  return {'HxW': f'{h}x{w}', 'seconds_per_eval': round(best, 4),
+          'median_seconds_per_eval': round(float(np.median(times)), 4),
+          'compile_s': round(compile_s, 2), 'peak_rss_mb': round(peak_rss_mb(), 1),
+          'gflop_per_eval': round(flops / 1e9, 2),
+          'gflop_per_s': round(flops / 1e9 / best, 1) if flops else None,
+          'conv_impl': conv_impl, 'pooling': pooling, 'steps': steps,
+          'device': str(jax.devices()[0]), 'backend': jax.default_backend()}
+
+
+def main(argv):
+  del argv
+  content = image_io.load_image(_CONTENT.value)
+  style = image_io.load_image(_STYLE.value)
+  params = weights.load_vgg19(_WEIGHTS.value)
+  if _SWEEP.value > 0:
+    from nst_jax import sweep  # pylint: disable=g-import-not-at-top
+    result = sweep.run_sweep_bench(_SWEEP.value, _SIZE.value, _STEPS.value, content, style,
+                                   params=params)
+  else:
+    result = bench_eval(content, style, _SIZE.value, _STEPS.value, _REPEATS.value, _CONV.value,
+                        _POOLING.value, _CONTENT_LAYERS.value, _STYLE_LAYERS.value, params)
+  print(json.dumps(result))
+  sys.stdout.flush()
+
+
+if __name__ == '__main__':
+  app.run(main)
