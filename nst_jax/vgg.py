@@ -111,6 +111,21 @@ def pool2x2(x: jax.Array, pooling: str) -> jax.Array:
   raise ConfigError(f'unknown pooling {pooling!r}; choose one of {", ".join(POOLINGS)}')
 
 
+def layer_conv_impl(layer: str, conv_impl: str) -> str:
+  """The algorithm a layer actually uses under the network-wide ``conv_impl`` choice.
+
+  Measured on a 2-core CPU (see README, Performance): Winograd's transforms are memory-bound,
+  so block 1 (full resolution, 3 or 64 channels) is faster direct; F(4x4,3x3) only pays on the
+  128/256-channel blocks 2-3 and loses to F(2x2,3x3) on 512 channels.
+  """
+  block = int(layer[5])
+  if conv_impl == 'direct' or block == 1:
+    return 'direct'
+  if conv_impl == 'winograd4' and block >= 4:
+    return 'winograd2'
+  return conv_impl
+
+
 class Conv3x3(nn.Module):
   """A VGG conv layer: 3x3 kernel (HWIO, Keras layout), bias, 'SAME' padding."""
   features: int
@@ -149,9 +164,8 @@ class VGG19(nn.Module):
       if name.endswith('_pool'):
         x = pool2x2(x, self.pooling)
       else:
-        # The RGB input layer gains nothing from Winograd (3 channels): keep it direct.
-        impl = 'direct' if name == 'block1_conv1' else self.conv_impl
-        x = nn.relu(Conv3x3(CHANNELS[name], impl, name=name)(x))
+        x = nn.relu(Conv3x3(CHANNELS[name], layer_conv_impl(name, self.conv_impl),
+                            name=name)(x))
       if name in wanted:
         out[name] = x
     return out

@@ -157,3 +157,16 @@ def test_nan_loss_stops_with_last_good_image(params, tmp_path):
   want = image_io.resize_image(image_io.load_image(IMAGES / 'tubingen.jpg'), shape=(24, 32))
   np.testing.assert_array_equal(saved, want)  # the initial (content) image: last finite one
   assert 'NaN' in json.loads((tmp_path / 'out.json').read_text())['error']
+
+
+def test_winograd_keeps_the_result(params, content_small, style_small):
+  """The faster conv algorithms are a config choice that keeps final losses within 1%."""
+  finals = {}
+  for impl in ('direct', 'winograd2', 'winograd4'):
+    c = config_lib.base_config()
+    c.size, c.num_steps, c.log_every, c.conv_impl = 64, 20, 20, impl
+    c.optimizer.name, c.optimizer.learning_rate = 'adam', 5.
+    problem = engine.build_problem(c, params, content_small, [style_small])
+    finals[impl] = engine.optimize(problem, params, 20, 20).terms[-1]['total']
+  for impl in ('winograd2', 'winograd4'):
+    assert abs(finals[impl] - finals['direct']) < 0.01 * finals['direct'], finals

@@ -83,3 +83,22 @@ def test_bad_arguments(params):
     vgg.extract(params, np.zeros((1, 8, 8, 3)), 'conv1_1', pooling='min')
   with pytest.raises(ConfigError, match='RGB'):
     vgg.extract(params, np.zeros((1, 8, 8, 4)), 'conv1_1')
+
+
+@pytest.mark.parametrize('impl', ['winograd2', 'winograd4'])
+def test_winograd_network_matches_direct(params, impl):
+  ref = np.load(REFERENCE)
+  image = ref['image_rgb_uint8'].astype(np.float32)[None]
+  layers = ['conv2_1', 'conv3_2', 'conv4_2', 'conv5_1']
+  got = vgg.extract(params, image, layers, conv_impl=impl)
+  for layer in layers:
+    want = ref[vgg.canonical_layer(layer)]
+    rel = np.linalg.norm(np.asarray(got[layer][0]) - want) / np.linalg.norm(want)
+    assert rel < 2e-5, f'{impl} {layer}: relative L2 error {rel:.2e}'
+
+
+def test_layer_conv_impl_policy():
+  assert vgg.layer_conv_impl('block1_conv2', 'winograd2') == 'direct'
+  assert vgg.layer_conv_impl('block3_conv1', 'winograd4') == 'winograd4'
+  assert vgg.layer_conv_impl('block5_conv1', 'winograd4') == 'winograd2'
+  assert vgg.layer_conv_impl('block5_conv1', 'direct') == 'direct'
