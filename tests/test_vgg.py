@@ -1,5 +1,6 @@
 """VGG19 port: activations against an independent PyTorch VGG19, layer names, pooling."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -102,3 +103,18 @@ def test_layer_conv_impl_policy():
   assert vgg.layer_conv_impl('block3_conv1', 'winograd4') == 'winograd4'
   assert vgg.layer_conv_impl('block5_conv1', 'winograd4') == 'winograd2'
   assert vgg.layer_conv_impl('block5_conv1', 'direct') == 'direct'
+
+
+def test_direct_conv_custom_gradient_equals_autodiff():
+  from jax import lax
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(2, 7, 6, 5)), jnp.float32)
+  k = jnp.asarray(rng.normal(size=(3, 3, 5, 4)), jnp.float32)
+  ref = lambda x, k: lax.conv_general_dilated(x, k, (1, 1), 'SAME',
+                                              dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  ct = jnp.asarray(rng.normal(size=(2, 7, 6, 4)), jnp.float32)
+  want = jax.vjp(ref, x, k)[1](ct)
+  got = jax.vjp(lambda x, k: vgg.conv3x3(x, k, 'direct'), x, k)[1](ct)
+  np.testing.assert_allclose(vgg.conv3x3(x, k), ref(x, k), rtol=1e-6, atol=1e-5)
+  for g, w in zip(got, want):
+    np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-4)
