@@ -19,7 +19,7 @@ import ml_collections
 import numpy as np
 
 from nst_jax import config as config_lib
-from nst_jax import image_io, losses, objective, optim, vgg
+from nst_jax import controls, image_io, losses, objective, optim, vgg
 from nst_jax.errors import ConfigError, NonFiniteLossError
 
 
@@ -64,6 +64,18 @@ def validate(config: ml_collections.ConfigDict) -> None:
                         ('loss_norm', losses.LOSS_NORMS), ('tv_type', losses.TV_TYPES)):
     if c[what] not in allowed:
       raise ConfigError(f'unknown {what} {c[what]!r}; choose one of {", ".join(allowed)}')
+  for what, allowed in (('color_control', controls.COLOR_CONTROLS),
+                        ('color_match_mode', controls.COLOR_MATCH_MODES),
+                        ('layer_weighting', config_lib.LAYER_WEIGHTINGS)):
+    if c.get(what, allowed[0]) not in allowed:
+      raise ConfigError(f'unknown {what} {c[what]!r}; choose one of {", ".join(allowed)}')
+  if c.get('stages') and c.height and c.width:
+    raise ConfigError('stages set the longest side per stage; use them without height/width')
+  controls.parse_stages(c.get('stages', ''))
+  if sum(bool(c.get(f)) for f in ('mask', 'masks', 'labels')) > 1:
+    raise ConfigError('give only one of mask, masks and labels')
+  if c.get('scale_mix_layer'):
+    vgg.canonical_layer(c.scale_mix_layer)
   optim.spec_and_hyper(c.optimizer, c.image_range)
   make_spec(c)
 
@@ -80,9 +92,12 @@ def make_spec(config) -> objective.Spec:
     content_layers = ()
   if not content_layers and not style_layers:
     raise ConfigError('no content or style layers: nothing to optimise')
+  chain = bool(config.get('chain', False)) and bool(style_layers)
+  if chain and len(style_layers) < 2:
+    raise ConfigError('chain (correlation chain) needs at least two style layers')
   return objective.Spec(content_layers, style_layers, config.pooling, config.conv_impl,
                         config.loss_norm, config.tv_type, float(config.image_range),
-                        use_tv=float(config.tv_weight) != 0.)
+                        use_tv=float(config.tv_weight) != 0., chain=chain)
 
 
 def output_shape(config, content: Optional[np.ndarray], styles: Sequence[np.ndarray]):
@@ -105,35 +120,129 @@ class Problem:
   targets: objective.Targets
   z0: jax.Array
   shape: tuple[int, int]
+  content: Optional[np.ndarray] = None  # uint8 content at `shape`, for colour post-processing
+  color_control: str = 'none'
+
+
+def _regions(shape, content, styles, masks, style_masks):
+  """Region masks (R, H, W), their styles, style masks and the held pixels (or None)."""
+  if masks is None or len(masks) == 0:
+    if any(s is None for s in styles):
+      raise ConfigError("a 'none' style marks an unstyled region: it needs masks")
+    return None, list(styles), style_masks, None
+  if content is None:
+    raise ConfigError('spatial control (masks) needs a content image')
+  if len(masks) > 1 and len(masks) != len(styles):
+    raise ConfigError(f'{len(masks)} masks need one style image each (or "none" for an '
+                      f'unstyled region), got {len(styles)} style images')
+  region = controls.prepare_masks(masks, shape)
+  if len(masks) == 1:
+    if any(s is None for s in styles):
+      raise ConfigError("a 'none' style marks an unstyled region among several masks")
+    styled, styles_kept, smasks = region, list(styles), style_masks
+  else:
+    keep = [i for i, s in enumerate(styles) if s is not None]
+    if not keep:
+      raise ConfigError('every region is unstyled: give at least one style image')
+    styled, styles_kept = region[keep], [styles[i] for i in keep]
+    smasks = None if style_masks is None else [style_masks[i] for i in keep]
+  hold = controls.hold_mask(styled)
+  return styled, styles_kept, smasks, (hold if hold.max() > 1e-3 else None)
+
+
+def _check_size(spec: objective.Spec, shape, what: str) -> None:
+  """Every used layer needs at least one position (VGG pools 'VALID')."""
+  if not spec.layers:
+    return
+  deepest = max(spec.layers, key=lambda l: vgg.STRIDE[l])
+  if min(shape) < vgg.STRIDE[deepest]:
+    raise ConfigError(f'{what} is {shape[0]}x{shape[1]} px, too small for {deepest}: its shorter '
+                      f'side needs at least {vgg.STRIDE[deepest]} px (raise size or use '
+                      'shallower layers)')
 
 
 def build_problem(config, params: Mapping, content: Optional[np.ndarray],
-                  styles: Sequence[np.ndarray], init_image: Optional[np.ndarray] = None,
-                  ) -> Problem:
-  """Resizes the uint8 RGB inputs per the config, computes targets and the initial image."""
+                  styles: Sequence[Optional[np.ndarray]], init_image: Optional[np.ndarray] = None,
+                  masks: Optional[Sequence[np.ndarray]] = None,
+                  style_masks: Optional[Sequence[Optional[np.ndarray]]] = None) -> Problem:
+  """Resizes the uint8 RGB inputs per the config, computes targets and the initial image.
+
+  Args:
+    config: a config (see :mod:`nst_jax.config`).
+    params: VGG19 params.
+    content: (H, W, 3) uint8 content image (None for texture synthesis).
+    styles: uint8 style images; with several masks a None entry marks an unstyled region.
+    init_image: starting image for ``init='image'``.
+    masks: optional float (H, W) region masks in [0, 1] of any size (resized to the output):
+      one mask with any number of styles (blended) or one mask per style. Pixels no styled
+      region covers are held to the content (``config.preserve``, ``config.preserve_weight``).
+    style_masks: optional per-style masks (or None entries) selecting part of each style image.
+  """
   validate(config)
   spec = make_spec(config)
+  styles = list(styles)
+  real_styles = [s for s in styles if s is not None]
   needs_content = bool(spec.content_layers) or config.init in ('content', 'blend')
   if needs_content and content is None:
     raise ConfigError(f'mode={config.mode} with init={config.init} needs a content image')
-  if spec.style_layers and not styles:
+  if spec.style_layers and not real_styles:
     raise ConfigError(f'mode={config.mode} needs at least one style image')
-  shape = output_shape(config, content, styles)
+  if style_masks is not None and len(style_masks) != len(styles):
+    raise ConfigError(f'{len(style_masks)} style masks for {len(styles)} style images')
+  shape = output_shape(config, content, real_styles)
   content_r = None if content is None else image_io.resize_image(content, shape=shape)
+  region, styles, style_masks, hold = _regions(shape, content_r, styles, masks, style_masks)
   longest = max(1, round(max(shape) * float(config.style_scale)))
   styles_r = [image_io.resize_image(s, size=longest) for s in styles]
+  _check_size(spec, shape, 'the output')
+  for s in styles_r:
+    _check_size(spec, s.shape[:2], 'a style image (after style_scale)')
+  smasks_r = None if style_masks is None else [
+      None if m is None else controls.prepare_masks([m], s.shape[:2], [f'style mask {i + 1}'])[0]
+      for i, (m, s) in enumerate(zip(style_masks, styles_r))]
   blend = _floats(config.style_blend_weights, 'style_blend_weights')
   if blend is not None and len(blend) != len(styles):
     raise ConfigError(f'{len(blend)} style_blend_weights for {len(styles)} style images')
-  targets = objective.compute_targets(params, spec, content_r, styles_r, blend)
+  if config.get('scale_mix_layer'):
+    if len(styles) != 2 or region is not None and len(region) > 1 or blend is not None:
+      raise ConfigError('scale_mix_layer mixes exactly two style images (coarse, fine), without '
+                        'style_blend_weights or several masks')
+    src = controls.scale_mix_sources(spec.style_layers, config.scale_mix_layer)
+    blend = np.array([[float(s == i) for s in src] for i in range(2)], np.float32)
+  color = config.get('color_control', 'none')
+  content_in, styles_in = content_r, styles_r
+  if color == 'luminance' and content_r is not None:
+    content_in, styles_in = controls.luminance_inputs(content_r, styles_r)
+    content_in, styles_in = np.asarray(content_in), [np.asarray(s) for s in styles_in]
+  elif color == 'luminance':
+    styles_in = [np.asarray(controls.gray3(controls.rgb_to_yiq(s)[..., 0])) for s in styles_r]
+  elif color == 'match_style' and content_r is not None:
+    styles_in = [np.asarray(controls.match_color(s, content_r, config.color_match_mode))
+                 for s in styles_r]
+  preserve, preserve_weight = bool(config.get('preserve', True)), float(
+      config.get('preserve_weight', 0.))
+  if hold is not None and not (preserve or preserve_weight):
+    hold = None
+  spec = spec._replace(project=hold is not None and preserve,
+                       use_hold=hold is not None and preserve_weight != 0.)
+  targets = objective.compute_targets(params, spec, content_in, styles_in, blend, region,
+                                      smasks_r, hold)
+  content_w = _layer_weights(config.content_layer_weights, spec.content_layers,
+                             'content_layer_weights')
+  style_w = _layer_weights(config.style_layer_weights, spec.style_layers, 'style_layer_weights')
+  if config.get('layer_weighting', 'uniform') == 'geometric':
+    base = float(config.geometric_base)
+    content_w = content_w or objective.geometric_layer_weights(spec.content_layers, base, True)
+    style_w = style_w or objective.geometric_layer_weights(spec.style_layers, base)
   weights = objective.make_weights(
-      spec, config.content_weight, config.style_weight, config.tv_weight,
-      _layer_weights(config.content_layer_weights, spec.content_layers, 'content_layer_weights'),
-      _layer_weights(config.style_layer_weights, spec.style_layers, 'style_layer_weights'),
-      config.loss_scale)
+      spec, config.content_weight, config.style_weight, config.tv_weight, content_w, style_w,
+      config.loss_scale, config.get('gram_shift', 0.), preserve_weight)
   mspec, hyper = optim.spec_and_hyper(config.optimizer, config.image_range)
-  z0 = objective.from_image(initial_image(config, shape, content_r, styles_r, init_image), spec)
-  return Problem(spec, mspec, weights, hyper, targets, z0, shape)
+  start = initial_image(config, shape, content_in, styles_in, init_image)
+  if color == 'luminance':
+    start = np.asarray(controls.gray3(controls.rgb_to_yiq(start)[..., 0]))
+  z0 = objective.from_image(start, spec)
+  return Problem(spec, mspec, weights, hyper, targets, z0, shape, content_r, color)
 
 
 def initial_image(config, shape, content, styles, init_image=None) -> np.ndarray:
@@ -141,7 +250,7 @@ def initial_image(config, shape, content, styles, init_image=None) -> np.ndarray
   noise = lambda: np.asarray(jax.random.uniform(jax.random.PRNGKey(config.seed), (*shape, 3),
                                                 jnp.float32, 0., 255.))
   if config.init == 'content':
-    return content.astype(np.float32)
+    return np.asarray(content, np.float32)
   if config.init == 'noise':
     return noise()
   if config.init == 'style':
@@ -151,7 +260,7 @@ def initial_image(config, shape, content, styles, init_image=None) -> np.ndarray
       raise ConfigError("init='image' needs an init image (config.init_image)")
     return image_io.resize_image(init_image, shape=shape).astype(np.float32)
   r = float(config.init_noise_ratio)
-  return (1. - r) * content.astype(np.float32) + r * noise()
+  return (1. - r) * np.asarray(content, np.float32) + r * noise()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -245,7 +354,7 @@ def optimize(problem: Problem, params: Mapping, num_steps: int, chunk: int = 50,
       err = NonFiniteLossError(
           f'the loss became NaN/Inf at step {bad}; stopped, keeping the image of step {step}. '
           'Lower the learning rate or the loss weights (or raise loss_scale for L-BFGS).')
-      err.image, err.step = image_io.to_uint8(objective.to_image(last_good, p.spec)), step
+      err.image, err.step = render(p, last_good), step
       raise err
     step += n
     last_good = z
@@ -260,7 +369,7 @@ def optimize(problem: Problem, params: Mapping, num_steps: int, chunk: int = 50,
   timings['total_s'] = time.perf_counter() - t0
   steps_run = step - start_step
   timings['s_per_step'] = timings['run_s'] / steps_run if steps_run else 0.
-  image = image_io.to_uint8(objective.to_image(last_good, p.spec))
+  image = render(p, last_good)
   return Result(image, hist['losses'], hist['evals'], step, hist['terms'], timings, state)
 
 
@@ -268,19 +377,53 @@ def state_image(state, problem: Problem):
   return optim.make_method(problem.mspec).image(state)
 
 
+def render(problem: Problem, z) -> np.ndarray:
+  """The uint8 RGB result of an optimiser-domain image: held pixels composed from the content,
+  and the content's chroma put back for ``color_control`` luminance / original_colors."""
+  x = objective.compose(jnp.asarray(z), problem.targets, problem.spec)
+  image = image_io.to_uint8(np.asarray(objective.to_image(x, problem.spec)))
+  if problem.color_control in ('luminance', 'original_colors') and problem.content is not None:
+    image = controls.original_colors(image, problem.content)
+  return image
+
+
+def stage_configs(config) -> list[ml_collections.ConfigDict]:
+  """One config per coarse-to-fine stage (``config.stages``), or ``[config]`` without stages.
+
+  Each stage sets ``size`` and ``num_steps``; stages after the first start from the previous
+  stage's result (``init='image'``, upsampled by the problem builder).
+  """
+  stages = controls.parse_stages(config.get('stages', ''))
+  if not stages:
+    return [config]
+  out = []
+  for i, (size, steps) in enumerate(stages):
+    c = ml_collections.ConfigDict(config.to_dict())
+    c.size, c.num_steps, c.stages = size, steps, ''
+    if i:
+      c.init = 'image'
+    out.append(c)
+  return out
+
+
 def stylize(content: Optional[np.ndarray], style, config: Optional[ml_collections.ConfigDict]
             = None, params: Optional[Mapping] = None, init_image: Optional[np.ndarray] = None,
-            **overrides) -> np.ndarray:
+            mask=None, masks=None, style_masks=None, **overrides) -> np.ndarray:
   """Stylizes a uint8 RGB content image with one or more uint8 RGB style images.
 
   Args:
     content: (H, W, 3) uint8 RGB (None for texture synthesis).
     style: one (H, W, 3) uint8 RGB array or a list of them (blended by
-      ``config.style_blend_weights``).
+      ``config.style_blend_weights``, or one per mask; None marks an unstyled region).
     config: a config from ``configs/`` (default: :func:`nst_jax.config.base_config`).
     params: VGG19 params (default: :func:`nst_jax.weights.load_vgg19`).
     init_image: starting image for ``init='image'``.
-    **overrides: config fields to override, e.g. ``size=256, num_steps=100``.
+    mask: one (H, W) float mask in [0, 1] (white = styled, black = kept from the content).
+    masks: a list of such masks, one per style image (several regions).
+    style_masks: per style image, a mask (or None) selecting the part of it to use.
+    **overrides: config fields to override, e.g. ``size=256, num_steps=100,
+      color_control='luminance', stages='128:100,256:50'``. Mask files named in the config
+      (``mask``, ``masks``, ``labels``, ``style_masks``) are read when no arrays are given.
 
   Returns:
     The result as a (H, W, 3) uint8 RGB array.
@@ -293,9 +436,19 @@ def stylize(content: Optional[np.ndarray], style, config: Optional[ml_collection
   styles = [] if style is None else ([style] if isinstance(style, np.ndarray) and style.ndim == 3
                                      else list(style))
   content = None if content is None else _as_rgb_uint8(content)
-  styles = [_as_rgb_uint8(s) for s in styles]
-  problem = build_problem(config, params, content, styles, init_image)
-  return optimize(problem, params, config.num_steps, config.log_every).image
+  styles = [None if s is None else _as_rgb_uint8(s) for s in styles]
+  if mask is not None and masks is not None:
+    raise ConfigError('give mask or masks, not both')
+  masks = [mask] if mask is not None else masks
+  if masks is None or style_masks is None:
+    file_masks, file_style_masks = controls.config_masks(config, len(styles))
+    masks = file_masks if masks is None else masks
+    style_masks = file_style_masks if style_masks is None else style_masks
+  image = init_image
+  for c in stage_configs(config):  # Later stages start from the previous result.
+    problem = build_problem(c, params, content, styles, image, masks, style_masks)
+    image = optimize(problem, params, c.num_steps, c.log_every).image
+  return image
 
 
 def _as_rgb_uint8(a) -> np.ndarray:

@@ -1,4 +1,6 @@
-"""Loss terms of neural style transfer: content, Gram style, total variation. Pure and jittable.
+"""Loss terms of neural style transfer: content, Gram style, total variation, and the controls'
+terms (guided Grams, Novak & Nikulin's shifted Grams and correlation chain, the hold term of
+unstyled regions). Pure and jittable.
 
 Gram matrices are always computed *normalised by area* (``G / M`` with ``M`` the number of
 spatial positions, or the mask's area for a guided Gram), which keeps float32 well-conditioned and
@@ -48,12 +50,12 @@ def gram(features: jax.Array, mask: Optional[jax.Array] = None,
       use -1); 0 is the classic Gram.
   """
   f = features + shift
-  *lead, h, w, c = f.shape
   if mask is None:
-    area = jnp.asarray(h * w, f.dtype)
-  else:
+    area = jnp.asarray(f.shape[-3] * f.shape[-2], f.dtype)
+  else:  # Broadcasts: (1, H, W, C) features with (R, H, W) masks give R guided Grams.
     f = f * mask[..., None]
     area = jnp.maximum(jnp.sum(jnp.square(mask), axis=(-2, -1)), 1e-8)[..., None, None]
+  *lead, h, w, c = f.shape
   f = f.reshape(*lead, h * w, c)
   g = jnp.einsum('...mc,...md->...cd', f, f, precision=jax.lax.Precision.HIGHEST)
   return g / area
@@ -106,6 +108,87 @@ def style_loss(features: jax.Array, target_gram: jax.Array, loss_norm: str = 'ga
   g = gram(features, mask, shift)
   factor = style_layer_factor(loss_norm, c, h * w, image_positions or h * w)
   return factor * jnp.sum(jnp.square(g - target_gram), axis=(-2, -1))
+
+
+def feature_mean(features: jax.Array, mask: Optional[jax.Array] = None) -> jax.Array:
+  """Per-channel mean of (..., H, W, C) features -> (..., C), weighted like :func:`gram`.
+
+  With a mask the weights are ``mask^2 / sum(mask^2)``, so that with :func:`shift_gram` the Gram
+  of shifted features follows from the unshifted Gram and this mean.
+  """
+  if mask is None:
+    return jnp.mean(features, axis=(-3, -2))
+  m2 = jnp.square(mask)[..., None]
+  area = jnp.maximum(jnp.sum(m2, axis=(-3, -2)), 1e-8)
+  return jnp.sum(features * m2, axis=(-3, -2)) / area
+
+
+def shift_gram(gram_: jax.Array, mean: jax.Array, shift: float | jax.Array,
+               mean2: Optional[jax.Array] = None) -> jax.Array:
+  """The Gram of ``features + shift`` from the unshifted Gram and :func:`feature_mean`.
+
+  ``(F+s)^T (F+s) / M = F^T F / M + s (mu 1^T + 1 mu^T) + s^2``, so targets can be stored
+  unshifted while the shift stays a traced (vmappable) weight. ``mean2`` is the second factor's
+  mean for a cross Gram (:func:`cross_gram`); it defaults to ``mean``.
+  """
+  mean2 = mean if mean2 is None else mean2
+  return gram_ + shift * (mean[..., :, None] + mean2[..., None, :]) + jnp.square(shift)
+
+
+def pool_to(features: jax.Array, hw: tuple[int, int]) -> jax.Array:
+  """Average-pools (..., H, W, C) features 2x2 ('VALID', as VGG) until they are ``hw`` in size."""
+  while features.shape[-3] > hw[0]:
+    *lead, h, w, c = features.shape
+    f = features[..., :h // 2 * 2, :w // 2 * 2, :].reshape(*lead, h // 2, 2, w // 2, 2, c)
+    features = jnp.mean(f, axis=(-4, -2))
+  if tuple(features.shape[-3:-1]) != tuple(hw):
+    raise ConfigError(f'cannot pool features of size {features.shape[-3:-1]} to {tuple(hw)}')
+  return features
+
+
+def cross_gram(f1: jax.Array, f2: jax.Array, mask: Optional[jax.Array] = None,
+               shift: float | jax.Array = 0.) -> jax.Array:
+  """Area-normalised cross Gram ``(F1+s)^T (F2+s) / M`` of two layers -> (..., C1, C2).
+
+  The correlation chain of Novak & Nikulin (2016) correlates neighbouring layers. If their sizes
+  differ the finer map is average-pooled 2x2 (as VGG pools) to the coarser one's size; ``mask``,
+  if given, is at that coarser size.
+  """
+  hw = min(f1.shape[-3:-1], f2.shape[-3:-1])
+  a, b = pool_to(f1, hw) + shift, pool_to(f2, hw) + shift
+  *lead, h, w, c1 = a.shape
+  if mask is None:
+    area = jnp.asarray(h * w, a.dtype)
+  else:
+    a, b = a * mask[..., None], b * mask[..., None]
+    area = jnp.maximum(jnp.sum(jnp.square(mask), axis=(-2, -1)), 1e-8)[..., None, None]
+  lead = jnp.broadcast_shapes(a.shape[:-3], b.shape[:-3])
+  a = jnp.broadcast_to(a, (*lead, h, w, c1)).reshape(*lead, h * w, c1)
+  b = jnp.broadcast_to(b, (*lead, h, w, b.shape[-1])).reshape(*lead, h * w, b.shape[-1])
+  g = jnp.einsum('...mc,...md->...cd', a, b, precision=jax.lax.Precision.HIGHEST)
+  return g / area
+
+
+def chain_style_loss(f1: jax.Array, f2: jax.Array, target: jax.Array, loss_norm: str = 'gatys',
+                     image_positions: Optional[int] = None, mask: Optional[jax.Array] = None,
+                     shift: float | jax.Array = 0.) -> jax.Array:
+  """Style term of one correlation-chain link (Novak & Nikulin 2016) from its cross Gram.
+
+  Normalised like :func:`style_loss` with ``N^2`` replaced by ``C1 * C2`` and ``M`` the
+  positions of the coarser layer.
+  """
+  h, w = min(f1.shape[-3:-1], f2.shape[-3:-1])
+  g = cross_gram(f1, f2, mask, shift)
+  channels = (f1.shape[-1] * f2.shape[-1]) ** 0.5
+  factor = style_layer_factor(loss_norm, channels, h * w, image_positions or h * w)
+  return factor * jnp.sum(jnp.square(g - target), axis=(-2, -1))
+
+
+def hold_loss(image: jax.Array, target: jax.Array, mask: jax.Array) -> jax.Array:
+  """Mean squared pixel difference inside ``mask`` (..., H, W): holds unstyled regions to the
+  content. (..., H, W, C) images; the mean is over the mask's area and the channels."""
+  diff = jnp.sum(jnp.square(image - target) * mask[..., None], axis=(-3, -2, -1))
+  return diff / jnp.maximum(jnp.sum(mask, axis=(-2, -1)) * image.shape[-1], 1e-8)
 
 
 def tv_loss(image: jax.Array, tv_type: str = 'l2') -> jax.Array:

@@ -22,7 +22,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from nst_jax import engine, image_io, objective
+from nst_jax import controls, engine, image_io
 from nst_jax.errors import ConfigError, ImageError, NonFiniteLossError, NSTError
 
 CHECKPOINT_VERSION = 1
@@ -125,7 +125,8 @@ def load_inputs(config) -> tuple[Optional[np.ndarray], list[np.ndarray], Optiona
   """Reads content, style(s) and init image named by the config (at full resolution)."""
   cap = int(config.max_pixels)
   content = image_io.load_image(config.content, max_pixels=cap) if config.content else None
-  styles = [image_io.load_image(p, max_pixels=cap) for p in split_paths(config.style)]
+  styles = [None if p.lower() == 'none' else image_io.load_image(p, max_pixels=cap)
+            for p in split_paths(config.style)]  # 'none': an unstyled region (with masks)
   init = (image_io.load_image(config.init_image, max_pixels=cap)
           if config.init == 'image' and config.init_image else None)
   return content, styles, init
@@ -142,11 +143,15 @@ def run(config: ml_collections.ConfigDict, params=None, quiet: bool = False) -> 
   if config.mode != 'content_reconstruction' and not config.style:
     raise ConfigError(f'mode={config.mode} needs a style image: pass --style=PATH')
   content, styles, init = load_inputs(config)
+  masks, style_masks = controls.config_masks(config, len(styles))
   if params is None:
     from nst_jax import weights  # pylint: disable=g-import-not-at-top
     params = weights.load_vgg19(config.weights or None)
   t_loaded = time.perf_counter()
-  problem = engine.build_problem(config, params, content, styles, init)
+  if config.get('stages'):
+    return _run_stages(config, params, content, styles, init, masks, style_masks, output, quiet,
+                       t_start, t_loaded)
+  problem = engine.build_problem(config, params, content, styles, init, masks, style_masks)
 
   key = problem_key(config)
   ckpt = checkpoint_path(output)
@@ -170,8 +175,7 @@ def run(config: ml_collections.ConfigDict, params=None, quiet: bool = False) -> 
     if save_every and step // save_every > last_saved[0]:
       last_saved[0] = step // save_every
       z = engine.state_image(st, problem)
-      image_io.save_image(f'{stem}_step{step:05d}{output.suffix}',
-                          image_io.to_uint8(objective.to_image(np.asarray(z), problem.spec)))
+      image_io.save_image(f'{stem}_step{step:05d}{output.suffix}', engine.render(problem, z))
       save_checkpoint(ckpt, st, step, info['history'], key)
 
   summary = {'config': config.to_dict(), 'output': str(output),
@@ -197,4 +201,48 @@ def run(config: ml_collections.ConfigDict, params=None, quiet: bool = False) -> 
   if not quiet:
     print(f'wrote {output} ({problem.shape[0]}x{problem.shape[1]}, {result.steps} steps, '
           f'{result.evals} evaluations, {timings["wall_s"]:.1f} s)', file=sys.stderr)
+  return summary
+
+
+def _run_stages(config, params, content, styles, init, masks, style_masks, output: Path,
+                quiet: bool, t_start: float, t_loaded: float) -> dict:
+  """Coarse-to-fine (``config.stages``): each stage starts from the previous result, upsampled.
+
+  Writes the final PNG and one JSON with a summary per stage (no checkpoints).
+  """
+  if config.resume:
+    raise ConfigError('resume is not supported with stages; run without --config.resume')
+  summary = {'config': config.to_dict(), 'output': str(output),
+             'devices': [str(d) for d in jax.devices()], 'stages': []}
+  image, steps, evals = init, 0, 0
+  for i, c in enumerate(engine.stage_configs(config)):
+    problem = engine.build_problem(c, params, content, styles, image if i else init, masks,
+                                   style_masks)
+    t0 = time.perf_counter()
+    on_chunk = None if quiet else (
+        lambda step, st, info, n=c.num_steps, t0=t0: _progress(step, n, info, t0))
+    if not quiet:
+      print(f'stage {i + 1}: {problem.shape[0]}x{problem.shape[1]}, {c.num_steps} steps',
+            file=sys.stderr)
+    try:
+      result = engine.optimize(problem, params, c.num_steps, int(c.log_every), on_chunk)
+    except NonFiniteLossError as e:
+      image_io.save_image(output, e.image)
+      summary.update(error=f'stage {i + 1}: {e}', steps=steps + e.step)
+      write_json(output.with_suffix('.json'), summary)
+      raise
+    image, steps, evals = result.image, steps + result.steps, evals + result.evals
+    summary['stages'].append({
+        'size': c.size, 'shape': list(problem.shape), 'steps': result.steps,
+        'evals': result.evals, 'loss_history': result.losses, 'terms_history': result.terms,
+        'final': result.terms[-1] if result.terms else None, 'timings': result.timings})
+  image_io.save_image(output, image)
+  last = summary['stages'][-1]
+  timings = {'load_s': t_loaded - t_start, 'wall_s': time.perf_counter() - t_start}
+  summary.update(shape=last['shape'], steps=steps, evals=evals, final=last['final'],
+                 timings=timings)
+  write_json(output.with_suffix('.json'), summary)
+  if not quiet:
+    print(f'wrote {output} ({last["shape"][0]}x{last["shape"][1]}, {len(summary["stages"])} '
+          f'stages, {steps} steps, {timings["wall_s"]:.1f} s)', file=sys.stderr)
   return summary

@@ -1,0 +1,32 @@
+"""Colour control (Gatys et al. 2016, Sec. 4): style transfer in luminance only.
+
+The optimisation sees grey images (the style's luminance matched to the content's mean and
+variance); the content's chroma (YIQ I/Q) is put back, so the photo keeps its colours. Runs as is
+from the project root:
+
+  python run.py --config=configs/luminance_only.py --output=outputs/luminance.png
+
+Alternatives: --config.color_control=match_style (the style's colours mapped onto the content's
+mean and covariance before the run; --config.color_match_mode=eigen) or original_colors (the
+content's chroma put back after an ordinary run).
+"""
+
+from nst_jax.config import base_config
+
+
+def get_config():
+  c = base_config()
+  c.content = '../shared/images/tubingen.jpg'
+  c.style = '../shared/images/starry_night.jpg'
+  c.color_control = 'luminance'
+  c.content_layers = 'conv4_2'
+  c.style_layers = 'conv1_1,conv2_1,conv3_1,conv4_1,conv5_1'
+  c.content_weight = 1.0
+  c.style_weight = 1e3
+  c.loss_norm = 'gatys'
+  c.pooling = 'avg'
+  c.init = 'content'
+  c.optimizer.name = 'lbfgs_torch'
+  c.num_steps = 300
+  c.size = 384
+  return c
