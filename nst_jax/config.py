@@ -12,6 +12,7 @@ import ml_collections
 
 MODES = ('transfer', 'content_reconstruction', 'texture_synthesis')
 INITS = ('content', 'noise', 'style', 'image', 'blend')
+LAYER_WEIGHTINGS = ('uniform', 'geometric')
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -70,4 +71,30 @@ def base_config() -> ml_collections.ConfigDict:
   c.save_every = 0                 # write an intermediate PNG every N steps (0 = never)
   c.resume = False                 # continue from the checkpoint beside the output, if any
   c.profile_dir = ''               # write a jax.profiler trace of the first chunk here
+  # Perceptual control (Gatys et al. 2016) and Novak & Nikulin 2016 (docs: docs_controls.md).
+  c.mask = ''                      # one region: white = styled, black = held to the content
+  c.masks = ''                     # one mask per style image, comma separated (several regions)
+  c.labels = ''                    # label image: one region per colour (sorted), one style each
+  c.style_masks = ''               # per style image: a mask of the part to use ('' = all of it)
+  c.preserve = True                # compose pixels no styled region covers from the content
+  c.preserve_weight = 0.0          # hold term: weight of mean((x - content)^2) on those pixels
+  c.color_control = 'none'         # none | luminance | match_style | original_colors
+  c.color_match_mode = 'cholesky'  # cholesky | eigen (for color_control=match_style)
+  c.stages = ''                    # coarse-to-fine 'SIZE:STEPS,...' (e.g. '256:200,512:100')
+  c.scale_mix_layer = ''           # with 2 styles: layers >= this from style 1, shallower from 2
+  c.gram_shift = 0.0               # activation shift in the Gram matrices (Novak: -1)
+  c.chain = False                  # correlation chain between neighbouring style layers (Novak)
+  c.layer_weighting = 'uniform'    # uniform | geometric (Novak: style falls, content rises)
+  c.geometric_base = 2.0           # ratio between neighbouring layers' geometric weights
+  # Sweeps (nst_jax/sweep.py): a non-empty `sweep.axes` turns the run into a batched grid.
+  c.sweep = s = ml_collections.ConfigDict()
+  s.axes = ''                      # 'FIELD=V1,V2;FIELD2=W1,W2' ('+' joins list items: layer sets)
+  s.mode = 'product'               # product | zip
+  s.rows = ''                      # contact-sheet row axes ('' = first axis of a product)
+  s.max_batch = 16                 # configs per compiled batch; larger groups run in chunks
+  s.shard = True                   # shard the batch axis over all devices
+  s.distributed = False            # call jax.distributed.initialize() first (multi-host)
+  s.cell_size = 256                # longest side of a contact-sheet thumbnail
+  s.cost_analysis = True           # record XLA's FLOPs per step (one more lowering per group)
+  s.output_dir = ''                # default output directory ('' = outputs/sweep)
   return c
