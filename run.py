@@ -10,7 +10,7 @@ and write PNGs, a contact sheet and results.csv/json into --output_dir:
   python run.py --config=configs/sweep_loss_weights.py --content=../shared/images/tubingen.jpg \
       --style=../shared/images/starry_night.jpg --output_dir=outputs/sweep_weights
 
-Perceptual control (masks, colour, coarse-to-fine, Novak & Nikulin; see docs_controls.md):
+Perceptual control (masks, colour, coarse-to-fine, Novak & Nikulin; see README.md):
 
   python run.py --config=configs/popart_portrait.py --content=../shared/images/brad_pitt.jpg \
       --style=../shared/images/picasso_selfport1907.jpg \
