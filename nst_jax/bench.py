@@ -14,7 +14,6 @@ JSON object with ``HxW``, ``seconds_per_eval``, ``compile_s``, ``peak_rss_mb``, 
 from __future__ import annotations
 
 import json
-import resource
 import sys
 import time
 
@@ -25,35 +24,20 @@ import jax.numpy as jnp
 from jax import lax
 import numpy as np
 
-from nst_jax import config as config_lib, engine, image_io, objective, weights
+from nst_jax import config as config_lib, engine, image_io, objective, profiling, weights
 
 _CONTENT = flags.DEFINE_string('content', '../shared/images/tubingen.jpg', 'Content image.')
 _STYLE = flags.DEFINE_string('style', '../shared/images/starry_night.jpg', 'Style image.')
 _SIZE = flags.DEFINE_integer('size', 256, 'Longest side of the image (px).')
 _STEPS = flags.DEFINE_integer('steps', 15, 'Evaluations per timed scan.')
 _REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed repetitions; the best is reported.')
-_CONV = flags.DEFINE_string('conv_impl', 'direct', 'direct | winograd2 | winograd4')
+_CONV = flags.DEFINE_string('conv_impl', 'auto', 'auto | direct | winograd2 | winograd4')
 _POOLING = flags.DEFINE_string('pooling', 'max', 'max | avg')
 _CONTENT_LAYERS = flags.DEFINE_string('content_layers', 'conv4_2', 'Content layers.')
 _STYLE_LAYERS = flags.DEFINE_string('style_layers', 'conv1_1,conv2_1,conv3_1,conv4_1,conv5_1',
                                     'Style layers.')
 _WEIGHTS = flags.DEFINE_string('weights', None, 'VGG19 weights (.h5/.npz).')
 _SWEEP = flags.DEFINE_integer('sweep', 0, 'If > 0: configs/s of a batch of K vs K sequential runs.')
-
-
-def peak_rss_mb() -> float:
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.
-
-
-def cost_flops(compiled) -> float:
-  """FLOPs of a compiled XLA program from its cost analysis (0 if unavailable)."""
-  try:
-    cost = compiled.cost_analysis()
-    if isinstance(cost, (list, tuple)):
-      cost = cost[0]
-    return float(cost.get('flops', 0.))
-  except Exception:  # pylint: disable=broad-except
-    return 0.
 
 
 def bench_eval(content, style, size, steps, repeats=3, conv_impl='direct', pooling='max',
@@ -80,7 +64,7 @@ def bench_eval(content, style, size, steps, repeats=3, conv_impl='direct', pooli
   t0 = time.perf_counter()
   compiled = jax.jit(scan_evals).lower(problem.z0, *args).compile()
   compile_s = time.perf_counter() - t0
-  flops = cost_flops(jax.jit(one_eval).lower(problem.z0, *args).compile())
+  flops = profiling.xla_flops(jax.jit(one_eval).lower(problem.z0, *args))
   times = []
   for _ in range(repeats):
     t = time.perf_counter()
@@ -90,9 +74,9 @@ def bench_eval(content, style, size, steps, repeats=3, conv_impl='direct', pooli
   h, w = problem.shape
   return {'HxW': f'{h}x{w}', 'seconds_per_eval': round(best, 4),
           'median_seconds_per_eval': round(float(np.median(times)), 4),
-          'compile_s': round(compile_s, 2), 'peak_rss_mb': round(peak_rss_mb(), 1),
+          'compile_s': round(compile_s, 2), 'peak_rss_mb': round(profiling.peak_rss_mb(), 1),
           'gflop_per_eval': round(flops / 1e9, 2),
-          'gflop_per_s': round(flops / 1e9 / best, 1) if flops else None,
+          'gflop_per_s': round(flops / 1e9 / best, 1),
           'conv_impl': conv_impl, 'pooling': pooling, 'steps': steps,
           'device': str(jax.devices()[0]), 'backend': jax.default_backend()}
 

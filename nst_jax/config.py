@@ -32,7 +32,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.weights = ''                   # VGG19 weights (.h5 or converted .npz); '' = resolve (README)
   # Network.
   c.pooling = 'max'                # max | avg
-  c.conv_impl = 'direct'           # direct | winograd2 | winograd4
+  c.conv_impl = 'direct'           # direct | winograd2 | winograd4 | auto (CPU: winograd2)
   # Loss.
   c.content_layers = 'block4_conv2'
   c.content_layer_weights = ''     # '' = 1/L each

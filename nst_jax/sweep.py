@@ -69,7 +69,7 @@ import ml_collections
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from nst_jax import engine, image_io, objective, optim, vgg
+from nst_jax import engine, image_io, objective, optim, profiling, vgg
 from nst_jax.errors import ConfigError, ImageError
 
 MODES = ('product', 'zip')
@@ -468,19 +468,6 @@ def batch_terms(state, params, shared, targets, blend, weights, spec, mspec):
   return z, jax.vmap(one)(z, targets, blend, weights)
 
 
-def _flops(lowered) -> float:
-  """XLA's FLOP count of a lowered (not compiled) program.
-
-  The pre-optimisation HLO is analysed: it is the whole (unpartitioned) program on every
-  backend, while compiled GPU programs hide their cuDNN convolutions from the cost analysis.
-  A ``lax.scan`` body is counted once, so lower one step to get the FLOPs per step.
-  """
-  cost = lowered.cost_analysis()
-  if isinstance(cost, (list, tuple)):
-    cost = cost[0] if cost else {}
-  return float((cost or {}).get('flops', float('nan')))
-
-
 def make_mesh(shard: bool = True) -> Optional[Mesh]:
   """A 1-D ``('batch',)`` mesh over every device, or None (no sharding)."""
   return Mesh(np.asarray(jax.devices()), ('batch',)) if shard else None
@@ -578,7 +565,8 @@ def run_batch(batch: Batch, params: Mapping, num_steps: int, log_every: int = 50
     jax.block_until_ready(state)
     run_s = time.perf_counter() - tr
     if cost_analysis and k == 0:
-      flops = _flops(batch_chunk.lower(state, params, shared, *per_config, **static, length=1))
+      flops = profiling.xla_flops(
+          batch_chunk.lower(state, params, shared, *per_config, **static, length=1))
     step, last = 0, take(batch.z0)
     while step < num_steps:
       length = min(log_every, num_steps - step)

@@ -24,7 +24,7 @@ from typing import Mapping, Optional, Union
 import jax
 import numpy as np
 
-from nst_jax import config as config_lib
+from nst_jax import config as config_lib, profiling
 from nst_jax import engine, sweep
 
 
@@ -39,8 +39,6 @@ def _path(images: sweep.ImageCache, image, default: str, name: str) -> str:
   return images.put(name, np.asarray(image)) if isinstance(image, np.ndarray) else str(image)
 
 
-def _flops(lowered) -> float:
-  return sweep._flops(lowered)  # pylint: disable=protected-access
 
 
 def bench_config(k: int, size: int, steps: int, content: str, style: str,
@@ -105,7 +103,7 @@ def run_sweep_bench(k: int, size: int = 128, steps: int = 10,
   p0 = problems[0]
   state = engine.init_state(p0.z0, params, p0.targets, p0.weights, p0.hyper, spec=p0.spec,
                             mspec=p0.mspec)
-  single_flops = _flops(engine.run_chunk.lower(
+  single_flops = profiling.xla_flops(engine.run_chunk.lower(
       state, params, p0.targets, p0.weights, spec=p0.spec, mspec=p0.mspec, length=1))
 
   batch_s, seq_s = [], []

@@ -103,6 +103,9 @@ def test_layer_conv_impl_policy():
   assert vgg.layer_conv_impl('block3_conv1', 'winograd4') == 'winograd4'
   assert vgg.layer_conv_impl('block5_conv1', 'winograd4') == 'winograd2'
   assert vgg.layer_conv_impl('block5_conv1', 'direct') == 'direct'
+  want = 'winograd2' if jax.default_backend() == 'cpu' else 'direct'
+  assert vgg.layer_conv_impl('block3_conv1', 'auto') == want
+  assert vgg.layer_conv_impl('block1_conv2', 'auto') == 'direct'
 
 
 def test_direct_conv_custom_gradient_equals_autodiff():
