@@ -9,21 +9,14 @@ from the project root:
 Stages are 'SIZE:STEPS' (longest side in pixels), e.g. --config.stages=256:300,512:100,1024:50.
 """
 
-from nst_jax.config import base_config
+from nst_jax.config import load_preset
 
 
 def get_config():
-  c = base_config()
+  c = load_preset('gatys2015')                          # Gatys et al. 2015 settings
   c.content = '../shared/images/tubingen.jpg'
   c.style = '../shared/images/starry_night.jpg'
   c.stages = '256:200,512:100'                          # overrides size and num_steps
-  c.content_layers = 'conv4_2'
-  c.style_layers = 'conv1_1,conv2_1,conv3_1,conv4_1,conv5_1'
-  c.content_weight = 1.0
-  c.style_weight = 1e3
-  c.loss_norm = 'gatys'
-  c.pooling = 'avg'
   c.init = 'noise'                                      # where the coarse stage helps most
-  c.optimizer.name = 'lbfgs_torch'
   c.log_every = 50
   return c

@@ -11,22 +11,15 @@ mean and covariance before the run; --config.color_match_mode=eigen) or original
 content's chroma put back after an ordinary run).
 """
 
-from nst_jax.config import base_config
+from nst_jax.config import load_preset
 
 
 def get_config():
-  c = base_config()
+  c = load_preset('gatys2015')                          # Gatys et al. 2015 settings
   c.content = '../shared/images/tubingen.jpg'
   c.style = '../shared/images/starry_night.jpg'
-  c.color_control = 'luminance'
-  c.content_layers = 'conv4_2'
-  c.style_layers = 'conv1_1,conv2_1,conv3_1,conv4_1,conv5_1'
-  c.content_weight = 1.0
-  c.style_weight = 1e3
-  c.loss_norm = 'gatys'
-  c.pooling = 'avg'
+  c.color_control = 'luminance'                         # Gatys et al. 2016, Sec. 4
   c.init = 'content'
-  c.optimizer.name = 'lbfgs_torch'
   c.num_steps = 300
   c.size = 384
   return c

@@ -9,22 +9,15 @@ Two mask files instead of a label image: --masks=bg.png,person.png --style=a.jpg
 of 'none' keeps its region from the content.
 """
 
-from nst_jax.config import base_config
+from nst_jax.config import load_preset
 
 
 def get_config():
-  c = base_config()
+  c = load_preset('gatys2015')                          # Gatys et al. 2015 settings
   c.content = '../shared/images/brad_pitt.jpg'
   c.style = '../shared/images/starry_night.jpg,../shared/images/picasso_selfport1907.jpg'
   c.labels = '../shared/images/brad_pitt_mask.png'     # black -> style 1, white -> style 2
-  c.content_layers = 'conv4_2'                          # Gatys et al. 2016 settings
-  c.style_layers = 'conv1_1,conv2_1,conv3_1,conv4_1,conv5_1'
-  c.content_weight = 1.0
-  c.style_weight = 1e3
-  c.loss_norm = 'gatys'
-  c.pooling = 'avg'
   c.init = 'content'
-  c.optimizer.name = 'lbfgs_torch'
   c.num_steps = 300
   c.size = 384
   return c

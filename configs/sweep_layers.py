@@ -10,9 +10,7 @@ configs run in one compiled program. Base: configs/popart_portrait.py (its weigh
 RMSProp). Contact sheet: one row per content layer, one column per style set.
 """
 
-from pathlib import Path
-
-from nst_jax.sweep import load_preset
+from nst_jax.config import load_preset
 
 CONV1 = 'block1_conv1+block2_conv1+block3_conv1+block4_conv1+block5_conv1'
 CONV2 = 'block1_conv2+block2_conv2+block3_conv2+block4_conv2+block5_conv2'
@@ -20,7 +18,7 @@ MIXED = 'block1_conv1+block2_conv2+block3_conv3+block4_conv2+block5_conv3'
 
 
 def get_config():
-  c = load_preset(Path(__file__).with_name('popart_portrait.py'))
+  c = load_preset('popart_portrait')
   c.size = 256
   c.num_steps = 500
   c.sweep.mode = 'product'

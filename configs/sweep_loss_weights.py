@@ -8,13 +8,11 @@ report's chosen optimiser, RMSProp 0.1 with exponential decay (configs/popart_po
 Contact sheet: one row per content weight, columns style x TV.
 """
 
-from pathlib import Path
-
-from nst_jax.sweep import load_preset
+from nst_jax.config import load_preset
 
 
 def get_config():
-  c = load_preset(Path(__file__).with_name('keras_example.py'))
+  c = load_preset('keras_example')
   c.size = 256
   c.num_steps = 500
   c.optimizer.name = 'rmsprop'                          # RMSProp lr 0.1, exponential decay

@@ -9,9 +9,7 @@ compiled program per optimiser kind (constant and decayed rates share one, as de
 Rows of the contact sheet: the optimiser.
 """
 
-from pathlib import Path
-
-from nst_jax.sweep import load_preset
+from nst_jax.config import load_preset
 
 # (optimiser, learning rate, schedule), as listed in the seed report.
 SETTINGS = (
@@ -24,7 +22,7 @@ SETTINGS = (
 
 
 def get_config():
-  c = load_preset(Path(__file__).with_name('keras_example.py'))
+  c = load_preset('keras_example')
   c.size = 256
   c.num_steps = 500
   c.optimizer.eps = 1e-7                                # Keras' Adam / RMSprop / Nadam default

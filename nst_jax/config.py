@@ -8,6 +8,9 @@ weights are comma-separated strings so they can be overridden on the command lin
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import ml_collections
 
 MODES = ('transfer', 'content_reconstruction', 'texture_synthesis')
@@ -98,3 +101,20 @@ def base_config() -> ml_collections.ConfigDict:
   s.cost_analysis = True           # record XLA's FLOPs per step (one more lowering per group)
   s.output_dir = ''                # default output directory ('' = outputs/sweep)
   return c
+
+
+CONFIGS_DIR = Path(__file__).resolve().parent.parent / 'configs'
+
+
+def load_preset(name_or_path) -> ml_collections.ConfigDict:
+  """``get_config()`` of a preset: a name in ``configs/`` (``'gatys2015'``) or a file path.
+
+  ``configs/`` is not a package, so presets that build on another preset load it this way.
+  """
+  path = Path(name_or_path)
+  if path.suffix != '.py':
+    path = CONFIGS_DIR / f'{name_or_path}.py'
+  spec = importlib.util.spec_from_file_location(f'_nst_preset_{path.stem}', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()

@@ -901,16 +901,6 @@ def _finite_or_none(obj):
   return obj
 
 
-def load_preset(path) -> ml_collections.ConfigDict:
-  """``get_config()`` of a preset file (``configs/`` is not a package; sweeps build on presets)."""
-  import importlib.util  # pylint: disable=g-import-not-at-top
-  path = Path(path)
-  spec = importlib.util.spec_from_file_location(f'_nst_preset_{path.stem}', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
-
-
 def init_distributed() -> None:
   """``jax.distributed.initialize()`` once (cluster auto-detection: SLURM, MPI, TPU pods)."""
   if not getattr(init_distributed, 'done', False):

@@ -17,12 +17,7 @@ PORTRAIT, PORTRAIT_MASK = IMAGES / 'brad_pitt.jpg', IMAGES / 'brad_pitt_mask.png
 SHALLOW = 'conv1_1,conv2_1,conv3_1'
 
 
-def load_preset(name):
-  import importlib.util
-  spec = importlib.util.spec_from_file_location(name, ROOT / 'configs' / f'{name}.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+from nst_jax.config import load_preset
 
 
 def small_config(**overrides):

@@ -19,12 +19,7 @@ PRESETS = ['gatys2015', 'keras_example', 'tf_tutorial', 'popart_portrait', 'text
            'content_reconstruction']
 
 
-def load_preset(name):
-  import importlib.util
-  spec = importlib.util.spec_from_file_location(name, ROOT / 'configs' / f'{name}.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+from nst_jax.config import load_preset
 
 
 def _terms(problem, params, z):

@@ -10,12 +10,7 @@ from nst_jax.errors import ConfigError
 from conftest import ROOT
 
 
-def load_preset(name):
-  import importlib.util
-  spec = importlib.util.spec_from_file_location(name, ROOT / 'configs' / f'{name}.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+from nst_jax.config import load_preset
 
 
 def _f(seed, shape):

@@ -258,11 +258,11 @@ def test_presets_expand():
   expected = {'sweep_optimizers.py': (12, 4), 'sweep_loss_weights.py': (18, 1),
               'sweep_layers.py': (12, 1)}
   for name, (n, n_groups) in expected.items():
-    c = sweep.load_preset(ROOT / 'configs' / name)
+    c = config_lib.load_preset(ROOT / 'configs' / name)
     _, points = sweep.expand(c)
     configs = [sweep.materialize(c, p) for p in points]
     assert len(configs) == n and len(sweep.group_indices(configs)) == n_groups, name
-  c = sweep.load_preset(ROOT / 'configs' / 'sweep_layers.py')
+  c = config_lib.load_preset(ROOT / 'configs' / 'sweep_layers.py')
   _, points = sweep.expand(c)
   mixed = sweep.materialize(c, points[2])
   assert vgg.parse_layers(mixed.style_layers) == (
