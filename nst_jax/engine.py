@@ -41,6 +41,22 @@ def _layer_weights(text, layers, what):
   return values
 
 
+def layer_weight_lists(config, spec: objective.Spec
+                       ) -> tuple[Optional[list], Optional[list]]:
+  """The config's per-layer content and style weights (None = 1/L each).
+
+  Explicit ``*_layer_weights`` win; ``layer_weighting='geometric'`` fills in the others.
+  """
+  content_w = _layer_weights(config.content_layer_weights, spec.content_layers,
+                             'content_layer_weights')
+  style_w = _layer_weights(config.style_layer_weights, spec.style_layers, 'style_layer_weights')
+  if config.get('layer_weighting', 'uniform') == 'geometric':
+    base = float(config.geometric_base)
+    content_w = content_w or objective.geometric_layer_weights(spec.content_layers, base, True)
+    style_w = style_w or objective.geometric_layer_weights(spec.style_layers, base)
+  return content_w, style_w
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError for any invalid field (before anything expensive happens)."""
   c = config
@@ -227,13 +243,7 @@ def build_problem(config, params: Mapping, content: Optional[np.ndarray],
                        use_hold=hold is not None and preserve_weight != 0.)
   targets = objective.compute_targets(params, spec, content_in, styles_in, blend, region,
                                       smasks_r, hold)
-  content_w = _layer_weights(config.content_layer_weights, spec.content_layers,
-                             'content_layer_weights')
-  style_w = _layer_weights(config.style_layer_weights, spec.style_layers, 'style_layer_weights')
-  if config.get('layer_weighting', 'uniform') == 'geometric':
-    base = float(config.geometric_base)
-    content_w = content_w or objective.geometric_layer_weights(spec.content_layers, base, True)
-    style_w = style_w or objective.geometric_layer_weights(spec.style_layers, base)
+  content_w, style_w = layer_weight_lists(config, spec)
   weights = objective.make_weights(
       spec, config.content_weight, config.style_weight, config.tv_weight, content_w, style_w,
       config.loss_scale, config.get('gram_shift', 0.), preserve_weight)

@@ -16,7 +16,7 @@ from pathlib import Path
 import sys
 import tempfile
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import jax
 import ml_collections
@@ -47,17 +47,25 @@ def check_writable(path: Path) -> None:
     raise ImageError(f'output {path} needs an image extension such as .png')
 
 
-def write_json(path: Path, data: Any) -> None:
-  """Atomic JSON write (temp file + rename)."""
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+def atomic_write(path: Path, write: Callable[[str], None], suffix: str = '.tmp') -> None:
+  """Calls ``write(tmp_path)`` on a temp file beside ``path``, then renames it into place."""
+  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix=suffix)
+  os.close(fd)
   try:
-    with os.fdopen(fd, 'w') as f:
-      json.dump(data, f, indent=1, default=float)
+    write(tmp)
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):
       os.unlink(tmp)
     raise
+
+
+def write_json(path: Path, data: Any) -> None:
+  """Atomic JSON write."""
+  def write(tmp):
+    with open(tmp, 'w') as f:
+      json.dump(data, f, indent=1, default=float)
+  atomic_write(path, write)
 
 
 # --- Checkpoints: plain npz of the optimiser state's leaves (no pickle), keyed by a hash of the
@@ -80,15 +88,7 @@ def save_checkpoint(path: Path, state, step: int, history: dict, key: str) -> No
   arrays = {f'leaf_{i:04d}': np.asarray(x) for i, x in enumerate(leaves)}
   meta = json.dumps({'version': CHECKPOINT_VERSION, 'step': step, 'key': key,
                      'history': history})
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.npz')
-  os.close(fd)
-  try:
-    np.savez(tmp, __meta__=np.array(meta), **arrays)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
+  atomic_write(path, lambda tmp: np.savez(tmp, __meta__=np.array(meta), **arrays), '.npz')
 
 
 def load_checkpoint(path: Path, template_state, key: str):

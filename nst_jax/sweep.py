@@ -300,18 +300,6 @@ def _scatter(values, own: Sequence[str], union: Sequence[str]) -> np.ndarray:
   return v
 
 
-def _layer_weights(c, spec) -> tuple[Optional[list], Optional[list]]:
-  """A config's own per-layer weights (None = 1/L), as :func:`engine.build_problem` makes them."""
-  lw = engine._layer_weights  # pylint: disable=protected-access
-  cw = lw(c.content_layer_weights, spec.content_layers, 'content_layer_weights')
-  sw = lw(c.style_layer_weights, spec.style_layers, 'style_layer_weights')
-  if c.get('layer_weighting', 'uniform') == 'geometric':
-    base = float(c.geometric_base)
-    cw = cw or objective.geometric_layer_weights(spec.content_layers, base, True)
-    sw = sw or objective.geometric_layer_weights(spec.style_layers, base)
-  return cw, sw
-
-
 def _same_schedules(configs):
   """Constant learning rates join exponential ones as ``decay_rate = 1`` (same program)."""
   if len({c.optimizer.schedule for c in configs}) < 2:
@@ -352,7 +340,7 @@ def build_batch(configs: Sequence[ml_collections.ConfigDict], params: Mapping,
   content = images(base.content) if base.content else None
   vectors = []
   for c, s in zip(configs, specs):
-    cw, sw = _layer_weights(c, s)
+    cw, sw = engine.layer_weight_lists(c, s)
     vectors.append((_scatter(cw, s.content_layers, spec.content_layers),
                     _scatter(sw, s.style_layers, spec.style_layers)))
   init = lambda c: images(c.init_image) if c.init == 'image' and c.init_image else None
