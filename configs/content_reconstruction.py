@@ -20,4 +20,5 @@ def get_config():
   c.optimizer.name = 'lbfgs_torch'
   c.num_steps = 500
   c.size = 256
+  c.conv_impl = 'auto'                                 # Winograd on CPU (README: Performance)
   return c

@@ -21,4 +21,5 @@ def get_config():
   c.optimizer.learning_rate = 1.0
   c.num_steps = 500
   c.size = 512
+  c.conv_impl = 'auto'                                 # Winograd on CPU (README: Performance)
   return c

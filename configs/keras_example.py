@@ -26,4 +26,5 @@ def get_config():
   c.optimizer.decay_rate = 0.96
   c.num_steps = 4000                                    # example: iterations = 4000
   c.log_every = 100
+  c.conv_impl = 'auto'                                 # Winograd on CPU (README: Performance)
   return c

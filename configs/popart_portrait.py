@@ -26,4 +26,5 @@ def get_config():
   c.optimizer.eps = 1e-7                                # Keras RMSprop default
   c.num_steps = 1000
   c.log_every = 100
+  c.conv_impl = 'auto'                                 # Winograd on CPU (README: Performance)
   return c

@@ -26,4 +26,5 @@ def get_config():
   c.optimizer.eps = 0.1
   c.num_steps = 1000                                    # tutorial: 10 epochs x 100 steps
   c.log_every = 100
+  c.conv_impl = 'auto'                                 # Winograd on CPU (README: Performance)
   return c
