@@ -34,6 +34,7 @@ def test_style_transfer_moves_image_toward_style(params):
   style = image_io.load_image(IMAGES / 'starry_night.jpg', size=96)
   c = load_preset('gatys2015')
   c.size, c.num_steps, c.log_every, c.init = 96, 60, 30, 'content'
+  c.conv_impl = 'direct'  # the Winograd path is covered by test_winograd_keeps_the_result
   problem = engine.build_problem(c, params, content, [style])
   start = _terms(problem, params, problem.z0)
   result = engine.optimize(problem, params, c.num_steps, c.log_every)
@@ -53,6 +54,7 @@ def test_style_transfer_moves_image_toward_style(params):
 def test_content_reconstruction_from_noise(params, content_small):
   c = load_preset('content_reconstruction')
   c.size, c.num_steps, c.log_every, c.content_layers = 64, 30, 30, 'conv2_2'
+  c.conv_impl = 'direct'
   problem = engine.build_problem(c, params, content_small, [])
   start = _terms(problem, params, problem.z0)
   end = _terms(problem, params, engine.optimize(problem, params, 30, 30).image)
@@ -63,6 +65,7 @@ def test_content_reconstruction_from_noise(params, content_small):
 def test_texture_synthesis_from_noise(params, style_small):
   c = load_preset('texture_synthesis')
   c.size, c.num_steps, c.log_every = 64, 30, 30
+  c.conv_impl = 'direct'
   problem = engine.build_problem(c, params, None, [style_small])
   start = _terms(problem, params, problem.z0)
   end = _terms(problem, params, engine.optimize(problem, params, 30, 30).image)
