@@ -5,20 +5,12 @@
       --config.content_layers=conv2_2
 """
 
-from nst_jax.config import base_config
+from nst_jax.config import load_preset
 
 
 def get_config():
-  c = base_config()
+  c = load_preset('gatys2015')                          # the algorithm it builds on
   c.mode = 'content_reconstruction'                     # no style term
-  c.content_layers = 'conv4_2'                          # paper: conv1_2..conv5_2 reconstructions
-  c.content_weight = 1.0
   c.style_weight = 0.0
-  c.loss_norm = 'gatys'
-  c.pooling = 'avg'
-  c.init = 'noise'
-  c.optimizer.name = 'lbfgs_torch'
-  c.num_steps = 500
   c.size = 256
-  c.conv_impl = 'auto'                                 # Winograd on CPU (README: Performance)
   return c

@@ -12,27 +12,19 @@ Their improvements over Gatys et al. 2015, all on:
       --style=../shared/images/starry_night.jpg --output=outputs/novak.png
 """
 
-from nst_jax.config import base_config
+from nst_jax.config import load_preset
 
 ALL_CONV = ','.join(f'conv_{i}' for i in range(1, 17))
 
 
 def get_config():
-  c = base_config()
-  c.content_layers = ALL_CONV
+  c = load_preset('gatys2015')                          # the algorithm it builds on
+  c.content_layers = ALL_CONV                           # paper: content and style on all layers
   c.style_layers = ALL_CONV
-  c.layer_weighting = 'geometric'
+  c.layer_weighting = 'geometric'                       # paper: geometric layer weights
   c.geometric_base = 2.0
-  c.gram_shift = -1.0
-  c.chain = True
-  c.content_weight = 1.0
+  c.gram_shift = -1.0                                   # paper: activation shift
+  c.chain = True                                        # paper: correlation chain
   c.style_weight = 1e2                                  # balanced at 512 px (~10 at 96 px)
-  c.tv_weight = 0.0
-  c.loss_norm = 'gatys'
-  c.pooling = 'avg'
   c.init = 'content'
-  c.optimizer.name = 'lbfgs_torch'
-  c.num_steps = 500
-  c.size = 512
-  c.conv_impl = 'auto'                                 # Winograd on CPU (README: Performance)
   return c

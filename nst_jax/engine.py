@@ -307,10 +307,6 @@ def terms(z, params, targets, weights, spec):
   return objective.loss_terms(z, params, targets, weights, spec)
 
 
-def image_of(state, mspec) -> np.ndarray:
-  return np.asarray(optim.make_method(mspec).image(state))
-
-
 @dataclasses.dataclass
 class Result:
   image: np.ndarray                  # uint8 (H, W, 3)
@@ -340,7 +336,7 @@ def optimize(problem: Problem, params: Mapping, num_steps: int, chunk: int = 50,
   timings = {'compile_s': 0., 'run_s': 0.}
   compiled = {}
   step = start_step
-  last_good = image_of(state, p.mspec)
+  last_good = np.asarray(state_image(state, p))
   while step < num_steps:
     n = min(chunk, num_steps - step)
     if n not in compiled:
@@ -357,7 +353,8 @@ def optimize(problem: Problem, params: Mapping, num_steps: int, chunk: int = 50,
       state, (chunk_losses, evals) = compiled[n](state, *args)
       chunk_losses = np.asarray(chunk_losses)
     timings['run_s'] += time.perf_counter() - tr
-    z = image_of(state, p.mspec)
+    z_device = state_image(state, p)
+    z = np.asarray(z_device)
     if not np.all(np.isfinite(chunk_losses)) or not np.all(np.isfinite(z)):
       bad = step + int(np.argmin(np.isfinite(chunk_losses))) if not np.all(
           np.isfinite(chunk_losses)) else step + n
@@ -370,7 +367,7 @@ def optimize(problem: Problem, params: Mapping, num_steps: int, chunk: int = 50,
     last_good = z
     hist['losses'].extend(float(v) for v in chunk_losses)
     hist['evals'] += int(np.sum(evals))
-    t = {k: float(v) for k, v in terms(state_image(state, p), *args, spec=p.spec).items()}
+    t = {k: float(v) for k, v in terms(z_device, *args, spec=p.spec).items()}
     t['step'] = step
     hist['terms'].append(t)
     if on_chunk is not None:
