@@ -10,20 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
-import os
 from pathlib import Path
 import sys
-import tempfile
 import time
-from typing import Any, Callable, Optional
+from typing import Optional
 
 import jax
 import ml_collections
 import numpy as np
 
-from nst_jax import controls, engine, image_io
-from nst_jax.errors import ConfigError, ImageError, NonFiniteLossError, NSTError
+from nst_jax import controls, engine, fileio, image_io
+from nst_jax.errors import ConfigError, NonFiniteLossError, NSTError
 
 CHECKPOINT_VERSION = 1
 
@@ -32,40 +29,9 @@ def split_paths(text: str) -> list[str]:
   return [p.strip() for p in str(text or '').split(',') if p.strip()]
 
 
-def check_writable(path: Path) -> None:
-  """Fails early (before minutes of optimisation) if ``path`` cannot be written."""
-  parent = path.parent
-  try:
-    parent.mkdir(parents=True, exist_ok=True)
-  except OSError as e:
-    raise ImageError(f'cannot create the output directory {parent}: {e.strerror or e}') from e
-  if path.is_dir():
-    raise ImageError(f'output path {path} is a directory; give a file name such as {path}/out.png')
-  if not os.access(parent, os.W_OK):
-    raise ImageError(f'output directory {parent} is not writable; choose another --output')
-  if path.suffix.lower() not in ('.png', '.jpg', '.jpeg', '.webp', '.bmp', '.tif', '.tiff'):
-    raise ImageError(f'output {path} needs an image extension such as .png')
-
-
-def atomic_write(path: Path, write: Callable[[str], None], suffix: str = '.tmp') -> None:
-  """Calls ``write(tmp_path)`` on a temp file beside ``path``, then renames it into place."""
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix=suffix)
-  os.close(fd)
-  try:
-    write(tmp)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
-
-
-def write_json(path: Path, data: Any) -> None:
-  """Atomic JSON write."""
-  def write(tmp):
-    with open(tmp, 'w') as f:
-      json.dump(data, f, indent=1, default=float)
-  atomic_write(path, write)
+# File helpers live in nst_jax.fileio; these names stay importable from the runner.
+atomic_write, write_json, check_writable = (fileio.atomic_write, fileio.write_json,
+                                            fileio.check_writable)
 
 
 # --- Checkpoints: plain npz of the optimiser state's leaves (no pickle), keyed by a hash of the

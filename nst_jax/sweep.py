@@ -69,7 +69,7 @@ import ml_collections
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from nst_jax import engine, image_io, objective, optim, profiling, vgg
+from nst_jax import engine, fileio, image_io, objective, optim, profiling, vgg
 from nst_jax.errors import ConfigError, ImageError
 
 MODES = ('product', 'zip')
@@ -944,7 +944,7 @@ def run_sweep(config: ml_collections.ConfigDict, output_dir: Optional[str] = Non
       w = csv.writer(fh)
       w.writerow(header)
       w.writerows(rows)
-    runner.write_json(out / 'results.json', _finite_or_none(summary))
+    fileio.write_json(out / 'results.json', _finite_or_none(summary))
   if not quiet:
     n, t = len(result.outcomes), result.timings
     print(f'wrote {out}/contact_sheet.png, results.csv, results.json and {n} images '
