@@ -124,9 +124,12 @@ def resume_command(argv: Optional[Sequence[str]] = None,
                    flag: str = '--config.resume=True') -> str:
   """The command line that resumes this job: ``python ARGV... --config.resume=True``.
 
-  ``argv`` defaults to ``sys.argv``; an existing resume flag is not repeated.
+  ``argv`` defaults to ``sys.argv``; an existing resume flag is not repeated; ``flag=''`` gives
+  the command as it was.
   """
   argv = list(sys.argv if argv is None else argv)
+  if not flag:
+    return ' '.join(shlex.quote(a) for a in ['python', *argv])
   name = flag.split('=')[0]
   argv = [a for a in argv if a.split('=')[0] != name]
   return ' '.join(shlex.quote(a) for a in ['python', *argv, flag])

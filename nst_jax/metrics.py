@@ -159,6 +159,8 @@ class MetricsWriter:
     data = _plain(dict(record or {}, **fields))
     dt = now - self._last_t if chunk_s is None else float(chunk_s)
     steps = step - (self._last_step if self._last_step is not None else 0)
+    if steps <= 0:  # The step count restarted (a new stage, group or chunk of configs).
+      steps = step
     rec: dict[str, Any] = {'step': int(step)}
     rec.update(data)
     rec.setdefault('elapsed_s', now - self._t0)
