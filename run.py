@@ -80,6 +80,7 @@ FIELD_FLAGS = {
     'style_masks': 'One mask per style image selecting the part to use; empty entries = whole '
                    'image (config.style_masks).',
     'output_dir': 'Output directory of sweeps and training runs (config.output_dir).',
+    'model': 'Trained feed-forward model directory (config.model; configs/fast.py).',
     'profile_dir': 'jax.profiler trace directory (config.profile_dir).',
 }
 for _name, _help in FIELD_FLAGS.items():

@@ -35,6 +35,7 @@ CHECKPOINT_VERSION = 1
 # the job's summary dict. Add one line per job; the module is imported only when it runs.
 JOBS: dict[str, str] = {
     'stylize': 'nst_jax.runner:run_stylize',
+    'fast': 'nst_jax.fast:run',
 }
 
 
