@@ -152,18 +152,20 @@ def _fmt_weights(w: np.ndarray) -> str:
 
 # --- The jitted stylization ------------------------------------------------------------------
 
-@functools.partial(jax.jit, static_argnames=('config', 'fast', 'original_colors'))
-def _stylize_batch(params, images, weights, strength, mask, *, config, fast, original_colors):
-  """uint8 (B, H, W, 3) -> uint8 (B, H, W, 3); ``mask`` (B, H, W) float or None."""
+@functools.partial(jax.jit, static_argnames=('config', 'fast'))
+def _stylize_batch(params, images, weights, strength, mask, original_colors, *, config, fast):
+  """uint8 (B, H, W, 3) -> uint8 (B, H, W, 3); ``mask`` (H, W) float in [0, 1].
+
+  The options are traced values (one compiled program per config and input shape): the colour
+  transform and the blends cost a few elementwise passes next to the network.
+  """
   x = images.astype(jnp.float32) / 255.
   y = networks.apply_params(config, params, x, weights, fast) * 255.
   photo = x * 255.
-  if original_colors:
-    yiq = controls.rgb_to_yiq(photo)
-    y = controls.yiq_to_rgb(yiq.at[..., 0].set(controls.rgb_to_yiq(y)[..., 0]))
-  y = photo + strength * (y - photo)
-  if mask is not None:
-    y = photo + mask[..., None] * (y - photo)
+  yiq = controls.rgb_to_yiq(photo)
+  oc = controls.yiq_to_rgb(yiq.at[..., 0].set(controls.rgb_to_yiq(y)[..., 0]))
+  y = jnp.where(original_colors, oc, y)
+  y = photo + (strength * mask)[..., None] * (y - photo)
   return jnp.clip(jnp.round(y), 0, 255).astype(jnp.uint8)
 
 
@@ -189,12 +191,11 @@ class Stylizer:
     self.params = jax.tree.map(jnp.asarray, self.model.params)
     self._masks: dict[tuple[int, int], jax.Array] = {}
 
-  def _mask_for(self, shape: tuple[int, int], batch: int) -> Optional[jax.Array]:
-    if self.mask is None:
-      return None
+  def _mask_for(self, shape: tuple[int, int]) -> jax.Array:
     if shape not in self._masks:
-      self._masks[shape] = jnp.asarray(controls.resize_mask(self.mask, shape))
-    return jnp.broadcast_to(self._masks[shape], (batch, *shape))
+      self._masks[shape] = jnp.asarray(np.ones(shape, np.float32) if self.mask is None
+                                       else controls.resize_mask(self.mask, shape))
+    return self._masks[shape]
 
   def dispatch(self, images: np.ndarray) -> jax.Array:
     """Starts the stylization of a uint8 (B, H, W, 3) batch; returns the (async) device result."""
@@ -209,8 +210,8 @@ class Stylizer:
     if min(h, w) < networks.MIN_SIDE:
       raise ImageError(f'image is {w}x{h}; both sides must be at least {networks.MIN_SIDE} px')
     return _stylize_batch(self.params, images, self.weights, self.strength,
-                          self._mask_for((h, w), images.shape[0]), config=self.model.config,
-                          fast=self.fast, original_colors=self.original_colors)
+                          self._mask_for((h, w)), jnp.bool_(self.original_colors),
+                          config=self.model.config, fast=self.fast)
 
   def __call__(self, images: np.ndarray) -> np.ndarray:
     out = np.asarray(self.dispatch(images))
@@ -391,7 +392,7 @@ def _run_video(config, stylizer: Stylizer, content: Path, output: Path, info) ->
   bs, limit = int(config.batch_size), int(config.max_frames) or None
   total = min(info.frames, limit) if limit else info.frames
 
-  def batches():
+  def batches():  # the last batch is padded to batch_size: one compiled program per video
     batch = []
     for frame in video.read_frames(content, size, limit):
       batch.append(frame)
@@ -399,11 +400,13 @@ def _run_video(config, stylizer: Stylizer, content: Path, output: Path, info) ->
         yield np.stack(batch), np.stack(batch)
         batch = []
     if batch:
-      yield np.stack(batch), np.stack(batch)
+      padded = batch + [batch[-1]] * (bs - len(batch))
+      yield np.stack(batch), np.stack(padded)
 
   t, last_log = time.perf_counter(), 0.
   with video.VideoWriter(output, info.fps, shape,
-                         audio_from=content if info.has_audio else None) as writer:
+                         audio_from=content if info.has_audio else None,
+                         max_frames=limit if limit and limit < info.frames else None) as writer:
     for photos, out in _pipelined(batches(), stylizer):
       for photo, frame in zip(photos, out):
         writer.write(smoother(photo, frame) if smoother.strength else frame)

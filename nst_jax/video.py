@@ -150,14 +150,16 @@ def read_frames(path: PathLike, size: Optional[int] = None, max_frames: Optional
 
 
 class VideoWriter:
-  """Writes frames to an H.264 ``.mp4`` atomically; ``audio_from``: copy that file's audio.
+  """Writes frames to an H.264 ``.mp4`` atomically; ``audio_from``: copy that file's audio
+  (cut after ``max_frames`` frames' worth when given).
 
   Use as a context manager: the file appears at ``path`` only if the block completes; on an
   exception (Ctrl-C included) the temp file is deleted.
   """
 
   def __init__(self, path: PathLike, fps: float, shape: tuple[int, int],
-               audio_from: Optional[PathLike] = None, quality: float = 7.):
+               audio_from: Optional[PathLike] = None, quality: float = 7.,
+               max_frames: Optional[int] = None):
     self.path = Path(path).expanduser()
     if self.path.suffix.lower() not in ('.mp4', '.m4v', '.mov', '.mkv'):
       raise VideoError(f'video output {self.path} needs a .mp4 (or .mov/.mkv) extension')
@@ -166,6 +168,8 @@ class VideoWriter:
       raise VideoError(f'H.264 needs even frame sides, got {w}x{h}')
     self.shape, self.fps, self.frames = (int(h), int(w)), float(fps), 0
     self.audio_from = str(audio_from) if audio_from else None
+    # Audio beyond the last frame is cut with -t (ffmpeg's -shortest can drop the last frame).
+    self.max_frames = max_frames
     self.quality = quality
     self._tmp: Optional[str] = None
     self._gen = None
@@ -179,7 +183,9 @@ class VideoWriter:
       os.close(fd)
     except OSError as e:
       raise VideoError(f'cannot write video {self.path}: {e.strerror or e}') from e
-    extra = ['-shortest'] if self.audio_from else []
+    extra = []
+    if self.audio_from and self.max_frames:
+      extra = ['-t', f'{(self.max_frames + 0.5) / self.fps:.6f}']
     h, w = self.shape
     self._gen = ff.write_frames(self._tmp, (w, h), fps=self.fps, codec='libx264',
                                 quality=self.quality, macro_block_size=2,
