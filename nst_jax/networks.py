@@ -53,7 +53,7 @@ MIN_SIDE = 8
 # slower than XLA's own strided conv on the 2-core CPU (bench_fast.py --layers), so off.
 FAST_STRIDE2 = False
 # impl='fast' runs convs in row strips of at most this many im2col floats (see :func:`conv`).
-STRIP_FLOATS = 2 ** 21
+STRIP_FLOATS = 2 ** 19
 ONE_PASS_NORM = True   # impl='fast': instance-norm statistics in one pass (see instance_norm)
 BLOCK_NORM = True      # impl='fast': normalise the first conv in its space-to-depth layout
 UNROLL_STRIPS = 4  # up to this many strips are unrolled; more run in a lax.map loop
