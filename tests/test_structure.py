@@ -134,7 +134,8 @@ def test_ctrl_c_saves_image_checkpoint_metrics_then_resumes(tmp_path, synthetic_
   config_lib.override(c, {
       'content': synthetic_files['content'], 'style': synthetic_files['style'],
       'output': str(out), 'size': 32, 'conv_impl': 'direct', 'optimizer.name': 'adam',
-      'optimizer.learning_rate': 2., 'log_every': 2, 'num_steps': step + 2, 'resume': True})
+      'optimizer.learning_rate': 2., 'log_every': 2, 'num_steps': step + 2, 'resume': True,
+      'weights': str(random_weights_file)})
   summary = runner.run(c, params=random_params, quiet=True)
   assert summary['steps'] == step + 2 and len(summary['loss_history']) == step + 2
   assert 'interrupted' not in json.loads((tmp_path / 'o.json').read_text())
