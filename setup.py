@@ -8,5 +8,5 @@ setup(
     python_requires='>=3.11',
     install_requires=['jax>=0.4.30', 'jaxlib>=0.4.30', 'flax>=0.8', 'optax>=0.2.3', 'numpy',
                       'pillow', 'h5py', 'absl-py', 'ml_collections'],
-    extras_require={'test': ['pytest', 'chex']},
+    extras_require={'test': ['pytest', 'chex', 'mypy', 'ruff']},
 )
