@@ -98,7 +98,8 @@ def save_model(model_dir: PathLike, config: networks.NetworkConfig, params: Mapp
   if len(styles) != config.num_styles:
     raise ConfigError(f'{len(styles)} style names for a network with {config.num_styles} styles')
   buf = io.BytesIO()
-  np.savez(buf, **networks.flatten_params(nested))
+  flat: dict[str, Any] = networks.flatten_params(nested)
+  np.savez(buf, **flat)
   data = buf.getvalue()
   meta = {'format': FORMAT, 'format_version': FORMAT_VERSION, 'network': config.to_dict(),
           'styles': [str(s) for s in styles], 'npz_sha256': hashlib.sha256(data).hexdigest(),

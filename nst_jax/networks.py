@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional
 
 import flax.linen as nn
 import jax
@@ -154,7 +154,7 @@ def param_shapes(c: NetworkConfig) -> dict[str, dict[str, tuple[int, ...]]]:
   specs.append((f'expand_{len(c.up_widths)}', c.out_kernel, cin, c.channels, c.norm_last))
   shapes = {}
   for name, k, ci, co, normed in specs:
-    s = {'kernel': (k, k, ci, co)}
+    s: dict[str, tuple[int, ...]] = {'kernel': (k, k, ci, co)}
     if c.use_bias:
       s['bias'] = (co,)
     if normed:
@@ -427,7 +427,8 @@ def apply_params(c: NetworkConfig, params: Mapping[str, Mapping[str, jax.Array]]
 # --- Parameters: flat form, ONNX import ------------------------------------------------------
 
 def flatten_params(params: Mapping[str, Mapping[str, Any]]) -> dict[str, np.ndarray]:
-  """``{layer: {name: array}}`` (or Flax's ``{'layer.name': array}``) -> ``{'layer/name': array}``."""
+  """``{layer: {name: array}}`` (or Flax's ``{'layer.name': array}``) -> flat
+  ``{'layer/name': array}``."""
   flat = {}
   for k, v in params.items():
     if isinstance(v, Mapping):

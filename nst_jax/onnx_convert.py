@@ -197,7 +197,7 @@ def save_arrays(path: PathLike, arrays: Arrays, meta: Optional[Dict[str, Any]] =
   path = Path(path)
   if META_KEY in arrays:
     raise WeightsError(f'array name {META_KEY!r} is reserved')
-  payload = {k: np.asarray(v) for k, v in arrays.items()}
+  payload: dict[str, Any] = {k: np.asarray(v) for k, v in arrays.items()}
   for k, v in payload.items():
     if v.dtype == object:
       raise WeightsError(f'array {k!r} has dtype object; only numeric arrays can be saved')

@@ -19,7 +19,7 @@ import logging
 import os
 from pathlib import Path
 import tempfile
-from typing import Iterator, Optional, Union
+from typing import Any, Iterator, Optional, Union
 import warnings
 
 import numpy as np
@@ -172,7 +172,7 @@ class VideoWriter:
     self.max_frames = max_frames
     self.quality = quality
     self._tmp: Optional[str] = None
-    self._gen = None
+    self._gen: Any = None  # imageio-ffmpeg's write_frames generator
 
   def __enter__(self) -> 'VideoWriter':
     ff = _ffmpeg()
@@ -224,11 +224,13 @@ class VideoWriter:
       if exc_type is None:
         raise VideoError(f'no frames written to {self.path}')
       return
+    tmp = self._tmp
+    assert tmp is not None
     try:
       self._gen.close()  # flushes and waits for ffmpeg
       self._gen = None
-      os.chmod(self._tmp, 0o644)
-      os.replace(self._tmp, self.path)
+      os.chmod(tmp, 0o644)
+      os.replace(tmp, self.path)
       self._tmp = None
     except (RuntimeError, OSError) as e:
       self._cleanup()
@@ -258,11 +260,12 @@ class TemporalSmoother:
       return stylized
     x = np.asarray(photo, np.float32)
     s = np.asarray(stylized, np.float32)
-    if self._prev_out is None or self._prev_out.shape != s.shape:
+    prev_in, prev_out = self._prev_in, self._prev_out
+    if prev_in is None or prev_out is None or prev_out.shape != s.shape:
       out = s
     else:
-      d = np.abs(x - self._prev_in).mean(-1, keepdims=True)
+      d = np.abs(x - prev_in).mean(-1, keepdims=True)
       w = self.strength * np.exp(-np.square(d / self.sigma))
-      out = s + w * (self._prev_out - s)
+      out = s + w * (prev_out - s)
     self._prev_in, self._prev_out = x, out
     return out
