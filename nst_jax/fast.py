@@ -283,9 +283,14 @@ def run(config: ml_collections.ConfigDict, stylizer: Optional[Stylizer] = None,
   if kind == 'video':
     from nst_jax import video  # pylint: disable=g-import-not-at-top
     info = video.probe(content)  # an unreadable video fails here, before any work
-    fileio.check_writable(output, suffixes=('.mp4', '.m4v', '.mov', '.mkv'))
+    if output.suffix.lower() not in ('.mp4', '.m4v', '.mov', '.mkv'):
+      raise ImageError(f'{content} is a video: give --output a .mp4 (or .mov/.mkv) file name, '
+                       f'not {output}')
+    fileio.check_writable(output, suffixes=None)
   elif kind == 'folder':
     all_files = list_images(content)
+    if output.suffix.lower() in IMAGE_SUFFIXES or _is_video(output):
+      raise ImageError(f'{content} is a folder: give --output a directory, not {output}')
     fileio.check_writable_dir(output, '--output')
     jobs = list(zip(all_files, _output_names(all_files)))
     if config.skip_existing:

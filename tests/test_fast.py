@@ -135,7 +135,7 @@ def test_temporal_smoothing_reduces_flicker_without_ghosting():
   np.testing.assert_allclose(out[:, 8:], new[:, 8:], atol=1e-3)  # moving region: no ghost
 
 
-def test_bad_inputs_in_process(tmp_path, model_dir):
+def test_bad_inputs_in_process(tmp_path, model_dir, tiny_video):
   photo = str(IMAGES / 'tubingen.jpg')
   empty = tmp_path / 'empty'
   empty.mkdir()
@@ -154,6 +154,8 @@ def test_bad_inputs_in_process(tmp_path, model_dir):
       (dict(content=str(broken_video), output=str(tmp_path / 'b.mp4')), 'broken.mp4'),
       (dict(content=str(tmp_path / 'missing.jpg')), 'missing.jpg'),
       (dict(strength=1.5), 'strength'),
+      (dict(content=str(tiny_video)), '.mp4'),  # a video into a .png
+      (dict(content=str(IMAGES)), 'directory'),  # a folder into a .png
   ]
   for overrides, needle in cases:
     kw = dict(model=str(model_dir), content=photo, output=str(tmp_path / 'o.png'), size=32)
