@@ -1,0 +1,572 @@
+"""Ghiasi et al. 2017 arbitrary-style transfer: Magenta's pretrained networks, ported to Flax.
+
+"Exploring the structure of a real-time, arbitrary neural artistic stylization network" (Ghiasi,
+Lee, Kudlur, Dumoulin & Shlens 2017). Two networks, rebuilt module by module from the int8
+TFLite release shipped as ONNX (``../shared/weights/magenta/arbitrary_{predict,transform}.onnx``):
+
+* :class:`StylePredictor`: a MobileNetV2 (ReLU6, inverted residual blocks, TF 'SAME' zero padding,
+  batch norm folded into the convs) -> global average pool -> 1x1 conv -> the 100-d style
+  embedding. The painting goes in at 256x256, RGB in 0..1.
+* :class:`Transformer`: reflection-padded convs (9x9 3->8, two stride-2 3x3 to 16 and 32), five
+  residual blocks of 32 channels, two nearest x2 upsamplings + 3x3 convs (16, 8), a 9x9 conv to
+  RGB and a sigmoid. Every conv after the contraction is followed by conditional instance
+  normalisation whose gamma/beta are 1x1 convs (affine maps) of the embedding. The contraction's
+  batch norm is folded into its convs. Fully convolutional: any content size (the output is
+  cropped back to the input's size when the size is not a multiple of 4).
+
+The int8 weights are dequantized once (per-tensor or per-channel scale and zero point) by
+:func:`convert`, which reads the ONNX graphs (the ``onnx`` package: a conversion-time extra, never
+needed at run time) and writes a plain ``.npz`` to the weights cache; the graphs' activation
+fake-quantization (QuantizeLinear/DequantizeLinear pairs between ops) is dropped, so the port
+matches the reference outputs of the float graph (``reference_outputs.npz``, ``*_float``).
+
+Speed on CPU: the full-resolution 9x9 convs have 3 or 8 channels, where XLA:CPU's convolution is
+weak; they run as space-to-depth convs (2x2 blocks: a 5x5 kernel on 4x the channels, the same
+result), see :func:`conv9x9_s2d`.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence, Union
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+import numpy as np
+
+from nst_jax.errors import WeightsError
+
+PathLike = Union[str, os.PathLike]
+Params = Mapping[str, Any]
+
+PREDICT_ONNX = 'arbitrary_predict.onnx'
+TRANSFORM_ONNX = 'arbitrary_transform.onnx'
+FORMAT_VERSION = 1
+EMBEDDING_DIM = 100
+STYLE_SIZE = 256  # The predictor's training input size (Magenta: 256x256).
+MIN_CONTENT_SIDE = 8  # Reflection padding of the 1/4-resolution 3x3 convs needs >= 2 px there.
+
+# MobileNetV2 (width 1.0): (expansion, output channels, stride) of expanded_conv .. _16.
+_MBV2_BLOCKS = ((1, 16, 1),
+                (6, 24, 2), (6, 24, 1),
+                (6, 32, 2), (6, 32, 1), (6, 32, 1),
+                (6, 64, 2), (6, 64, 1), (6, 64, 1), (6, 64, 1),
+                (6, 96, 1), (6, 96, 1), (6, 96, 1),
+                (6, 160, 2), (6, 160, 1), (6, 160, 1),
+                (6, 320, 1))
+_RESIDUALS = 5
+_DN = ('NHWC', 'HWIO', 'NHWC')
+
+
+def _block_name(i: int) -> str:
+  return 'expanded_conv' if i == 0 else f'expanded_conv_{i}'
+
+
+# --- Layers ----------------------------------------------------------------------------------
+
+def _tf_same_pads(size: int, k: int, stride: int) -> tuple[int, int]:
+  """TensorFlow 'SAME' padding (the extra row/column goes at the end)."""
+  out = -(-size // stride)
+  total = max((out - 1) * stride + k - size, 0)
+  return total // 2, total - total // 2
+
+
+def conv_same(x: jax.Array, kernel: jax.Array, bias: jax.Array, stride: int = 1,
+              groups: int = 1) -> jax.Array:
+  """TF 'SAME' zero-padded conv (NHWC x HWIO) + bias; ``groups`` = channels for depthwise."""
+  k = kernel.shape[0]
+  pads = [_tf_same_pads(x.shape[1], k, stride), _tf_same_pads(x.shape[2], k, stride)]
+  y = lax.conv_general_dilated(x, kernel, (stride, stride), pads, dimension_numbers=_DN,
+                               feature_group_count=groups)
+  return y + bias
+
+
+def reflect_pad(x: jax.Array, p: int) -> jax.Array:
+  return jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)), mode='reflect')
+
+
+def conv_reflect(x: jax.Array, kernel: jax.Array, stride: int = 1) -> jax.Array:
+  """Reflection-padded (k // 2) 'VALID' conv, NHWC x HWIO (no bias)."""
+  k = kernel.shape[0]
+  return lax.conv_general_dilated(reflect_pad(x, k // 2), kernel, (stride, stride), 'VALID',
+                                  dimension_numbers=_DN)
+
+
+def s2d_kernel(kernel: jax.Array) -> jax.Array:
+  """A 9x9 HWIO kernel as the equivalent 5x5 kernel on 2x2 space-to-depth blocks.
+
+  Output block (i, j), sub-pixel (a, b) reads input pixels 2i + a + dy - 4 for dy in 0..8; on
+  block rows 2(i + u) + c that is u = (a + dy - 4 - c) / 2 in -2..2. Returns
+  (5, 5, 4 * C_in, 4 * C_out), channels ordered (c, d, C_in) and (a, b, C_out).
+  """
+  k, _, cin, cout = kernel.shape
+  assert k == 9, kernel.shape
+  out = jnp.zeros((5, 5, 2, 2, cin, 2, 2, cout), kernel.dtype)
+  for a in range(2):
+    for c in range(2):
+      for u in range(5):
+        dy = 2 * (u - 2) + c + 4 - a
+        if not 0 <= dy < 9:
+          continue
+        for b in range(2):
+          for d in range(2):
+            for v in range(5):
+              dx = 2 * (v - 2) + d + 4 - b
+              if 0 <= dx < 9:
+                out = out.at[u, v, c, d, :, a, b, :].set(kernel[dy, dx])
+  return out.reshape(5, 5, 4 * cin, 4 * cout)
+
+
+def space_to_depth(x: jax.Array) -> jax.Array:
+  n, h, w, c = x.shape
+  return x.reshape(n, h // 2, 2, w // 2, 2, c).transpose(0, 1, 3, 2, 4, 5).reshape(
+      n, h // 2, w // 2, 4 * c)
+
+
+def depth_to_space(x: jax.Array) -> jax.Array:
+  n, h, w, c4 = x.shape
+  c = c4 // 4
+  return x.reshape(n, h, w, 2, 2, c).transpose(0, 1, 3, 2, 4, 5).reshape(n, 2 * h, 2 * w, c)
+
+
+def conv9x9_s2d(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """Reflection-padded 9x9 stride-1 conv computed as a 5x5 conv on 2x2 space-to-depth blocks.
+
+  Same result as ``conv_reflect(x, kernel)`` for even H and W (odd sizes fall back to it): the
+  padded image (H + 8, W + 8) becomes (H/2 + 4, W/2 + 4) blocks of 4 * C_in channels, a 'VALID'
+  5x5 conv gives (H/2, W/2) blocks of 4 * C_out, and depth-to-space restores (H, W, C_out).
+  Few channels at full resolution are XLA:CPU's weak spot; 4x the channels at 1/4 of the
+  positions run much faster.
+  """
+  if x.shape[1] % 2 or x.shape[2] % 2:
+    return conv_reflect(x, kernel)
+  y = lax.conv_general_dilated(space_to_depth(reflect_pad(x, 4)), s2d_kernel(kernel), (1, 1),
+                               'VALID', dimension_numbers=_DN)
+  return depth_to_space(y)
+
+
+def instance_norm(x: jax.Array, gamma: jax.Array, beta: jax.Array, eps: float) -> jax.Array:
+  """Conditional instance norm as the graph computes it: population variance, rsqrt(var + eps)."""
+  mean = x.mean(axis=(1, 2), keepdims=True)
+  var = jnp.square(x - mean).mean(axis=(1, 2), keepdims=True)
+  scale = gamma[:, None, None, :] * lax.rsqrt(var + eps)
+  return x * scale + (beta[:, None, None, :] - mean * scale)
+
+
+def upsample2(x: jax.Array) -> jax.Array:
+  """Nearest-neighbour x2 (ONNX Resize nearest/asymmetric/floor with scale 2 = repeat)."""
+  return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+
+
+# --- Modules ---------------------------------------------------------------------------------
+
+class _ConvBias(nn.Module):
+  """A conv with folded batch norm: TF 'SAME' zero padding, bias, optional ReLU6."""
+  features: int
+  kernel_size: int = 1
+  stride: int = 1
+  depthwise: bool = False
+  relu6: bool = True
+
+  @nn.compact
+  def __call__(self, x):
+    cin = x.shape[-1]
+    shape = (self.kernel_size, self.kernel_size, 1 if self.depthwise else cin, self.features)
+    kernel = self.param('kernel', nn.initializers.lecun_normal(), shape)
+    bias = self.param('bias', nn.initializers.zeros, (self.features,))
+    y = conv_same(x, kernel, bias, self.stride, cin if self.depthwise else 1)
+    return jnp.clip(y, 0., 6.) if self.relu6 else y
+
+
+class _InvertedResidual(nn.Module):
+  """MobileNetV2 block: 1x1 expand (ReLU6), 3x3 depthwise (ReLU6), 1x1 project, residual add."""
+  expansion: int
+  features: int
+  stride: int
+
+  @nn.compact
+  def __call__(self, x):
+    cin = x.shape[-1]
+    y = x
+    if self.expansion != 1:
+      y = _ConvBias(cin * self.expansion, name='expand')(y)
+    y = _ConvBias(y.shape[-1], 3, self.stride, depthwise=True, name='depthwise')(y)
+    y = _ConvBias(self.features, relu6=False, name='project')(y)
+    return x + y if self.stride == 1 and cin == self.features else y
+
+
+class StylePredictor(nn.Module):
+  """Painting (N, 256, 256, 3) in 0..1 -> style embedding (N, 100)."""
+
+  @nn.compact
+  def __call__(self, style: jax.Array) -> jax.Array:
+    x = _ConvBias(32, 3, 2, name='Conv')(style)
+    for i, (t, c, s) in enumerate(_MBV2_BLOCKS):
+      x = _InvertedResidual(t, c, s, name=_block_name(i))(x)
+    x = _ConvBias(1280, name='Conv_1')(x)
+    x = x.mean(axis=(1, 2), keepdims=True)
+    return _ConvBias(EMBEDDING_DIM, relu6=False, name='bottleneck')(x)[:, 0, 0, :]
+
+
+class _StyleNorm(nn.Module):
+  """Conditional instance norm; gamma and beta are affine maps of the embedding."""
+  eps: float
+
+  @nn.compact
+  def __call__(self, x, embedding):
+    c = x.shape[-1]
+    gamma = nn.Dense(c, name='gamma')(embedding)
+    beta = nn.Dense(c, name='beta')(embedding)
+    return instance_norm(x, gamma, beta, self.eps)
+
+
+class _Conv(nn.Module):
+  """Reflection-padded conv (+ bias, + optional conditional instance norm)."""
+  features: int
+  kernel_size: int
+  stride: int = 1
+  eps: Optional[float] = None  # None: no norm (batch norm folded into kernel and bias).
+  impl: str = 's2d'
+
+  @nn.compact
+  def __call__(self, x, embedding=None):
+    k = self.kernel_size
+    kernel = self.param('kernel', nn.initializers.lecun_normal(),
+                        (k, k, x.shape[-1], self.features))
+    bias = self.param('bias', nn.initializers.zeros, (self.features,))
+    if k == 9 and self.stride == 1 and self.impl == 's2d':
+      y = conv9x9_s2d(x, kernel)
+    else:
+      y = conv_reflect(x, kernel, self.stride)
+    y = y + bias
+    if self.eps is not None:
+      y = _StyleNorm(self.eps, name='norm')(y, embedding)
+    return y
+
+
+class Transformer(nn.Module):
+  """Content (N, H, W, 3) in 0..1 + embedding (N, 100) -> stylized (N, H, W, 3) in 0..1.
+
+  Attributes:
+    eps: the instance norm's epsilon (read from the graph by :func:`convert`).
+    impl: 's2d' (space-to-depth 9x9 convs, faster on CPU) or 'direct'.
+  """
+  eps: float = 1e-3
+  impl: str = 's2d'
+
+  @nn.compact
+  def __call__(self, content: jax.Array, embedding: jax.Array) -> jax.Array:
+    h, w = content.shape[1:3]
+    x = nn.relu(_Conv(8, 9, impl=self.impl, name='contract_conv1')(content))
+    x = nn.relu(_Conv(16, 3, 2, name='contract_conv2')(x))
+    x = nn.relu(_Conv(32, 3, 2, name='contract_conv3')(x))
+    for i in range(1, _RESIDUALS + 1):
+      y = nn.relu(_Conv(32, 3, eps=self.eps, name=f'residual{i}_conv1')(x, embedding))
+      x = x + _Conv(32, 3, eps=self.eps, name=f'residual{i}_conv2')(y, embedding)
+    x = nn.relu(_Conv(16, 3, eps=self.eps, name='expand_conv1')(upsample2(x), embedding))
+    x = nn.relu(_Conv(8, 3, eps=self.eps, name='expand_conv2')(upsample2(x), embedding))
+    x = _Conv(3, 9, eps=self.eps, impl=self.impl, name='expand_conv3')(x, embedding)
+    return nn.sigmoid(x[:, :h, :w, :])
+
+
+# --- Pure entry points -----------------------------------------------------------------------
+
+@jax.jit
+def predict(params: Params, style: jax.Array) -> jax.Array:
+  """Style embedding(s) (N, 100) of paintings (N, 256, 256, 3) in 0..1."""
+  return StylePredictor().apply({'params': params['predict']}, style)
+
+
+@functools.partial(jax.jit, static_argnames=('impl',))
+def transform(params: Params, content: jax.Array, embedding: jax.Array,
+              impl: str = 's2d') -> jax.Array:
+  """Stylizes content (N, H, W, 3) in 0..1 with embeddings (N, 100) -> (N, H, W, 3) in 0..1."""
+  eps = params['eps']
+  return Transformer(eps, impl).apply({'params': params['transform']}, content, embedding)
+
+
+def interpolate(content_embedding: jax.Array, style_embedding: jax.Array,
+                strength: float) -> jax.Array:
+  """Magenta's style strength: ``strength * style + (1 - strength) * content`` embeddings."""
+  return strength * style_embedding + (1. - strength) * content_embedding
+
+
+# --- Conversion from the ONNX graphs ---------------------------------------------------------
+
+def _dequantize(q: np.ndarray, scale: np.ndarray, zero: Optional[np.ndarray], axis: int
+                ) -> np.ndarray:
+  """ONNX DequantizeLinear: (q - zero) * scale, per tensor or per channel along ``axis``."""
+  q = q.astype(np.float64)
+  scale = np.asarray(scale, np.float64)
+  zero = np.zeros_like(scale) if zero is None else np.asarray(zero, np.float64)
+  if scale.ndim == 1 and q.ndim > 0:
+    shape = [1] * q.ndim
+    shape[axis % q.ndim] = -1
+    scale, zero = scale.reshape(shape), zero.reshape(shape)
+  return ((q - zero) * scale).astype(np.float32)
+
+
+def _graph_constants(model) -> tuple[dict, dict]:
+  """Folds every DequantizeLinear of an initializer; maps activation Q/DQ outputs to inputs.
+
+  Returns ``(consts, alias)``: ``consts[tensor] = (source initializer, float32 array)`` and
+  ``alias[tensor] = tensor it is a (fake-quantized) copy of``.
+  """
+  from onnx import numpy_helper  # pylint: disable=g-import-not-at-top  # conversion-time only
+  g = model.graph
+  inits = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+  consts = {name: (name, arr.astype(np.float32)) for name, arr in inits.items()
+            if arr.dtype.kind == 'f'}
+  alias = {}
+  for node in g.node:
+    if node.op_type not in ('QuantizeLinear', 'DequantizeLinear'):
+      continue
+    src = node.input[0]
+    if node.op_type == 'DequantizeLinear' and src in inits:
+      axis = next((a.i for a in node.attribute if a.name == 'axis'), 1)
+      zero = inits[node.input[2]] if len(node.input) > 2 and node.input[2] else None
+      consts[node.output[0]] = (src, _dequantize(inits[src], inits[node.input[1]], zero, axis))
+    else:
+      alias[node.output[0]] = src
+  return consts, alias
+
+
+def _convs(model) -> dict[str, dict[str, np.ndarray]]:
+  """``{scope: {'kernel': HWIO or (C_in, C_out), 'bias': (C_out,), 'group': int}}`` per Conv."""
+  consts, alias = _graph_constants(model)
+
+  def const(name):
+    while name in alias:
+      name = alias[name]
+    return consts[name]
+
+  out = {}
+  for node in model.graph.node:
+    if node.op_type != 'Conv':
+      continue
+    wname, w = const(node.input[1])
+    b = const(node.input[2])[1] if len(node.input) > 2 else np.zeros(w.shape[0], np.float32)
+    scope = wname.rsplit('/', 1)[0]
+    group = next((a.i for a in node.attribute if a.name == 'group'), 1)
+    out[scope] = {'kernel': np.transpose(w, (2, 3, 1, 0)), 'bias': b, 'group': group}
+  return out
+
+
+def _norm_eps(model) -> float:
+  """The instance norm's epsilon: the constant added to the variance (``batchnorm/add/y``)."""
+  consts, _ = _graph_constants(model)
+  values = {float(arr.ravel()[0]) for src, arr in consts.values()
+            if src.endswith('batchnorm/add/y')}
+  if len(values) != 1:
+    raise WeightsError(f'expected one instance-norm epsilon in the transform graph, found '
+                       f'{sorted(values)}; is it Magenta\'s arbitrary_transform.onnx?')
+  return values.pop()
+
+
+def params_from_onnx(predict_model, transform_model) -> dict[str, np.ndarray]:
+  """Flat ``{'predict/...': array, 'transform/...': array, 'eps': array}`` from the two graphs."""
+  flat = {}
+  p = _convs(predict_model)
+  for scope, conv in p.items():
+    name = scope.replace('MobilenetV2/', '').replace('mobilenet_conv/Conv', 'bottleneck')
+    flat[f'predict/{name}/kernel'] = conv['kernel']
+    flat[f'predict/{name}/bias'] = conv['bias']
+  t = _convs(transform_model)
+  for scope, conv in t.items():
+    # transformer/contract/conv1, transformer/residual/residual1/conv1, transformer/expand/conv1/
+    # conv, each + /StyleNorm/Conv (beta) or /StyleNorm/Conv_1 (gamma): 1x1 convs of the embedding.
+    parts = scope.split('/')
+    parts = parts[parts.index('transformer') + 1:]  # the norms' scopes start 'style_params/'
+    norm = 'StyleNorm' in parts
+    own = parts[:parts.index('StyleNorm')] if norm else parts
+    layer = '_'.join(p_ for p_ in own if p_ not in ('conv', 'residual'))
+    if norm:
+      which = 'gamma' if parts[-1] == 'Conv_1' else 'beta'
+      flat[f'transform/{layer}/norm/{which}/kernel'] = conv['kernel'][0, 0]
+      flat[f'transform/{layer}/norm/{which}/bias'] = conv['bias']
+    else:
+      flat[f'transform/{layer}/kernel'] = conv['kernel']
+      flat[f'transform/{layer}/bias'] = conv['bias']
+  flat['eps'] = np.array(_norm_eps(transform_model), np.float32)
+  return flat
+
+
+def _nest(flat: Mapping[str, np.ndarray]) -> dict:
+  tree: dict = {}
+  for key, value in flat.items():
+    node = tree
+    *path, leaf = key.split('/')
+    for part in path:
+      node = node.setdefault(part, {})
+    node[leaf] = value
+  return tree
+
+
+def expected_shapes() -> dict[str, tuple[int, ...]]:
+  """``{flat name: shape}`` of every parameter of the two networks (HWIO kernels)."""
+  shapes: dict[str, tuple[int, ...]] = {}
+
+  def conv(name, k, cin, cout):
+    shapes[f'{name}/kernel'] = (k, k, cin, cout) if k else (cin, cout)
+    shapes[f'{name}/bias'] = (cout,)
+
+  conv('predict/Conv', 3, 3, 32)
+  cin = 32
+  for i, (t, c, _) in enumerate(_MBV2_BLOCKS):
+    hidden = cin * t
+    if t != 1:
+      conv(f'predict/{_block_name(i)}/expand', 1, cin, hidden)
+    conv(f'predict/{_block_name(i)}/depthwise', 3, 1, hidden)
+    conv(f'predict/{_block_name(i)}/project', 1, hidden, c)
+    cin = c
+  conv('predict/Conv_1', 1, cin, 1280)
+  conv('predict/bottleneck', 1, 1280, EMBEDDING_DIM)
+  layers = [('contract_conv1', 9, 3, 8, False), ('contract_conv2', 3, 8, 16, False),
+            ('contract_conv3', 3, 16, 32, False)]
+  layers += [(f'residual{i}_conv{j}', 3, 32, 32, True)
+             for i in range(1, _RESIDUALS + 1) for j in (1, 2)]
+  layers += [('expand_conv1', 3, 32, 16, True), ('expand_conv2', 3, 16, 8, True),
+             ('expand_conv3', 9, 8, 3, True)]
+  for name, k, ci, co, norm in layers:
+    conv(f'transform/{name}', k, ci, co)
+    if norm:
+      conv(f'transform/{name}/norm/gamma', 0, EMBEDDING_DIM, co)
+      conv(f'transform/{name}/norm/beta', 0, EMBEDDING_DIM, co)
+  return shapes
+
+
+def validate(flat: Mapping[str, np.ndarray], source: str) -> None:
+  """Raises WeightsError unless ``flat`` has exactly the networks' parameters and shapes."""
+  want = expected_shapes()
+  got = {k: tuple(np.shape(v)) for k, v in flat.items() if k != 'eps' and not k.startswith('__')}
+  missing = sorted(set(want) - set(got))
+  extra = sorted(set(got) - set(want))
+  bad = sorted(k for k in set(want) & set(got) if tuple(want[k]) != got[k])
+  if missing or extra or bad or 'eps' not in flat:
+    detail = (f'missing {missing[:3]}' if missing else f'unexpected {extra[:3]}' if extra else
+              f'wrong shapes {[(k, got[k], tuple(want[k])) for k in bad[:2]]}' if bad else
+              'no eps')
+    raise WeightsError(f'{source} is not Magenta\'s arbitrary-stylization network ({detail}); '
+                       f'pass the original {PREDICT_ONNX} and {TRANSFORM_ONNX}')
+  for k, v in flat.items():
+    if not k.startswith('__') and not np.all(np.isfinite(v)):
+      raise WeightsError(f'{source}: parameter {k} has NaN/Inf values; re-convert it')
+
+
+def _load_onnx(path: Path):
+  try:
+    import onnx  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise WeightsError('converting the Ghiasi ONNX files needs the `onnx` package: '
+                       'pip install "nst_jax[onnx]"') from e
+  if not path.is_file():
+    raise WeightsError(f'ONNX file {path} does not exist; pass --config.weights_dir=DIR holding '
+                       f'{PREDICT_ONNX} and {TRANSFORM_ONNX}')
+  try:
+    return onnx.load(str(path))
+  except Exception as e:  # pylint: disable=broad-except  # DecodeError, OSError, ...
+    raise WeightsError(f'{path} is not a readable ONNX model ({" ".join(str(e).split())[:120]})'
+                       ) from e
+
+
+def convert(predict_onnx: PathLike, transform_onnx: PathLike, out_path: PathLike) -> Path:
+  """Dequantizes the two ONNX graphs into one validated ``.npz`` (written atomically)."""
+  predict_onnx, transform_onnx, out_path = Path(predict_onnx), Path(transform_onnx), Path(out_path)
+  pm, tm = _load_onnx(predict_onnx), _load_onnx(transform_onnx)
+  try:
+    flat = params_from_onnx(pm, tm)
+  except (KeyError, IndexError, ValueError) as e:
+    raise WeightsError(f'{predict_onnx} / {transform_onnx} do not have the layout of Magenta\'s '
+                       f'arbitrary-stylization graphs ({e})') from e
+  validate(flat, f'{predict_onnx} + {transform_onnx}')
+  meta = {'format_version': FORMAT_VERSION, 'predict': str(predict_onnx.resolve()),
+          'transform': str(transform_onnx.resolve())}
+  flat['__meta__'] = np.array([json.dumps(meta, sort_keys=True)])
+  out_path.parent.mkdir(parents=True, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=f'.{out_path.name}.', suffix='.tmp')
+  try:
+    with os.fdopen(fd, 'wb') as f:
+      np.savez(f, **flat)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, out_path)
+  except OSError as e:
+    raise WeightsError(f'cannot write {out_path} ({e}); set $NST_JAX_CACHE to a writable '
+                       'directory') from e
+  finally:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+  return out_path
+
+
+def default_onnx_dir() -> Path:
+  from nst_jax import weights  # pylint: disable=g-import-not-at-top
+  return weights.default_shared_dir() / 'magenta'
+
+
+def _digest(*paths: Path) -> str:
+  h = hashlib.sha256()
+  for p in paths:
+    with open(p, 'rb') as f:
+      for chunk in iter(lambda: f.read(1 << 20), b''):
+        h.update(chunk)
+  return h.hexdigest()[:12]
+
+
+def resolve(path: Optional[PathLike] = None, cache_dir: Optional[PathLike] = None) -> Path:
+  """The converted ``.npz``: ``path`` if it is one; else converted from the ONNX pair in ``path``
+  (a directory), or in ``../shared/weights/magenta``, into ``<cache>/ghiasi_<sha12>.npz``.
+  """
+  from nst_jax import weights  # pylint: disable=g-import-not-at-top
+  cache = Path(cache_dir) if cache_dir is not None else weights.default_cache_dir()
+  src = Path(path).expanduser() if path else default_onnx_dir()
+  if src.is_file():
+    if src.suffix == '.npz':
+      return src
+    if src.suffix == '.onnx':
+      src = src.parent
+    else:
+      raise WeightsError(f'{src} is neither a converted Ghiasi .npz nor a directory with '
+                         f'{PREDICT_ONNX} and {TRANSFORM_ONNX}')
+  if not src.is_dir():
+    raise WeightsError(f'Ghiasi weights {src} do not exist; pass a converted .npz or a directory '
+                       f'with {PREDICT_ONNX} and {TRANSFORM_ONNX}')
+  pred, tran = src / PREDICT_ONNX, src / TRANSFORM_ONNX
+  for p in (pred, tran):
+    if not p.is_file():
+      raise WeightsError(f'{p} does not exist; the directory must hold {PREDICT_ONNX} and '
+                         f'{TRANSFORM_ONNX} (Magenta\'s arbitrary stylization, see README)')
+  out = cache / f'ghiasi_{_digest(pred, tran)}.npz'
+  return out if out.is_file() else convert(pred, tran, out)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_cached(path: str, mtime_ns: int) -> dict:
+  del mtime_ns
+  p = Path(path)
+  try:
+    with np.load(p, allow_pickle=False) as z:
+      flat = {k: z[k] for k in z.files}
+  except Exception as e:  # pylint: disable=broad-except  # BadZipFile, ValueError, OSError
+    raise WeightsError(f'{p} is corrupt or not a converted Ghiasi .npz ({e}); delete it and '
+                       're-run to re-convert') from e
+  validate(flat, str(p))
+  tree = _nest({k: v for k, v in flat.items() if not k.startswith('__')})
+  tree['eps'] = float(flat['eps'])
+  return jax.tree.map(jnp.asarray, tree)
+
+
+def load(path: Optional[PathLike] = None, cache_dir: Optional[PathLike] = None) -> dict:
+  """The Ghiasi params ``{'predict': ..., 'transform': ..., 'eps': float}`` (see :func:`resolve`).
+
+  Raises:
+    WeightsError: missing, unreadable, corrupt or wrong files.
+  """
+  p = resolve(path, cache_dir).resolve()
+  return _load_cached(str(p), p.stat().st_mtime_ns)
