@@ -20,9 +20,11 @@ needed at run time) and writes a plain ``.npz`` to the weights cache; the graphs
 fake-quantization (QuantizeLinear/DequantizeLinear pairs between ops) is dropped, so the port
 matches the reference outputs of the float graph (``reference_outputs.npz``, ``*_float``).
 
-Speed on CPU: the full-resolution 9x9 convs have 3 or 8 channels, where XLA:CPU's convolution is
-weak; they run as space-to-depth convs (2x2 blocks: a 5x5 kernel on 4x the channels, the same
-result), see :func:`conv9x9_s2d`.
+Speed on CPU (same results, see README): the full-resolution 9x9 convs have 3 or 8 channels, where
+XLA:CPU's convolution is weak; they run as space-to-depth convs (2x2 cells: a 5x5 kernel on 4x
+the channels, :func:`conv_s2d`); big convs run in row strips (:func:`conv_valid`: XLA:CPU slows
+down 5-15x once a conv's working set passes a few MB); the predictor's depthwise convs are nine
+shifted multiply-adds (:func:`depthwise3x3_same`: XLA's grouped convolution is 30-100x slower).
 """
 
 from __future__ import annotations
@@ -63,6 +65,10 @@ _MBV2_BLOCKS = ((1, 16, 1),
                 (6, 320, 1))
 _RESIDUALS = 5
 _DN = ('NHWC', 'HWIO', 'NHWC')
+# XLA:CPU's convolution falls off a cliff (measured 5-15x slower) once its im2col-style working set
+# (output positions x kernel taps x input channels) exceeds roughly this many floats; below it,
+# convs run at ~50 GFLOP/s on 2 cores. Big convs are therefore split into row strips.
+STRIP_FLOATS = 2 ** 21
 
 
 def _block_name(i: int) -> str:
@@ -88,68 +94,119 @@ def conv_same(x: jax.Array, kernel: jax.Array, bias: jax.Array, stride: int = 1,
   return y + bias
 
 
+def depthwise3x3_same(x: jax.Array, kernel: jax.Array, bias: jax.Array, stride: int = 1
+                      ) -> jax.Array:
+  """TF 'SAME' depthwise 3x3 conv (kernel (3, 3, 1, C)) as nine shifted multiply-adds.
+
+  XLA:CPU runs grouped convolutions through a slow generic loop (measured 30-100x slower than
+  this at MobileNetV2's shapes); the nine strided slices fuse into one elementwise loop.
+  """
+  n, h, w, c = x.shape
+  oh, ow = -(-h // stride), -(-w // stride)
+  xp = jnp.pad(x, ((0, 0), _tf_same_pads(h, 3, stride), _tf_same_pads(w, 3, stride), (0, 0)))
+  acc = None
+  for dy in range(3):
+    for dx in range(3):
+      tap = lax.slice(xp, (0, dy, dx, 0), (n, dy + (oh - 1) * stride + 1,
+                                           dx + (ow - 1) * stride + 1, c), (1, stride, stride, 1))
+      acc = tap * kernel[dy, dx, 0] if acc is None else acc + tap * kernel[dy, dx, 0]
+  return acc + bias
+
+
 def reflect_pad(x: jax.Array, p: int) -> jax.Array:
   return jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)), mode='reflect')
 
 
-def conv_reflect(x: jax.Array, kernel: jax.Array, stride: int = 1) -> jax.Array:
+def conv_reflect(x: jax.Array, kernel: jax.Array, stride: int = 1,
+                 strip_floats: Optional[int] = STRIP_FLOATS) -> jax.Array:
   """Reflection-padded (k // 2) 'VALID' conv, NHWC x HWIO (no bias)."""
   k = kernel.shape[0]
-  return lax.conv_general_dilated(reflect_pad(x, k // 2), kernel, (stride, stride), 'VALID',
-                                  dimension_numbers=_DN)
+  return conv_valid(reflect_pad(x, k // 2), kernel, stride, strip_floats)
 
 
-def s2d_kernel(kernel: jax.Array) -> jax.Array:
-  """A 9x9 HWIO kernel as the equivalent 5x5 kernel on 2x2 space-to-depth blocks.
+def conv_valid(x: jax.Array, kernel: jax.Array, stride: int = 1,
+               strip_floats: Optional[int] = STRIP_FLOATS) -> jax.Array:
+  """'VALID' conv (NHWC x HWIO), computed in row strips whose working set fits the fast path.
 
-  Output block (i, j), sub-pixel (a, b) reads input pixels 2i + a + dy - 4 for dy in 0..8; on
-  block rows 2(i + u) + c that is u = (a + dy - 4 - c) / 2 in -2..2. Returns
-  (5, 5, 4 * C_in, 4 * C_out), channels ordered (c, d, C_in) and (a, b, C_out).
+  Strips overlap by the kernel's halo, so the result is exactly the unsplit conv's.
+  """
+  k, _, cin, _ = kernel.shape
+  oh = (x.shape[1] - k) // stride + 1
+  ow = (x.shape[2] - k) // stride + 1
+  strips = 1 if strip_floats is None else -(-(oh * ow * k * k * cin) // strip_floats)
+  rows = -(-oh // max(1, min(strips, oh)))
+  outs = []
+  for r0 in range(0, oh, rows):
+    r1 = min(oh, r0 + rows)
+    part = x[:, r0 * stride:(r1 - 1) * stride + k]
+    outs.append(lax.conv_general_dilated(part, kernel, (stride, stride), 'VALID',
+                                         dimension_numbers=_DN))
+  return outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=1)
+
+
+@functools.lru_cache(maxsize=None)
+def _s2d_index(k: int, block: int) -> np.ndarray:
+  """``idx[u, c, a]``: the kernel tap that cell tap u, cell row c, output sub-row a reads (k: 0)."""
+  taps = (block + k - 2) // block + 1
+  idx = np.full((taps, block, block), k, np.int32)
+  for u in range(taps):
+    for c in range(block):
+      for a in range(block):
+        if 0 <= block * u + c - a < k:
+          idx[u, c, a] = block * u + c - a
+  return idx
+
+
+def s2d_kernel(kernel: jax.Array, block: int = 2) -> jax.Array:
+  """A k x k HWIO kernel as the equivalent kernel on ``block`` x ``block`` space-to-depth cells.
+
+  'VALID' output pixel ``block * i + a`` reads padded input pixels ``block * i + a + dy``; on cell
+  rows ``block * (i + u) + c`` that is tap ``dy = block * u + c - a``. Returns
+  (T, T, block^2 * C_in, block^2 * C_out) with T = (block + k - 2) // block + 1 (5 for a 9x9
+  kernel on 2x2 cells, 3 on 4x4 cells); channels ordered (c, d, C_in) and (a, b, C_out).
   """
   k, _, cin, cout = kernel.shape
-  assert k == 9, kernel.shape
-  out = jnp.zeros((5, 5, 2, 2, cin, 2, 2, cout), kernel.dtype)
-  for a in range(2):
-    for c in range(2):
-      for u in range(5):
-        dy = 2 * (u - 2) + c + 4 - a
-        if not 0 <= dy < 9:
-          continue
-        for b in range(2):
-          for d in range(2):
-            for v in range(5):
-              dx = 2 * (v - 2) + d + 4 - b
-              if 0 <= dx < 9:
-                out = out.at[u, v, c, d, :, a, b, :].set(kernel[dy, dx])
-  return out.reshape(5, 5, 4 * cin, 4 * cout)
+  idx = _s2d_index(k, block)
+  t = idx.shape[0]
+  padded = jnp.pad(kernel, ((0, 1), (0, 1), (0, 0), (0, 0)))  # the zero tap at index k
+  w = padded[idx[:, None, :, None, :, None], idx[None, :, None, :, None, :]]  # u v c d a b I O
+  w = w.transpose(0, 1, 2, 3, 6, 4, 5, 7)
+  return w.reshape(t, t, block * block * cin, block * block * cout)
 
 
-def space_to_depth(x: jax.Array) -> jax.Array:
+def space_to_depth(x: jax.Array, block: int = 2) -> jax.Array:
   n, h, w, c = x.shape
-  return x.reshape(n, h // 2, 2, w // 2, 2, c).transpose(0, 1, 3, 2, 4, 5).reshape(
-      n, h // 2, w // 2, 4 * c)
+  return x.reshape(n, h // block, block, w // block, block, c).transpose(
+      0, 1, 3, 2, 4, 5).reshape(n, h // block, w // block, block * block * c)
 
 
-def depth_to_space(x: jax.Array) -> jax.Array:
+def depth_to_space(x: jax.Array, block: int = 2) -> jax.Array:
   n, h, w, c4 = x.shape
-  c = c4 // 4
-  return x.reshape(n, h, w, 2, 2, c).transpose(0, 1, 3, 2, 4, 5).reshape(n, 2 * h, 2 * w, c)
+  c = c4 // (block * block)
+  return x.reshape(n, h, w, block, block, c).transpose(0, 1, 3, 2, 4, 5).reshape(
+      n, block * h, block * w, c)
 
 
-def conv9x9_s2d(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """Reflection-padded 9x9 stride-1 conv computed as a 5x5 conv on 2x2 space-to-depth blocks.
+def conv_s2d(x: jax.Array, kernel: jax.Array, block: int = 2,
+             strip_floats: Optional[int] = STRIP_FLOATS) -> jax.Array:
+  """Reflection-padded stride-1 k x k conv computed on ``block`` x ``block`` space-to-depth cells.
 
-  Same result as ``conv_reflect(x, kernel)`` for even H and W (odd sizes fall back to it): the
-  padded image (H + 8, W + 8) becomes (H/2 + 4, W/2 + 4) blocks of 4 * C_in channels, a 'VALID'
-  5x5 conv gives (H/2, W/2) blocks of 4 * C_out, and depth-to-space restores (H, W, C_out).
-  Few channels at full resolution are XLA:CPU's weak spot; 4x the channels at 1/4 of the
-  positions run much faster.
+  The same result as :func:`conv_reflect` at any size: the reflection-padded image is padded
+  further at its end to whole cells (those extra pixels only reach outputs that are cropped), a
+  'VALID' conv with the rearranged kernel (:func:`s2d_kernel`) runs on ``block^2`` times the
+  channels at ``1 / block^2`` of the positions, and depth-to-space restores (H, W, C_out).
+  Few channels at full resolution are XLA:CPU's weak spot; the cell form runs several times
+  faster.
   """
-  if x.shape[1] % 2 or x.shape[2] % 2:
-    return conv_reflect(x, kernel)
-  y = lax.conv_general_dilated(space_to_depth(reflect_pad(x, 4)), s2d_kernel(kernel), (1, 1),
-                               'VALID', dimension_numbers=_DN)
-  return depth_to_space(y)
+  k = kernel.shape[0]
+  _, h, w, _ = x.shape
+  t = (block + k - 2) // block + 1
+  ch, cw = -(-h // block), -(-w // block)
+  xp = reflect_pad(x, k // 2)
+  xp = jnp.pad(xp, ((0, 0), (0, block * (ch + t - 1) - xp.shape[1]),
+                    (0, block * (cw + t - 1) - xp.shape[2]), (0, 0)))
+  y = conv_valid(space_to_depth(xp, block), s2d_kernel(kernel, block), 1, strip_floats)
+  return depth_to_space(y, block)[:, :h, :w]
 
 
 def instance_norm(x: jax.Array, gamma: jax.Array, beta: jax.Array, eps: float) -> jax.Array:
@@ -181,7 +238,12 @@ class _ConvBias(nn.Module):
     shape = (self.kernel_size, self.kernel_size, 1 if self.depthwise else cin, self.features)
     kernel = self.param('kernel', nn.initializers.lecun_normal(), shape)
     bias = self.param('bias', nn.initializers.zeros, (self.features,))
-    y = conv_same(x, kernel, bias, self.stride, cin if self.depthwise else 1)
+    if self.depthwise:
+      y = depthwise3x3_same(x, kernel, bias, self.stride)
+    elif self.kernel_size == 1 and self.stride == 1:
+      y = jnp.einsum('nhwc,cd->nhwd', x, kernel[0, 0]) + bias
+    else:
+      y = conv_same(x, kernel, bias, self.stride)
     return jnp.clip(y, 0., 6.) if self.relu6 else y
 
 
@@ -228,12 +290,17 @@ class _StyleNorm(nn.Module):
 
 
 class _Conv(nn.Module):
-  """Reflection-padded conv (+ bias, + optional conditional instance norm)."""
+  """Reflection-padded conv (+ bias, + optional conditional instance norm).
+
+  ``impl='fast'``: row strips (:func:`conv_valid`) and, for 9x9 kernels, space-to-depth cells of
+  ``s2d_block`` pixels (:func:`conv_s2d`); ``'direct'``: one plain XLA convolution.
+  """
   features: int
   kernel_size: int
   stride: int = 1
   eps: Optional[float] = None  # None: no norm (batch norm folded into kernel and bias).
-  impl: str = 's2d'
+  impl: str = 'fast'
+  s2d_block: int = 2
 
   @nn.compact
   def __call__(self, x, embedding=None):
@@ -241,8 +308,10 @@ class _Conv(nn.Module):
     kernel = self.param('kernel', nn.initializers.lecun_normal(),
                         (k, k, x.shape[-1], self.features))
     bias = self.param('bias', nn.initializers.zeros, (self.features,))
-    if k == 9 and self.stride == 1 and self.impl == 's2d':
-      y = conv9x9_s2d(x, kernel)
+    if self.impl == 'direct':
+      y = conv_reflect(x, kernel, self.stride, strip_floats=None)
+    elif k == 9 and self.stride == 1 and self.s2d_block > 1:
+      y = conv_s2d(x, kernel, self.s2d_block)
     else:
       y = conv_reflect(x, kernel, self.stride)
     y = y + bias
@@ -256,23 +325,29 @@ class Transformer(nn.Module):
 
   Attributes:
     eps: the instance norm's epsilon (read from the graph by :func:`convert`).
-    impl: 's2d' (space-to-depth 9x9 convs, faster on CPU) or 'direct'.
+    impl: 'fast' (row strips, space-to-depth 9x9 convs: same result, faster on CPU) or 'direct'.
+    s2d_block: cell size of the space-to-depth 9x9 convs (2 or 4; 1 = plain convs in strips).
   """
   eps: float = 1e-3
-  impl: str = 's2d'
+  impl: str = 'fast'
+  s2d_block: int = 2
 
   @nn.compact
   def __call__(self, content: jax.Array, embedding: jax.Array) -> jax.Array:
     h, w = content.shape[1:3]
-    x = nn.relu(_Conv(8, 9, impl=self.impl, name='contract_conv1')(content))
-    x = nn.relu(_Conv(16, 3, 2, name='contract_conv2')(x))
-    x = nn.relu(_Conv(32, 3, 2, name='contract_conv3')(x))
+    big = dict(impl=self.impl, s2d_block=self.s2d_block)
+    x = nn.relu(_Conv(8, 9, **big, name='contract_conv1')(content))
+    x = nn.relu(_Conv(16, 3, 2, impl=self.impl, name='contract_conv2')(x))
+    x = nn.relu(_Conv(32, 3, 2, impl=self.impl, name='contract_conv3')(x))
     for i in range(1, _RESIDUALS + 1):
-      y = nn.relu(_Conv(32, 3, eps=self.eps, name=f'residual{i}_conv1')(x, embedding))
-      x = x + _Conv(32, 3, eps=self.eps, name=f'residual{i}_conv2')(y, embedding)
-    x = nn.relu(_Conv(16, 3, eps=self.eps, name='expand_conv1')(upsample2(x), embedding))
-    x = nn.relu(_Conv(8, 3, eps=self.eps, name='expand_conv2')(upsample2(x), embedding))
-    x = _Conv(3, 9, eps=self.eps, impl=self.impl, name='expand_conv3')(x, embedding)
+      y = nn.relu(_Conv(32, 3, eps=self.eps, impl=self.impl, name=f'residual{i}_conv1')(
+          x, embedding))
+      x = x + _Conv(32, 3, eps=self.eps, impl=self.impl, name=f'residual{i}_conv2')(y, embedding)
+    x = nn.relu(_Conv(16, 3, eps=self.eps, impl=self.impl, name='expand_conv1')(
+        upsample2(x), embedding))
+    x = nn.relu(_Conv(8, 3, eps=self.eps, impl=self.impl, name='expand_conv2')(
+        upsample2(x), embedding))
+    x = _Conv(3, 9, eps=self.eps, **big, name='expand_conv3')(x, embedding)
     return nn.sigmoid(x[:, :h, :w, :])
 
 
@@ -284,12 +359,12 @@ def predict(params: Params, style: jax.Array) -> jax.Array:
   return StylePredictor().apply({'params': params['predict']}, style)
 
 
-@functools.partial(jax.jit, static_argnames=('impl',))
-def transform(params: Params, content: jax.Array, embedding: jax.Array,
-              impl: str = 's2d') -> jax.Array:
+@functools.partial(jax.jit, static_argnames=('impl', 's2d_block'))
+def transform(params: Params, content: jax.Array, embedding: jax.Array, impl: str = 'fast',
+              s2d_block: int = 2) -> jax.Array:
   """Stylizes content (N, H, W, 3) in 0..1 with embeddings (N, 100) -> (N, H, W, 3) in 0..1."""
-  eps = params['eps']
-  return Transformer(eps, impl).apply({'params': params['transform']}, content, embedding)
+  return Transformer(params['eps'], impl, s2d_block).apply({'params': params['transform']},
+                                                           content, embedding)
 
 
 def interpolate(content_embedding: jax.Array, style_embedding: jax.Array,
