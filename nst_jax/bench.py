@@ -38,6 +38,9 @@ _STYLE_LAYERS = flags.DEFINE_string('style_layers', 'conv1_1,conv2_1,conv3_1,con
                                     'Style layers.')
 _WEIGHTS = flags.DEFINE_string('weights', None, 'VGG19 weights (.h5/.npz).')
 _SWEEP = flags.DEFINE_integer('sweep', 0, 'If > 0: configs/s of a batch of K vs K sequential runs.')
+_NETWORK = flags.DEFINE_string('network', None, 'Feed-forward network to time instead: ghiasi | '
+                               'adain (nst_jax/bench_arbitrary.py).')
+_MODEL = flags.DEFINE_string('model', None, 'Trained model directory (--network=adain).')
 
 
 def bench_eval(content, style, size, steps, repeats=3, conv_impl='direct', pooling='max',
@@ -83,6 +86,16 @@ def bench_eval(content, style, size, steps, repeats=3, conv_impl='direct', pooli
 
 def main(argv):
   del argv
+  if _NETWORK.value in ('ghiasi', 'adain'):
+    from nst_jax import bench_arbitrary  # pylint: disable=g-import-not-at-top
+    if _NETWORK.value == 'ghiasi':
+      result = bench_arbitrary.bench_ghiasi(_SIZE.value, max(_REPEATS.value, 10), _CONTENT.value,
+                                            _STYLE.value, _WEIGHTS.value)
+    else:
+      result = bench_arbitrary.bench_adain(_SIZE.value, _REPEATS.value, _MODEL.value,
+                                           _CONTENT.value, _STYLE.value)
+    print(json.dumps(result))
+    return
   content = image_io.load_image(_CONTENT.value)
   style = image_io.load_image(_STYLE.value)
   params = weights.load_vgg19(_WEIGHTS.value)
