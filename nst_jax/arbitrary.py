@@ -22,7 +22,6 @@ through the feed-forward job's pipeline (:mod:`nst_jax.fast`, :mod:`nst_jax.vide
 
 from __future__ import annotations
 
-import functools
 import time
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
@@ -188,20 +187,18 @@ def embeddings(params, images: Sequence[np.ndarray]) -> jax.Array:
 
 # --- Stylizing -------------------------------------------------------------------------------
 
-@functools.partial(jax.jit, static_argnames=('impl',))
-def _ghiasi_batch(params, images, embs, masks, original_colors, impl='fast'):
-  """uint8 (B, H, W, 3), embeddings (K, B, 100), masks (K, H, W) -> uint8 (B, H, W, 3).
+@jax.jit
+def _finish(images, stylized, masks, original_colors):
+  """Photos uint8 (B, H, W, 3) + K stylized versions (K, B, H, W, 3) in 0..1 -> uint8.
 
-  Each of the K embeddings stylizes the batch; results are composited by the masks (the photo
-  where their sum is below 1; overlaps normalised), then the photo's colours optionally restored.
+  The K results are composited by the masks (K, H, W) (the photo where their sum is below 1,
+  overlaps normalised), then the photo's colours are optionally restored.
   """
-  x = images.astype(jnp.float32) / 255.
+  photo = images.astype(jnp.float32)
   total = masks.sum(0)
   weights = masks / jnp.maximum(total, 1.)[None]
-  photo = x * 255.
   y = photo * (1. - jnp.minimum(total, 1.))[..., None]
-  for k in range(embs.shape[0]):
-    y = y + weights[k][..., None] * ghiasi.transform(params, x, embs[k], impl) * 255.
+  y = y + jnp.einsum('khw,kbhwc->bhwc', weights, stylized * 255.)
   yiq = controls.rgb_to_yiq(photo)
   oc = controls.yiq_to_rgb(yiq.at[..., 0].set(controls.rgb_to_yiq(y)[..., 0]))
   y = jnp.where(original_colors, oc, y)
@@ -288,8 +285,10 @@ class ArbitraryStylizer:
     if self.strength < 1.:  # Magenta: interpolate from the photo's own embedding
       own = embeddings(self.params, list(images))
       embs = ghiasi.interpolate(own[None], embs, self.strength)
-    return _ghiasi_batch(self.params, images, embs, self._masks_for((h, w)),
-                         jnp.bool_(self.original_colors), impl=self.impl)
+    x = jnp.asarray(images, jnp.float32) / 255.
+    # One transform program per shape whatever the number of masked styles.
+    stylized = jnp.stack([ghiasi.transform(self.params, x, e, impl=self.impl) for e in embs])
+    return _finish(images, stylized, self._masks_for((h, w)), jnp.bool_(self.original_colors))
 
   def _adain_one(self, photo: np.ndarray) -> np.ndarray:
     def run(styles, weights):

@@ -14,6 +14,7 @@ so its numbers exist only at ``--size=384``). AdaIN: VGG19 encoder + AdaIN + dec
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 from typing import Optional
@@ -22,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nst_jax import ghiasi, image_io, profiling
+from nst_jax import ghiasi, image_io, onnx_convert, profiling
 from nst_jax.errors import NSTError
 
 
@@ -64,12 +65,12 @@ def bench_ghiasi(size: int = 384, repeats: int = 10,
   t0 = time.perf_counter()
   predict = jax.jit(ghiasi.predict).lower(params, s).compile()
   emb = predict(params, s)
-  tr = jax.jit(ghiasi.transform, static_argnames=('impl', 's2d_block')).lower(
-      params, c, emb, impl=impl, s2d_block=s2d_block).compile()
+  tr = jax.jit(functools.partial(ghiasi.transform, impl=impl, s2d_block=s2d_block)).lower(
+      params, c, emb).compile()
   compile_s = time.perf_counter() - t0
   jax.block_until_ready(tr(params, c, emb))
 
-  sessions = _ort_sessions(Path(onnx_dir) if onnx_dir else ghiasi.default_onnx_dir())
+  sessions = _ort_sessions(Path(onnx_dir) if onnx_dir else onnx_convert.default_onnx_dir())
   ort_ok = {'predict': sessions is not None, 'transform': sessions is not None and size == 384}
   feeds = {}
   if sessions is not None:

@@ -43,6 +43,7 @@ import jax.numpy as jnp
 from jax import lax
 import numpy as np
 
+from nst_jax import onnx_convert
 from nst_jax.errors import WeightsError
 
 PathLike = Union[str, os.PathLike]
@@ -359,12 +360,19 @@ def predict(params: Params, style: jax.Array) -> jax.Array:
   return StylePredictor().apply({'params': params['predict']}, style)
 
 
-@functools.partial(jax.jit, static_argnames=('impl', 's2d_block'))
-def transform(params: Params, content: jax.Array, embedding: jax.Array, impl: str = 'fast',
-              s2d_block: int = 2) -> jax.Array:
-  """Stylizes content (N, H, W, 3) in 0..1 with embeddings (N, 100) -> (N, H, W, 3) in 0..1."""
+@functools.partial(jax.jit, static_argnums=(3, 4))
+def _transform(params, content, embedding, impl, s2d_block):
   return Transformer(params['eps'], impl, s2d_block).apply({'params': params['transform']},
                                                            content, embedding)
+
+
+def transform(params: Params, content: jax.Array, embedding: jax.Array, impl: str = 'fast',
+              s2d_block: int = 2) -> jax.Array:
+  """Stylizes content (N, H, W, 3) in 0..1 with embeddings (N, 100) -> (N, H, W, 3) in 0..1.
+
+  Jitted (one program per shape and ``impl``, however the options are passed).
+  """
+  return _transform(params, content, embedding, impl, s2d_block)
 
 
 def interpolate(content_embedding: jax.Array, style_embedding: jax.Array,
@@ -374,19 +382,6 @@ def interpolate(content_embedding: jax.Array, style_embedding: jax.Array,
 
 
 # --- Conversion from the ONNX graphs ---------------------------------------------------------
-
-def _dequantize(q: np.ndarray, scale: np.ndarray, zero: Optional[np.ndarray], axis: int
-                ) -> np.ndarray:
-  """ONNX DequantizeLinear: (q - zero) * scale, per tensor or per channel along ``axis``."""
-  q = q.astype(np.float64)
-  scale = np.asarray(scale, np.float64)
-  zero = np.zeros_like(scale) if zero is None else np.asarray(zero, np.float64)
-  if scale.ndim == 1 and q.ndim > 0:
-    shape = [1] * q.ndim
-    shape[axis % q.ndim] = -1
-    scale, zero = scale.reshape(shape), zero.reshape(shape)
-  return ((q - zero) * scale).astype(np.float32)
-
 
 def _graph_constants(model) -> tuple[dict, dict]:
   """Folds every DequantizeLinear of an initializer; maps activation Q/DQ outputs to inputs.
@@ -407,7 +402,8 @@ def _graph_constants(model) -> tuple[dict, dict]:
     if node.op_type == 'DequantizeLinear' and src in inits:
       axis = next((a.i for a in node.attribute if a.name == 'axis'), 1)
       zero = inits[node.input[2]] if len(node.input) > 2 and node.input[2] else None
-      consts[node.output[0]] = (src, _dequantize(inits[src], inits[node.input[1]], zero, axis))
+      consts[node.output[0]] = (src, onnx_convert.dequantize(inits[src], inits[node.input[1]],
+                                                                 zero, axis))
     else:
       alias[node.output[0]] = src
   return consts, alias
@@ -535,26 +531,10 @@ def validate(flat: Mapping[str, np.ndarray], source: str) -> None:
       raise WeightsError(f'{source}: parameter {k} has NaN/Inf values; re-convert it')
 
 
-def _load_onnx(path: Path):
-  try:
-    import onnx  # pylint: disable=g-import-not-at-top
-  except ImportError as e:
-    raise WeightsError('converting the Ghiasi ONNX files needs the `onnx` package: '
-                       'pip install "nst_jax[onnx]"') from e
-  if not path.is_file():
-    raise WeightsError(f'ONNX file {path} does not exist; pass --config.weights_dir=DIR holding '
-                       f'{PREDICT_ONNX} and {TRANSFORM_ONNX}')
-  try:
-    return onnx.load(str(path))
-  except Exception as e:  # pylint: disable=broad-except  # DecodeError, OSError, ...
-    raise WeightsError(f'{path} is not a readable ONNX model ({" ".join(str(e).split())[:120]})'
-                       ) from e
-
-
 def convert(predict_onnx: PathLike, transform_onnx: PathLike, out_path: PathLike) -> Path:
   """Dequantizes the two ONNX graphs into one validated ``.npz`` (written atomically)."""
   predict_onnx, transform_onnx, out_path = Path(predict_onnx), Path(transform_onnx), Path(out_path)
-  pm, tm = _load_onnx(predict_onnx), _load_onnx(transform_onnx)
+  pm, tm = (onnx_convert.load_onnx_model(p) for p in (predict_onnx, transform_onnx))
   try:
     flat = params_from_onnx(pm, tm)
   except (KeyError, IndexError, ValueError) as e:
@@ -580,11 +560,6 @@ def convert(predict_onnx: PathLike, transform_onnx: PathLike, out_path: PathLike
   return out_path
 
 
-def default_onnx_dir() -> Path:
-  from nst_jax import weights  # pylint: disable=g-import-not-at-top
-  return weights.default_shared_dir() / 'magenta'
-
-
 def _digest(*paths: Path) -> str:
   h = hashlib.sha256()
   for p in paths:
@@ -600,7 +575,7 @@ def resolve(path: Optional[PathLike] = None, cache_dir: Optional[PathLike] = Non
   """
   from nst_jax import weights  # pylint: disable=g-import-not-at-top
   cache = Path(cache_dir) if cache_dir is not None else weights.default_cache_dir()
-  src = Path(path).expanduser() if path else default_onnx_dir()
+  src = Path(path).expanduser() if path else onnx_convert.default_onnx_dir()
   if src.is_file():
     if src.suffix == '.npz':
       return src
