@@ -137,3 +137,83 @@ def bench_adain(size: int = 384, repeats: int = 5, model: Optional[str] = None,
           'compile_s': round(compile_s - min(times), 2), 'repeats': repeats,
           'peak_rss_mb': round(profiling.peak_rss_mb(), 1), 'device': str(jax.devices()[0]),
           'backend': jax.default_backend()}
+
+
+# --- Quality: the issue's style and content distances, and a contact sheet ------------------
+
+QUALITY_STYLE_LAYERS = ('conv1_1', 'conv2_1', 'conv3_1', 'conv4_1', 'conv5_1')
+QUALITY_CONTENT_LAYER = 'conv4_2'
+
+
+def distances(vgg_params, image: np.ndarray, photo: np.ndarray, painting: np.ndarray) -> dict:
+  """Style distance: mean over conv1_1..conv5_1 of ||G(image) - G(painting)|| / ||G(painting)||
+  (Grams normalised by positions); content distance: ||F(image) - F(photo)|| / ||F(photo)|| at
+  conv4_2. Images are uint8 RGB; ``image`` and ``photo`` share a size."""
+  from nst_jax import losses, vgg  # pylint: disable=g-import-not-at-top
+  layers = QUALITY_STYLE_LAYERS + (QUALITY_CONTENT_LAYER,)
+  f_img = vgg.extract(vgg_params, image.astype(np.float32), layers)
+  f_pho = vgg.extract(vgg_params, photo.astype(np.float32), (QUALITY_CONTENT_LAYER,))
+  f_pai = vgg.extract(vgg_params, painting.astype(np.float32), QUALITY_STYLE_LAYERS)
+  norm = lambda a: float(jnp.linalg.norm(a.ravel()))
+  style = np.mean([norm(losses.gram(f_img[l]) - losses.gram(f_pai[l])) / norm(losses.gram(f_pai[l]))
+                   for l in QUALITY_STYLE_LAYERS])
+  content = norm(f_img[QUALITY_CONTENT_LAYER] - f_pho[QUALITY_CONTENT_LAYER]) / norm(
+      f_pho[QUALITY_CONTENT_LAYER])
+  return {'style': float(style), 'content': float(content)}
+
+
+def quality(photos: list[str], paintings: list[str], size: int = 384,
+            sheet: Optional[str] = None, weights: Optional[str] = None) -> dict:
+  """Ghiasi on every photo x painting pair at ``size`` px: distances (and a contact sheet)."""
+  from nst_jax import arbitrary, weights as weights_lib  # pylint: disable=g-import-not-at-top
+  params = ghiasi.load(weights)
+  vgg_params = weights_lib.load_vgg19()
+  pics = [image_io.load_image(p, size=size) for p in photos]
+  arts = [image_io.load_image(p, size=size) for p in paintings]
+  rows, pairs = [], []
+  for pi, photo in zip(photos, pics):
+    row = [photo]
+    for ai, art in zip(paintings, arts):
+      out = arbitrary.stylize_arbitrary(photo, art, params=params)
+      d = distances(vgg_params, out, photo, art)
+      own = distances(vgg_params, photo, photo, art)['style']
+      pairs.append({'photo': Path(pi).name, 'painting': Path(ai).name, **d,
+                    'photo_style': own, 'style_ratio': d['style'] / own})
+      row.append(out)
+    rows.append(row)
+  if sheet:
+    _contact_sheet(rows, arts, sheet)
+  ratios = [p['style_ratio'] for p in pairs]
+  contents = [p['content'] for p in pairs]
+  return {'pairs': pairs, 'style_ratio_range': [round(min(ratios), 3), round(max(ratios), 3)],
+          'style_ratio_mean': round(float(np.mean(ratios)), 3),
+          'content_range': [round(min(contents), 3), round(max(contents), 3)],
+          'content_mean': round(float(np.mean(contents)), 3), 'size': size, 'sheet': sheet}
+
+
+def _contact_sheet(rows: list[list[np.ndarray]], arts: list[np.ndarray], path: str,
+                   cell: int = 192) -> None:
+  """Rows: photos (first column the photo itself); header row: the paintings."""
+  def fit(im):
+    return image_io.resize_image(im, shape=(cell, cell))
+  header = [np.full((cell, cell, 3), 255, np.uint8)] + [fit(a) for a in arts]
+  grid = [header] + [[fit(im) for im in row] for row in rows]
+  sheet = np.concatenate([np.concatenate(r, axis=1) for r in grid], axis=0)
+  image_io.save_image(path, sheet)
+
+
+if __name__ == '__main__':
+  import argparse  # pylint: disable=g-import-not-at-top
+  import json  # pylint: disable=g-import-not-at-top
+  ap = argparse.ArgumentParser(description='Ghiasi quality: style/content distances + sheet')
+  ap.add_argument('--photos', required=True, help='comma-separated photo paths')
+  ap.add_argument('--paintings', required=True, help='comma-separated painting paths')
+  ap.add_argument('--size', type=int, default=384)
+  ap.add_argument('--sheet', default='outputs/arbitrary_contact_sheet.jpg')
+  a = ap.parse_args()
+  res = quality(a.photos.split(','), a.paintings.split(','), a.size, a.sheet)
+  for p in res['pairs']:
+    print(f"{p['photo']:>12} x {p['painting']:<28} style {p['style']:.3f} "
+          f"(photo {p['photo_style']:.3f}, ratio {p['style_ratio']:.2f}) "
+          f"content {p['content']:.3f}")
+  print(json.dumps({k: v for k, v in res.items() if k != 'pairs'}))
