@@ -329,7 +329,7 @@ class Transformer(nn.Module):
     impl: 'fast' (row strips, space-to-depth 9x9 convs: same result, faster on CPU) or 'direct'.
     s2d_block: cell size of the space-to-depth 9x9 convs (2 or 4; 1 = plain convs in strips).
   """
-  eps: float = 1e-3
+  eps: float = 1e-5
   impl: str = 'fast'
   s2d_block: int = 2
 
