@@ -247,3 +247,16 @@ def test_cli_error_line(tmp_path):
   lines = [l for l in r.stderr.splitlines() if l.startswith('error: ')]
   assert len(lines) == 1 and 'strength' in lines[0] and 'Traceback' not in r.stderr
   assert not out.exists()
+
+
+@pytest.mark.slow
+def test_video_through_the_fast_pipeline(tmp_path, ghiasi_npz):
+  from nst_jax import video
+  out = tmp_path / 'v.mp4'
+  s = runner.run(_config(content=str(SHARED / 'videos' / 'bunny.mp4'),
+                         style=str(IMAGES / 'starry_night.jpg'), output=str(out),
+                         weights=str(ghiasi_npz), size=64, max_frames=6, batch_size=3))
+  assert s['count'] == 6
+  info = video.probe(out)
+  assert (info.width, info.height, info.has_audio) == (64, 36, True)
+  assert len(list(video.read_frames(out))) == 6
