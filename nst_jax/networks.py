@@ -52,6 +52,11 @@ MIN_SIDE = 8
 # Whether impl='fast' also rewrites the stride-2 convs (space-to-depth + 2x2 conv). Measured
 # slower than XLA's own strided conv on the 2-core CPU (bench_fast.py --layers), so off.
 FAST_STRIDE2 = False
+# impl='fast' runs convs in row strips of at most this many im2col floats (see :func:`conv`).
+STRIP_FLOATS = 2 ** 21
+ONE_PASS_NORM = True   # impl='fast': instance-norm statistics in one pass (see instance_norm)
+BLOCK_NORM = True      # impl='fast': normalise the first conv in its space-to-depth layout
+UNROLL_STRIPS = 4  # up to this many strips are unrolled; more run in a lax.map loop
 _DN = ('NHWC', 'HWIO', 'NHWC')
 
 
@@ -178,9 +183,36 @@ def depth_to_space(x: jax.Array, b: int = 2) -> jax.Array:
   return x.reshape(n, h * b, w * b, c // (b * b))
 
 
-def conv(x: jax.Array, kernel: jax.Array, stride: int = 1) -> jax.Array:
-  """VALID NHWC convolution (padding is explicit, done by the caller)."""
-  return lax.conv_general_dilated(x, kernel, (stride, stride), 'VALID', dimension_numbers=_DN)
+def conv(x: jax.Array, kernel: jax.Array, stride: int = 1,
+         strip_floats: Optional[int] = None) -> jax.Array:
+  """VALID NHWC convolution (padding is explicit, done by the caller).
+
+  ``strip_floats``: if given, the conv runs in row strips whose im2col working set (output
+  positions x taps x input channels) is at most about that many floats; the strips overlap by the
+  kernel's halo, so the result is the same. XLA:CPU's convolution slows down several-fold once
+  that working set leaves the cache (found by helper C for the Ghiasi network; see README).
+  """
+  k, _, cin, _ = kernel.shape
+  oh = (x.shape[1] - k) // stride + 1
+  ow = (x.shape[2] - k) // stride + 1
+  strips = 1 if not strip_floats else -(-(x.shape[0] * oh * ow * k * k * cin) // strip_floats)
+  rows = -(-oh // max(1, min(strips, oh)))
+  n = -(-oh // rows)
+  plain = lambda part: lax.conv_general_dilated(part, kernel, (stride, stride), 'VALID',
+                                                dimension_numbers=_DN)
+  if n == 1:
+    return plain(x)
+  if n <= UNROLL_STRIPS:
+    return jnp.concatenate([plain(x[:, r0 * stride:(min(oh, r0 + rows) - 1) * stride + k])
+                            for r0 in range(0, oh, rows)], axis=1)
+  # Many strips: one loop (compile time independent of the image size), equal strips.
+  need = (n * rows - 1) * stride + k
+  x = jnp.pad(x, ((0, 0), (0, max(0, need - x.shape[1])), (0, 0), (0, 0)))
+  span = (rows - 1) * stride + k
+  ys = lax.map(lambda i: plain(lax.dynamic_slice_in_dim(x, i * rows * stride, span, axis=1)),
+               jnp.arange(n))
+  _, b, _, ow_, co = ys.shape
+  return jnp.moveaxis(ys, 0, 1).reshape(b, n * rows, ow_, co)[:, :oh]
 
 
 def s2d_kernel(kernel: jax.Array) -> jax.Array:
@@ -203,16 +235,18 @@ def s2d_kernel(kernel: jax.Array) -> jax.Array:
   return w.reshape(kk, kk, 4 * ci, 4 * co)
 
 
-def conv_s2d(xp: jax.Array, kernel: jax.Array, out_hw: tuple[int, int]) -> jax.Array:
-  """Stride-1 VALID conv of the padded ``xp`` via 2x2 space-to-depth; cropped to ``out_hw``."""
+def conv_s2d(xp: jax.Array, kernel: jax.Array, out_hw: tuple[int, int],
+             strip_floats: Optional[int] = None, blocks: bool = False) -> jax.Array:
+  """Stride-1 VALID conv of the padded ``xp`` via 2x2 space-to-depth; cropped to ``out_hw``
+  (``blocks``: the uncropped space-to-depth output, (B, ceil(H/2), ceil(W/2), 4 * C_out))."""
   k = kernel.shape[0]
   kk = (k + 2) // 2
   h, w = out_hw
   bh, bw = -(-h // 2), -(-w // 2)  # output blocks
   need_h, need_w = 2 * (bh + kk - 1), 2 * (bw + kk - 1)
   xp = jnp.pad(xp, ((0, 0), (0, need_h - xp.shape[1]), (0, need_w - xp.shape[2]), (0, 0)))
-  y = conv(space_to_depth(xp), s2d_kernel(kernel))
-  return depth_to_space(y)[:, :h, :w]
+  y = conv(space_to_depth(xp), s2d_kernel(kernel), 1, strip_floats)
+  return y if blocks else depth_to_space(y)[:, :h, :w]
 
 
 def stride2_kernel(kernel: jax.Array) -> jax.Array:
@@ -223,14 +257,15 @@ def stride2_kernel(kernel: jax.Array) -> jax.Array:
   return w.reshape(2, 2, 4 * ci, co)
 
 
-def conv_stride2(xp: jax.Array, kernel: jax.Array, fast: bool) -> jax.Array:
+def conv_stride2(xp: jax.Array, kernel: jax.Array, fast: bool,
+                 strip_floats: Optional[int] = None) -> jax.Array:
   """3x3 stride-2 VALID conv of the padded ``xp`` (output ceil((Hp - 1) / 2) - ...)."""
   if not fast:
-    return conv(xp, kernel, 2)
+    return conv(xp, kernel, 2, strip_floats)
   hp, wp = xp.shape[1:3]
   oh, ow = (hp - 3) // 2 + 1, (wp - 3) // 2 + 1
   xp = jnp.pad(xp, ((0, 0), (0, 2 * oh + 2 - hp), (0, 2 * ow + 2 - wp), (0, 0)))
-  return conv(space_to_depth(xp), stride2_kernel(kernel))
+  return conv(space_to_depth(xp), stride2_kernel(kernel), 1, strip_floats)
 
 
 # up[a] rows for output phase a at low-res taps r = -1, 0, 1 (rows) from up taps u = 0, 1, 2.
@@ -246,25 +281,42 @@ def subpixel_kernel(kernel: jax.Array) -> jax.Array:
   return w.reshape(3, 3, ci, 4 * co)
 
 
-def upsample_conv(x: jax.Array, kernel: jax.Array, fast: bool) -> jax.Array:
+def upsample_conv(x: jax.Array, kernel: jax.Array, fast: bool,
+                  strip_floats: Optional[int] = None) -> jax.Array:
   """Nearest x2 resize, reflect pad 1, 3x3 conv: (B, H, W, C) -> (B, 2H, 2W, C_out)."""
   if not fast:
     up = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
     return conv(reflect_pad(up, 1), kernel)
   # Reflect-padding the upsampled image repeats its edge row = edge-padding the low-res one.
-  return depth_to_space(conv(reflect_pad(x, 1, 'edge'), subpixel_kernel(kernel)))
+  return depth_to_space(conv(reflect_pad(x, 1, 'edge'), subpixel_kernel(kernel), 1,
+                             strip_floats))
 
 
-def instance_norm(x: jax.Array, gamma: jax.Array, beta: jax.Array, eps: float) -> jax.Array:
-  """Per-image, per-channel normalisation over H, W; ``gamma``/``beta`` (B, C) or (C,)."""
-  mean = jnp.mean(x, axis=(1, 2), keepdims=True)
-  var = jnp.mean(jnp.square(x - mean), axis=(1, 2), keepdims=True)
-  scale = lax.rsqrt(var + eps) * _bc(gamma)
-  return (x - mean) * scale + _bc(beta)
+def instance_norm(x: jax.Array, gamma: jax.Array, beta: jax.Array, eps: float,
+                  one_pass: bool = False) -> jax.Array:
+  """Per-image, per-channel normalisation over all axes but the first and last (H, W; or the
+  blocks and phases of a space-to-depth layout); ``gamma``/``beta`` (B, C) or (C,).
+
+  ``one_pass``: mean and variance from one read of ``x`` (sums of ``x - s`` and its square,
+  shifted by the image's first pixel ``s`` so the subtraction does not cancel); XLA fuses both
+  sums into a single pass. Otherwise the textbook two passes.
+  """
+  axes = tuple(range(1, x.ndim - 1))
+  if one_pass:
+    shift = lax.stop_gradient(x[(slice(None),) + (slice(0, 1),) * len(axes)])
+    d = x - shift
+    m1 = jnp.mean(d, axis=axes, keepdims=True)
+    var = jnp.maximum(jnp.mean(jnp.square(d), axis=axes, keepdims=True) - jnp.square(m1), 0.)
+    mean = shift + m1
+  else:
+    mean = jnp.mean(x, axis=axes, keepdims=True)
+    var = jnp.mean(jnp.square(x - mean), axis=axes, keepdims=True)
+  scale = lax.rsqrt(var + eps) * _bc(gamma, x.ndim)
+  return (x - mean) * scale + _bc(beta, x.ndim)
 
 
-def _bc(v: jax.Array) -> jax.Array:
-  return v.reshape(-1, 1, 1, v.shape[-1])
+def _bc(v: jax.Array, ndim: int = 4) -> jax.Array:
+  return v.reshape((-1,) + (1,) * (ndim - 2) + (v.shape[-1],))
 
 
 def mix(table: jax.Array, style_weights: jax.Array) -> jax.Array:
@@ -332,27 +384,37 @@ def apply_params(c: NetworkConfig, params: Mapping[str, Mapping[str, jax.Array]]
     if 'bias' in p:
       y = y + p['bias']
     if normed:
-      y = instance_norm(y, mix(p['gamma'], style_weights), mix(p['beta'], style_weights), c.eps)
+      y = instance_norm(y, mix(p['gamma'], style_weights), mix(p['beta'], style_weights), c.eps,
+                        one_pass=fast and ONE_PASS_NORM)
     return jax.nn.relu(y) if relu else y
 
+  sf = STRIP_FLOATS if fast else None
   k0 = params['contract_0']['kernel']
   xp = reflect_pad(x, c.in_kernel // 2)
-  y = conv_s2d(xp, k0, (h, w)) if fast else conv(xp, k0)
-  y = post('contract_0', y)
+  if fast and BLOCK_NORM and h % 2 == 0 and w % 2 == 0:
+    # Even sizes: normalise the first conv's output in its space-to-depth layout (no garbage
+    # rows to exclude), then one depth-to-space: one pass less over the biggest tensor.
+    yb = conv_s2d(xp, k0, (h, w), sf, blocks=True)
+    b_, bh, bw, _ = yb.shape
+    yb = post('contract_0', yb.reshape(b_, bh, bw, 4, -1))
+    y = depth_to_space(yb.reshape(b_, bh, bw, -1))
+  else:
+    y = conv_s2d(xp, k0, (h, w), sf) if fast else conv(xp, k0)
+    y = post('contract_0', y)
   for i in range(1, len(c.down_widths)):
     y = post(f'contract_{i}', conv_stride2(reflect_pad(y, 1), params[f'contract_{i}']['kernel'],
-                                           fast and FAST_STRIDE2))
+                                           fast and FAST_STRIDE2, sf))
   for i in range(c.residual_blocks):
-    r = post(f'res_{i}_0', conv(reflect_pad(y, 1), params[f'res_{i}_0']['kernel']))
-    y = y + post(f'res_{i}_1', conv(reflect_pad(r, 1), params[f'res_{i}_1']['kernel']),
+    r = post(f'res_{i}_0', conv(reflect_pad(y, 1), params[f'res_{i}_0']['kernel'], 1, sf))
+    y = y + post(f'res_{i}_1', conv(reflect_pad(r, 1), params[f'res_{i}_1']['kernel'], 1, sf),
                  relu=False)
   for i in range(len(c.up_widths)):
-    y = post(f'expand_{i}', upsample_conv(y, params[f'expand_{i}']['kernel'], fast))
+    y = post(f'expand_{i}', upsample_conv(y, params[f'expand_{i}']['kernel'], fast, sf))
   last = f'expand_{len(c.up_widths)}'
   yp = reflect_pad(y, c.out_kernel // 2)
   kl = params[last]['kernel']
   out_hw = (yp.shape[1] - c.out_kernel + 1, yp.shape[2] - c.out_kernel + 1)
-  y = conv_s2d(yp, kl, out_hw) if fast else conv(yp, kl)
+  y = conv_s2d(yp, kl, out_hw, sf) if fast else conv(yp, kl)
   y = post(last, y, relu=False, normed=c.norm_last)
   y = y[:, :h, :w]  # odd sizes: the stride-2 convs round up, the upsampling doubles
   if c.output_activation == 'sigmoid':
