@@ -57,7 +57,7 @@ def bench_ghiasi(size: int = 384, repeats: int = 10,
                  content: str = '../shared/images/tubingen.jpg',
                  style: str = '../shared/images/starry_night.jpg',
                  weights: Optional[str] = None, onnx_dir: Optional[str] = None,
-                 impl: str = 'fast', s2d_block: int = 2) -> dict:
+                 impl: str = 'fast') -> dict:
   """Times the Ghiasi port (and onnxruntime on the shipped graphs) on one content/style pair."""
   params = ghiasi.load(weights)
   c_np, s_np = _inputs(content, style, size)
@@ -65,7 +65,7 @@ def bench_ghiasi(size: int = 384, repeats: int = 10,
   t0 = time.perf_counter()
   predict = jax.jit(ghiasi.predict).lower(params, s).compile()
   emb = predict(params, s)
-  tr = jax.jit(functools.partial(ghiasi.transform, impl=impl, s2d_block=s2d_block)).lower(
+  tr = jax.jit(functools.partial(ghiasi.transform, impl=impl)).lower(
       params, c, emb).compile()
   compile_s = time.perf_counter() - t0
   jax.block_until_ready(tr(params, c, emb))
@@ -97,7 +97,7 @@ def bench_ghiasi(size: int = 384, repeats: int = 10,
             'predict_s': round(best['predict'], 5), 'transform_s': round(best['transform'], 5),
             'median_seconds_per_image': round(float(np.median(times['predict'])
                                                     + np.median(times['transform'])), 5),
-            'compile_s': round(compile_s, 2), 'impl': impl, 's2d_block': s2d_block,
+            'compile_s': round(compile_s, 2), 'impl': impl,
             'repeats': repeats}
   if 'ort_predict' in best:
     result['onnxruntime_int8_predict_s'] = round(best['ort_predict'], 5)

@@ -20,11 +20,11 @@ needed at run time) and writes a plain ``.npz`` to the weights cache; the graphs
 fake-quantization (QuantizeLinear/DequantizeLinear pairs between ops) is dropped, so the port
 matches the reference outputs of the float graph (``reference_outputs.npz``, ``*_float``).
 
-Speed on CPU (same results, see README): the full-resolution 9x9 convs have 3 or 8 channels, where
-XLA:CPU's convolution is weak; they run as space-to-depth convs (2x2 cells: a 5x5 kernel on 4x
-the channels, :func:`conv_s2d`); big convs run in row strips (:func:`conv_valid`: XLA:CPU slows
-down 5-15x once a conv's working set passes a few MB); the predictor's depthwise convs are nine
-shifted multiply-adds (:func:`depthwise3x3_same`: XLA's grouped convolution is 30-100x slower).
+Speed on CPU (same results, see README): the transformer's convs use the reformulations of
+:mod:`nst_jax.networks` (row strips: XLA:CPU slows down 5-15x once a conv's working set passes a
+few MB; 9x9 and stride-2 convs on 2x2 space-to-depth cells; nearest-x2 + 3x3 conv as one
+sub-pixel conv; one-pass norm statistics); the predictor's depthwise convs are nine shifted
+multiply-adds (:func:`depthwise3x3_same`: XLA's grouped convolution is 30-100x slower).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ import jax.numpy as jnp
 from jax import lax
 import numpy as np
 
-from nst_jax import onnx_convert
+from nst_jax import networks, onnx_convert
 from nst_jax.errors import WeightsError
 
 PathLike = Union[str, os.PathLike]
@@ -66,10 +66,6 @@ _MBV2_BLOCKS = ((1, 16, 1),
                 (6, 320, 1))
 _RESIDUALS = 5
 _DN = ('NHWC', 'HWIO', 'NHWC')
-# XLA:CPU's convolution falls off a cliff (measured 5-15x slower) once its im2col-style working set
-# (output positions x kernel taps x input channels) exceeds roughly this many floats; below it,
-# convs run at ~50 GFLOP/s on 2 cores. Big convs are therefore split into row strips.
-STRIP_FLOATS = 2 ** 21
 
 
 def _block_name(i: int) -> str:
@@ -112,115 +108,6 @@ def depthwise3x3_same(x: jax.Array, kernel: jax.Array, bias: jax.Array, stride: 
                                            dx + (ow - 1) * stride + 1, c), (1, stride, stride, 1))
       acc = tap * kernel[dy, dx, 0] if acc is None else acc + tap * kernel[dy, dx, 0]
   return acc + bias
-
-
-def reflect_pad(x: jax.Array, p: int) -> jax.Array:
-  return jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)), mode='reflect')
-
-
-def conv_reflect(x: jax.Array, kernel: jax.Array, stride: int = 1,
-                 strip_floats: Optional[int] = STRIP_FLOATS) -> jax.Array:
-  """Reflection-padded (k // 2) 'VALID' conv, NHWC x HWIO (no bias)."""
-  k = kernel.shape[0]
-  return conv_valid(reflect_pad(x, k // 2), kernel, stride, strip_floats)
-
-
-def conv_valid(x: jax.Array, kernel: jax.Array, stride: int = 1,
-               strip_floats: Optional[int] = STRIP_FLOATS) -> jax.Array:
-  """'VALID' conv (NHWC x HWIO), computed in row strips whose working set fits the fast path.
-
-  Strips overlap by the kernel's halo, so the result is exactly the unsplit conv's.
-  """
-  k, _, cin, _ = kernel.shape
-  oh = (x.shape[1] - k) // stride + 1
-  ow = (x.shape[2] - k) // stride + 1
-  strips = 1 if strip_floats is None else -(-(oh * ow * k * k * cin) // strip_floats)
-  rows = -(-oh // max(1, min(strips, oh)))
-  outs = []
-  for r0 in range(0, oh, rows):
-    r1 = min(oh, r0 + rows)
-    part = x[:, r0 * stride:(r1 - 1) * stride + k]
-    outs.append(lax.conv_general_dilated(part, kernel, (stride, stride), 'VALID',
-                                         dimension_numbers=_DN))
-  return outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=1)
-
-
-@functools.lru_cache(maxsize=None)
-def _s2d_index(k: int, block: int) -> np.ndarray:
-  """``idx[u, c, a]``: the kernel tap that cell tap u, cell row c, output sub-row a reads (k: 0)."""
-  taps = (block + k - 2) // block + 1
-  idx = np.full((taps, block, block), k, np.int32)
-  for u in range(taps):
-    for c in range(block):
-      for a in range(block):
-        if 0 <= block * u + c - a < k:
-          idx[u, c, a] = block * u + c - a
-  return idx
-
-
-def s2d_kernel(kernel: jax.Array, block: int = 2) -> jax.Array:
-  """A k x k HWIO kernel as the equivalent kernel on ``block`` x ``block`` space-to-depth cells.
-
-  'VALID' output pixel ``block * i + a`` reads padded input pixels ``block * i + a + dy``; on cell
-  rows ``block * (i + u) + c`` that is tap ``dy = block * u + c - a``. Returns
-  (T, T, block^2 * C_in, block^2 * C_out) with T = (block + k - 2) // block + 1 (5 for a 9x9
-  kernel on 2x2 cells, 3 on 4x4 cells); channels ordered (c, d, C_in) and (a, b, C_out).
-  """
-  k, _, cin, cout = kernel.shape
-  idx = _s2d_index(k, block)
-  t = idx.shape[0]
-  padded = jnp.pad(kernel, ((0, 1), (0, 1), (0, 0), (0, 0)))  # the zero tap at index k
-  w = padded[idx[:, None, :, None, :, None], idx[None, :, None, :, None, :]]  # u v c d a b I O
-  w = w.transpose(0, 1, 2, 3, 6, 4, 5, 7)
-  return w.reshape(t, t, block * block * cin, block * block * cout)
-
-
-def space_to_depth(x: jax.Array, block: int = 2) -> jax.Array:
-  n, h, w, c = x.shape
-  return x.reshape(n, h // block, block, w // block, block, c).transpose(
-      0, 1, 3, 2, 4, 5).reshape(n, h // block, w // block, block * block * c)
-
-
-def depth_to_space(x: jax.Array, block: int = 2) -> jax.Array:
-  n, h, w, c4 = x.shape
-  c = c4 // (block * block)
-  return x.reshape(n, h, w, block, block, c).transpose(0, 1, 3, 2, 4, 5).reshape(
-      n, block * h, block * w, c)
-
-
-def conv_s2d(x: jax.Array, kernel: jax.Array, block: int = 2,
-             strip_floats: Optional[int] = STRIP_FLOATS) -> jax.Array:
-  """Reflection-padded stride-1 k x k conv computed on ``block`` x ``block`` space-to-depth cells.
-
-  The same result as :func:`conv_reflect` at any size: the reflection-padded image is padded
-  further at its end to whole cells (those extra pixels only reach outputs that are cropped), a
-  'VALID' conv with the rearranged kernel (:func:`s2d_kernel`) runs on ``block^2`` times the
-  channels at ``1 / block^2`` of the positions, and depth-to-space restores (H, W, C_out).
-  Few channels at full resolution are XLA:CPU's weak spot; the cell form runs several times
-  faster.
-  """
-  k = kernel.shape[0]
-  _, h, w, _ = x.shape
-  t = (block + k - 2) // block + 1
-  ch, cw = -(-h // block), -(-w // block)
-  xp = reflect_pad(x, k // 2)
-  xp = jnp.pad(xp, ((0, 0), (0, block * (ch + t - 1) - xp.shape[1]),
-                    (0, block * (cw + t - 1) - xp.shape[2]), (0, 0)))
-  y = conv_valid(space_to_depth(xp, block), s2d_kernel(kernel, block), 1, strip_floats)
-  return depth_to_space(y, block)[:, :h, :w]
-
-
-def instance_norm(x: jax.Array, gamma: jax.Array, beta: jax.Array, eps: float) -> jax.Array:
-  """Conditional instance norm as the graph computes it: population variance, rsqrt(var + eps)."""
-  mean = x.mean(axis=(1, 2), keepdims=True)
-  var = jnp.square(x - mean).mean(axis=(1, 2), keepdims=True)
-  scale = gamma[:, None, None, :] * lax.rsqrt(var + eps)
-  return x * scale + (beta[:, None, None, :] - mean * scale)
-
-
-def upsample2(x: jax.Array) -> jax.Array:
-  """Nearest-neighbour x2 (ONNX Resize nearest/asymmetric/floor with scale 2 = repeat)."""
-  return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
 
 
 # --- Modules ---------------------------------------------------------------------------------
@@ -281,27 +168,30 @@ class StylePredictor(nn.Module):
 class _StyleNorm(nn.Module):
   """Conditional instance norm; gamma and beta are affine maps of the embedding."""
   eps: float
+  one_pass: bool = True
 
   @nn.compact
   def __call__(self, x, embedding):
     c = x.shape[-1]
     gamma = nn.Dense(c, name='gamma')(embedding)
     beta = nn.Dense(c, name='beta')(embedding)
-    return instance_norm(x, gamma, beta, self.eps)
+    return networks.instance_norm(x, gamma, beta, self.eps, self.one_pass)
 
 
 class _Conv(nn.Module):
-  """Reflection-padded conv (+ bias, + optional conditional instance norm).
+  """Reflection-padded conv + bias (+ conditional instance norm), in one of four forms:
+  ``plain`` (k x k, stride 1), ``stride2`` (3x3, stride 2), ``up`` (nearest x2 resize, then 3x3)
+  and ``s2d`` (9x9: on 2x2 space-to-depth cells when fast).
 
-  ``impl='fast'``: row strips (:func:`conv_valid`) and, for 9x9 kernels, space-to-depth cells of
-  ``s2d_block`` pixels (:func:`conv_s2d`); ``'direct'``: one plain XLA convolution.
+  ``fast``: the reformulations of :mod:`nst_jax.networks` (row strips, space-to-depth 9x9 and
+  stride-2 convs, sub-pixel upsampling convs, one-pass norm statistics), the same result as the
+  plain XLA convolutions (``fast=False``).
   """
   features: int
   kernel_size: int
-  stride: int = 1
+  form: str = 'plain'
   eps: Optional[float] = None  # None: no norm (batch norm folded into kernel and bias).
-  impl: str = 'fast'
-  s2d_block: int = 2
+  fast: bool = True
 
   @nn.compact
   def __call__(self, x, embedding=None):
@@ -309,15 +199,18 @@ class _Conv(nn.Module):
     kernel = self.param('kernel', nn.initializers.lecun_normal(),
                         (k, k, x.shape[-1], self.features))
     bias = self.param('bias', nn.initializers.zeros, (self.features,))
-    if self.impl == 'direct':
-      y = conv_reflect(x, kernel, self.stride, strip_floats=None)
-    elif k == 9 and self.stride == 1 and self.s2d_block > 1:
-      y = conv_s2d(x, kernel, self.s2d_block)
+    strips = networks.STRIP_FLOATS if self.fast else None
+    if self.form == 'stride2':
+      y = networks.conv_stride2(networks.reflect_pad(x, 1), kernel, self.fast, strips)
+    elif self.form == 'up':
+      y = networks.upsample_conv(x, kernel, self.fast, strips)
+    elif self.form == 's2d' and self.fast:
+      y = networks.conv_s2d(networks.reflect_pad(x, k // 2), kernel, x.shape[1:3], strips)
     else:
-      y = conv_reflect(x, kernel, self.stride)
+      y = networks.conv(networks.reflect_pad(x, k // 2), kernel, 1, strips)
     y = y + bias
     if self.eps is not None:
-      y = _StyleNorm(self.eps, name='norm')(y, embedding)
+      y = _StyleNorm(self.eps, self.fast, name='norm')(y, embedding)
     return y
 
 
@@ -326,29 +219,24 @@ class Transformer(nn.Module):
 
   Attributes:
     eps: the instance norm's epsilon (read from the graph by :func:`convert`).
-    impl: 'fast' (row strips, space-to-depth 9x9 convs: same result, faster on CPU) or 'direct'.
-    s2d_block: cell size of the space-to-depth 9x9 convs (2 or 4; 1 = plain convs in strips).
+    impl: 'fast' (reformulated convolutions, same result, faster on CPU) or 'direct'.
   """
   eps: float = 1e-5
   impl: str = 'fast'
-  s2d_block: int = 2
 
   @nn.compact
   def __call__(self, content: jax.Array, embedding: jax.Array) -> jax.Array:
     h, w = content.shape[1:3]
-    big = dict(impl=self.impl, s2d_block=self.s2d_block)
-    x = nn.relu(_Conv(8, 9, **big, name='contract_conv1')(content))
-    x = nn.relu(_Conv(16, 3, 2, impl=self.impl, name='contract_conv2')(x))
-    x = nn.relu(_Conv(32, 3, 2, impl=self.impl, name='contract_conv3')(x))
+    f = self.impl == 'fast'
+    x = nn.relu(_Conv(8, 9, 's2d', fast=f, name='contract_conv1')(content))
+    x = nn.relu(_Conv(16, 3, 'stride2', fast=f, name='contract_conv2')(x))
+    x = nn.relu(_Conv(32, 3, 'stride2', fast=f, name='contract_conv3')(x))
     for i in range(1, _RESIDUALS + 1):
-      y = nn.relu(_Conv(32, 3, eps=self.eps, impl=self.impl, name=f'residual{i}_conv1')(
-          x, embedding))
-      x = x + _Conv(32, 3, eps=self.eps, impl=self.impl, name=f'residual{i}_conv2')(y, embedding)
-    x = nn.relu(_Conv(16, 3, eps=self.eps, impl=self.impl, name='expand_conv1')(
-        upsample2(x), embedding))
-    x = nn.relu(_Conv(8, 3, eps=self.eps, impl=self.impl, name='expand_conv2')(
-        upsample2(x), embedding))
-    x = _Conv(3, 9, eps=self.eps, **big, name='expand_conv3')(x, embedding)
+      y = nn.relu(_Conv(32, 3, eps=self.eps, fast=f, name=f'residual{i}_conv1')(x, embedding))
+      x = x + _Conv(32, 3, eps=self.eps, fast=f, name=f'residual{i}_conv2')(y, embedding)
+    x = nn.relu(_Conv(16, 3, 'up', self.eps, f, name='expand_conv1')(x, embedding))
+    x = nn.relu(_Conv(8, 3, 'up', self.eps, f, name='expand_conv2')(x, embedding))
+    x = _Conv(3, 9, 's2d', self.eps, f, name='expand_conv3')(x, embedding)
     return nn.sigmoid(x[:, :h, :w, :])
 
 
@@ -360,19 +248,19 @@ def predict(params: Params, style: jax.Array) -> jax.Array:
   return StylePredictor().apply({'params': params['predict']}, style)
 
 
-@functools.partial(jax.jit, static_argnums=(3, 4))
-def _transform(params, content, embedding, impl, s2d_block):
-  return Transformer(params['eps'], impl, s2d_block).apply({'params': params['transform']},
-                                                           content, embedding)
+@functools.partial(jax.jit, static_argnums=(3,))
+def _transform(params, content, embedding, impl):
+  return Transformer(params['eps'], impl).apply({'params': params['transform']}, content,
+                                                embedding)
 
 
-def transform(params: Params, content: jax.Array, embedding: jax.Array, impl: str = 'fast',
-              s2d_block: int = 2) -> jax.Array:
+def transform(params: Params, content: jax.Array, embedding: jax.Array, impl: str = 'fast'
+              ) -> jax.Array:
   """Stylizes content (N, H, W, 3) in 0..1 with embeddings (N, 100) -> (N, H, W, 3) in 0..1.
 
   Jitted (one program per shape and ``impl``, however the options are passed).
   """
-  return _transform(params, content, embedding, impl, s2d_block)
+  return _transform(params, content, embedding, impl)
 
 
 def interpolate(content_embedding: jax.Array, style_embedding: jax.Array,
