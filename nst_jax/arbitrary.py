@@ -22,9 +22,10 @@ through the feed-forward job's pipeline (:mod:`nst_jax.fast`, :mod:`nst_jax.vide
 
 from __future__ import annotations
 
+import importlib
 import time
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union, cast
 
 import jax
 import jax.numpy as jnp
@@ -251,7 +252,7 @@ class ArbitraryStylizer:
         raise ConfigError('method=adain needs a trained decoder: model=MODEL_DIR (train one '
                           'with run.py --config=configs/adain2017.py --output=DIR)')
       try:
-        from nst_jax import adain  # pylint: disable=g-import-not-at-top  # helper module, lazy
+        adain = importlib.import_module('nst_jax.adain')  # the AdaIN module, loaded lazily
       except ImportError as e:
         raise NSTError('method=adain needs nst_jax/adain.py (the AdaIN decoder), which this '
                        'installation lacks; use method=ghiasi') from e
@@ -398,10 +399,10 @@ def run(config: ml_collections.ConfigDict, stylizer: Optional[ArbitraryStylizer]
     image_io.save_image(output, result)
     json_path = output.with_suffix('.json')
   elif kind == 'folder':
-    summary.update(fast._run_folder(config, stylizer, files, output))
+    summary.update(fast._run_folder(config, cast(Any, stylizer), files, output))
     json_path = output / 'arbitrary.json'
   else:
-    summary.update(fast._run_video(config, stylizer, content, output, info))
+    summary.update(fast._run_video(config, cast(Any, stylizer), content, output, info))
     json_path = output.with_suffix('.json')
   summary['load_s'] = t_loaded - t0
   summary['wall_s'] = time.perf_counter() - t0

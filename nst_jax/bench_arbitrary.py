@@ -15,6 +15,7 @@ so its numbers exist only at ``--size=384``). AdaIN: VGG19 encoder + AdaIN + dec
 from __future__ import annotations
 
 import functools
+import importlib
 import time
 from pathlib import Path
 from typing import Optional
@@ -124,7 +125,7 @@ def bench_adain(size: int = 384, repeats: int = 5, model: Optional[str] = None,
   if not model:
     raise NSTError('--network=adain needs a trained decoder: --model=MODEL_DIR (train one with '
                    'run.py --config=configs/adain2017.py --output=DIR)')
-  from nst_jax import adain  # pylint: disable=g-import-not-at-top
+  adain = importlib.import_module('nst_jax.adain')  # the AdaIN module, loaded lazily
   decoder, width = adain.load_decoder(model)
   c = image_io.load_image(content, shape=(size, size))
   s = image_io.load_image(style, shape=(ghiasi.STYLE_SIZE,) * 2)

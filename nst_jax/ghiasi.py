@@ -35,7 +35,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Mapping, Optional, Union, cast
 
 import flax.linen as nn
 import jax
@@ -101,13 +101,13 @@ def depthwise3x3_same(x: jax.Array, kernel: jax.Array, bias: jax.Array, stride: 
   n, h, w, c = x.shape
   oh, ow = -(-h // stride), -(-w // stride)
   xp = jnp.pad(x, ((0, 0), _tf_same_pads(h, 3, stride), _tf_same_pads(w, 3, stride), (0, 0)))
-  acc = None
+  acc = jnp.broadcast_to(bias, (n, oh, ow, c))
   for dy in range(3):
     for dx in range(3):
       tap = lax.slice(xp, (0, dy, dx, 0), (n, dy + (oh - 1) * stride + 1,
                                            dx + (ow - 1) * stride + 1, c), (1, stride, stride, 1))
-      acc = tap * kernel[dy, dx, 0] if acc is None else acc + tap * kernel[dy, dx, 0]
-  return acc + bias
+      acc = acc + tap * kernel[dy, dx, 0]
+  return acc
 
 
 # --- Modules ---------------------------------------------------------------------------------
@@ -245,7 +245,7 @@ class Transformer(nn.Module):
 @jax.jit
 def predict(params: Params, style: jax.Array) -> jax.Array:
   """Style embedding(s) (N, 100) of paintings (N, 256, 256, 3) in 0..1."""
-  return StylePredictor().apply({'params': params['predict']}, style)
+  return cast(jax.Array, StylePredictor().apply({'params': params['predict']}, style))
 
 
 @functools.partial(jax.jit, static_argnums=(3,))
@@ -297,7 +297,7 @@ def _graph_constants(model) -> tuple[dict, dict]:
   return consts, alias
 
 
-def _convs(model) -> dict[str, dict[str, np.ndarray]]:
+def _convs(model) -> dict[str, dict[str, Any]]:
   """``{scope: {'kernel': HWIO or (C_in, C_out), 'bias': (C_out,), 'group': int}}`` per Conv."""
   consts, alias = _graph_constants(model)
 
@@ -436,7 +436,7 @@ def convert(predict_onnx: PathLike, transform_onnx: PathLike, out_path: PathLike
   fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=f'.{out_path.name}.', suffix='.tmp')
   try:
     with os.fdopen(fd, 'wb') as f:
-      np.savez(f, **flat)
+      np.savez(f, **flat)  # type: ignore[arg-type]
     os.chmod(tmp, 0o644)
     os.replace(tmp, out_path)
   except OSError as e:
