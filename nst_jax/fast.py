@@ -35,7 +35,7 @@ import ml_collections
 import numpy as np
 
 from nst_jax import config as config_lib
-from nst_jax import controls, fileio, image_io, model_io, networks
+from nst_jax import controls, fileio, image_io, interrupt, model_io, networks
 from nst_jax.errors import ConfigError, ImageError, NSTError
 
 IMAGE_SUFFIXES = fileio.IMAGE_SUFFIXES
@@ -58,6 +58,7 @@ def fast_config() -> ml_collections.ConfigDict:
   c.original_colors = False     # keep the photo's colours (YIQ chroma), style luminance only
   c.temporal_smoothing = 0.0    # video: 0 = off; up to 0.9 = calmer static regions (less flicker)
   c.max_frames = 0              # video: stop after this many frames; 0 = all
+  c.skip_existing = False       # folders: skip photos whose output exists (resume after Ctrl-C)
   c.max_pixels = image_io.DEFAULT_MAX_PIXELS  # refuse larger source images
   c.impl = 'fast'               # fast (reformulated convs) | direct (plain lax convs)
   c.quiet = False               # no progress lines
@@ -284,8 +285,11 @@ def run(config: ml_collections.ConfigDict, stylizer: Optional[Stylizer] = None,
     info = video.probe(content)  # an unreadable video fails here, before any work
     fileio.check_writable(output, suffixes=('.mp4', '.m4v', '.mov', '.mkv'))
   elif kind == 'folder':
-    files = list_images(content)
+    all_files = list_images(content)
     fileio.check_writable_dir(output, '--output')
+    jobs = list(zip(all_files, _output_names(all_files)))
+    if config.skip_existing:
+      jobs = [(f, n) for f, n in jobs if not (output / n).exists()]
   else:
     fileio.check_writable(output)
   mask = None
@@ -300,7 +304,10 @@ def run(config: ml_collections.ConfigDict, stylizer: Optional[Stylizer] = None,
       'config': config.to_dict(), 'kind': kind, 'content': str(content), 'output': str(output),
       'model': stylizer.model.source, 'styles': _style_names(stylizer),
       'device': str(jax.devices()[0])}
-  if kind == 'image':
+  if kind == 'folder' and not jobs:
+    summary.update(count=0, files=[], skipped='all outputs exist (skip_existing)')
+    json_path = output / 'fast.json'
+  elif kind == 'image':
     image = image_io.load_image(content, size=int(config.size) or None,
                                 max_pixels=int(config.max_pixels))
     t = time.perf_counter()
@@ -311,7 +318,7 @@ def run(config: ml_collections.ConfigDict, stylizer: Optional[Stylizer] = None,
     summary['count'] = 1
     json_path = output.with_suffix('.json')
   elif kind == 'folder':
-    summary.update(_run_folder(config, stylizer, files, output))
+    summary.update(_run_folder(config, stylizer, jobs, output))
     json_path = output / 'fast.json'
   else:
     summary.update(_run_video(config, stylizer, content, output, info))
@@ -354,8 +361,8 @@ def _pipelined(batches: Iterable[tuple[Any, np.ndarray]], stylizer: Stylizer
     yield pending[0], np.asarray(pending[1])
 
 
-def _run_folder(config, stylizer: Stylizer, files: list[Path], out_dir: Path) -> dict:
-  names = _output_names(files)
+def _run_folder(config, stylizer: Stylizer, jobs: list[tuple[Path, str]], out_dir: Path) -> dict:
+  files, names = [f for f, _ in jobs], [n for _, n in jobs]
   size, cap, bs = int(config.size) or None, int(config.max_pixels), int(config.batch_size)
 
   def batches():  # groups of equal shape, at most batch_size each, in file order
@@ -372,13 +379,19 @@ def _run_folder(config, stylizer: Stylizer, files: list[Path], out_dir: Path) ->
         yield [j for j, _ in group], np.stack([im for _, im in group])
 
   t, done, shapes = time.perf_counter(), 0, set()
-  for idx, out in _pipelined(batches(), stylizer):
-    for j, result in zip(idx, out):
-      image_io.save_image(out_dir / names[j], result)
-      shapes.add(result.shape[:2])
-    done += len(idx)
-    _log(config, f'[fast] {done}/{len(files)} images, '
-                 f'{done / (time.perf_counter() - t):.2f} images/s')
+  with interrupt.StopOnSignal(quiet=bool(config.quiet), what='batch') as stop:
+    for idx, out in _pipelined(batches(), stylizer):
+      for j, result in zip(idx, out):
+        image_io.save_image(out_dir / names[j], result)
+        shapes.add(result.shape[:2])
+      done += len(idx)
+      _log(config, f'[fast] {done}/{len(files)} images, '
+                   f'{done / (time.perf_counter() - t):.2f} images/s')
+      if stop.requested and done < len(files):
+        raise interrupt.Interrupted(
+            f'interrupted after {done}/{len(files)} images (each written completely to '
+            f'{out_dir}); continue with: '
+            f'{interrupt.resume_command(flag="--config.skip_existing=True")}', done, [out_dir])
   return {'count': done, 'files': [str(out_dir / n) for n in names],
           'shapes': sorted(list(s) for s in shapes),
           'stylize_s': time.perf_counter() - t}
@@ -404,7 +417,8 @@ def _run_video(config, stylizer: Stylizer, content: Path, output: Path, info) ->
       yield np.stack(batch), np.stack(padded)
 
   t, last_log = time.perf_counter(), 0.
-  with video.VideoWriter(output, info.fps, shape,
+  with interrupt.StopOnSignal(quiet=bool(config.quiet), what='batch') as stop, \
+       video.VideoWriter(output, info.fps, shape,
                          audio_from=content if info.has_audio else None,
                          max_frames=limit if limit and limit < info.frames else None) as writer:
     for photos, out in _pipelined(batches(), stylizer):
@@ -415,6 +429,11 @@ def _run_video(config, stylizer: Stylizer, content: Path, output: Path, info) ->
         last_log = now
         _log(config, f'[fast] {writer.frames}/{total} frames, '
                      f'{writer.frames / (now - t):.2f} frames/s')
+      if stop.requested:  # the writer discards the partial file on the way out
+        raise interrupt.Interrupted(
+            f'interrupted at frame {writer.frames}: the partial video was discarded, {output} '
+            f'was not written; run again (--config.max_frames=N for a shorter clip)',
+            writer.frames, [])
   elapsed = time.perf_counter() - t
   return {'count': writer.frames, 'fps': info.fps, 'shape': list(shape),
           'audio': info.has_audio, 'stylize_s': elapsed,

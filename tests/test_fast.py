@@ -172,26 +172,55 @@ def _cli(*args, tmp_path):
                          *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
-def test_cli_builtin_style_mix(tmp_path):
-  pytest.importorskip('onnx')  # converts multistyle26.onnx into the test's cache on first use
+def test_cli_model_style_mix(tmp_path, model_dir):
   out = tmp_path / 'mix.png'
-  r = _cli(f'--content={IMAGES / "tubingen.jpg"}', f'--output={out}', '--config.size=40',
-           '--config.style_index=3:0.5,12:0.5', tmp_path=tmp_path)
+  r = _cli(f'--model={model_dir}', f'--content={IMAGES / "tubingen.jpg"}', f'--output={out}',
+           '--config.size=40', '--config.style_index=1:0.5,2:0.5', tmp_path=tmp_path)
   assert r.returncode == 0, r.stderr
   assert image_io.load_image(out).shape == (30, 40, 3)
-  assert (tmp_path / 'cache' / 'multistyle26.npz').is_file()
+  m = model_io.load_model(model_dir)
+  photo = image_io.load_image(IMAGES / 'tubingen.jpg', size=40)
+  np.testing.assert_array_equal(image_io.load_image(out),
+                                fast.stylize(m, photo, {1: 0.5, 2: 0.5}))
 
 
-@pytest.mark.parametrize('args,needle', [
-    (['--config.style_index=26'], 'out of range'),
-    (['--model=/nonexistent/model'], '/nonexistent/model'),
-])
-def test_cli_bad_input(tmp_path, args, needle):
+def test_cli_bad_input(tmp_path):
+  """Built-in network (converted on first use), style index out of range: one error line."""
   out = tmp_path / 'o.png'
-  r = _cli(f'--content={IMAGES / "tubingen.jpg"}', f'--output={out}', '--config.size=32', *args,
-           tmp_path=tmp_path)
+  r = _cli(f'--content={IMAGES / "tubingen.jpg"}', f'--output={out}', '--config.size=32',
+           '--config.style_index=26', tmp_path=tmp_path)
   assert r.returncode == 1, (r.stdout, r.stderr)
   assert 'Traceback' not in r.stderr
   lines = [l for l in r.stderr.splitlines() if l.startswith('error: ')]
-  assert len(lines) == 1 and needle in lines[0], r.stderr
+  assert len(lines) == 1 and 'out of range' in lines[0], r.stderr
   assert not out.exists()
+
+
+def test_stop_on_signal(tmp_path, model_dir, tiny_video, monkeypatch):
+  """Ctrl-C in a folder run stops after the current batch with complete files; skip_existing
+  continues; a stopped video writes nothing."""
+  from nst_jax import interrupt
+  src = tmp_path / 'photos'
+  src.mkdir()
+  photo = image_io.load_image(IMAGES / 'tubingen.jpg', size=40)
+  for i in range(4):
+    image_io.save_image(src / f'p{i}.png', np.roll(photo, 3 * i, axis=0))
+  real_enter = interrupt.StopOnSignal.__enter__
+
+  def enter_and_request(self):
+    real_enter(self)
+    self.request()  # as if Ctrl-C arrived during the first batch
+    return self
+  monkeypatch.setattr(interrupt.StopOnSignal, '__enter__', enter_and_request)
+  vout = tmp_path / 'v.mp4'
+  with pytest.raises(interrupt.Interrupted, match='discarded'):
+    fast.run(_config(model=str(model_dir), content=str(tiny_video), output=str(vout)))
+  assert not list(tmp_path.glob('*v.*'))  # neither the video nor a temp file
+  out = tmp_path / 'out'
+  with pytest.raises(interrupt.Interrupted, match='skip_existing'):
+    fast.run(_config(model=str(model_dir), content=str(src), output=str(out), batch_size=2))
+  assert sorted(p.name for p in out.iterdir()) == ['p0.png', 'p1.png']
+  monkeypatch.setattr(interrupt.StopOnSignal, '__enter__', real_enter)
+  s = fast.run(_config(model=str(model_dir), content=str(src), output=str(out), batch_size=2,
+                       skip_existing=True))
+  assert s['count'] == 2 and len(list(out.glob('p*.png'))) == 4
