@@ -61,6 +61,7 @@ def arbitrary_config() -> ml_collections.ConfigDict:
   c.batch_size = 4              # folders/videos: images or frames per pass
   c.temporal_smoothing = 0.0    # video: 0 = off; up to 0.9 = calmer static regions (less flicker)
   c.max_frames = 0              # video: stop after this many frames; 0 = all
+  c.skip_existing = False       # folders: skip photos whose output exists (resume after Ctrl-C)
   c.max_pixels = image_io.DEFAULT_MAX_PIXELS  # refuse larger source images
   c.weights = ''                # Ghiasi: converted .npz or a folder with the two ONNX files
   c.model = ''                  # AdaIN: decoder directory from configs/adain2017.py (--model)
@@ -378,6 +379,9 @@ def run(config: ml_collections.ConfigDict, stylizer: Optional[ArbitraryStylizer]
   elif kind == 'folder':
     files = fast.list_images(content)
     fileio.check_writable_dir(output, '--output')
+    jobs = list(zip(files, fast._output_names(files)))
+    if config.skip_existing:
+      jobs = [(f, n) for f, n in jobs if not (output / n).exists()]
   else:
     fileio.check_writable(output)
   if stylizer is None:
@@ -399,7 +403,8 @@ def run(config: ml_collections.ConfigDict, stylizer: Optional[ArbitraryStylizer]
     image_io.save_image(output, result)
     json_path = output.with_suffix('.json')
   elif kind == 'folder':
-    summary.update(fast._run_folder(config, cast(Any, stylizer), files, output))
+    summary.update(fast._run_folder(config, cast(Any, stylizer), jobs, output) if jobs else
+                   dict(count=0, files=[], skipped='all outputs exist (skip_existing)'))
     json_path = output / 'arbitrary.json'
   else:
     summary.update(fast._run_video(config, cast(Any, stylizer), content, output, info))
