@@ -164,10 +164,11 @@ def distances(vgg_params, image: np.ndarray, photo: np.ndarray, painting: np.nda
 
 
 def quality(photos: list[str], paintings: list[str], size: int = 384,
-            sheet: Optional[str] = None, weights: Optional[str] = None) -> dict:
-  """Ghiasi on every photo x painting pair at ``size`` px: distances (and a contact sheet)."""
+            sheet: Optional[str] = None, weights: Optional[str] = None, method: str = 'ghiasi',
+            model: Optional[str] = None) -> dict:
+  """One method on every photo x painting pair at ``size`` px: distances (and a contact sheet)."""
   from nst_jax import arbitrary, weights as weights_lib  # pylint: disable=g-import-not-at-top
-  params = ghiasi.load(weights)
+  params = ghiasi.load(weights) if method == 'ghiasi' else None
   vgg_params = weights_lib.load_vgg19()
   pics = [image_io.load_image(p, size=size) for p in photos]
   arts = [image_io.load_image(p, size=size) for p in paintings]
@@ -175,7 +176,7 @@ def quality(photos: list[str], paintings: list[str], size: int = 384,
   for pi, photo in zip(photos, pics):
     row = [photo]
     for ai, art in zip(paintings, arts):
-      out = arbitrary.stylize_arbitrary(photo, art, params=params)
+      out = arbitrary.stylize_arbitrary(photo, art, method, params=params, model=model)
       d = distances(vgg_params, out, photo, art)
       own = distances(vgg_params, photo, photo, art)['style']
       pairs.append({'photo': Path(pi).name, 'painting': Path(ai).name, **d,
@@ -189,7 +190,8 @@ def quality(photos: list[str], paintings: list[str], size: int = 384,
   return {'pairs': pairs, 'style_ratio_range': [round(min(ratios), 3), round(max(ratios), 3)],
           'style_ratio_mean': round(float(np.mean(ratios)), 3),
           'content_range': [round(min(contents), 3), round(max(contents), 3)],
-          'content_mean': round(float(np.mean(contents)), 3), 'size': size, 'sheet': sheet}
+          'content_mean': round(float(np.mean(contents)), 3), 'size': size, 'sheet': sheet,
+          'method': method}
 
 
 def _contact_sheet(rows: list[list[np.ndarray]], arts: list[np.ndarray], path: str,
@@ -211,8 +213,11 @@ if __name__ == '__main__':
   ap.add_argument('--paintings', required=True, help='comma-separated painting paths')
   ap.add_argument('--size', type=int, default=384)
   ap.add_argument('--sheet', default='outputs/arbitrary_contact_sheet.jpg')
+  ap.add_argument('--method', default='ghiasi', choices=('ghiasi', 'adain'))
+  ap.add_argument('--model', default=None, help='AdaIN decoder directory (--method=adain)')
   a = ap.parse_args()
-  res = quality(a.photos.split(','), a.paintings.split(','), a.size, a.sheet)
+  res = quality(a.photos.split(','), a.paintings.split(','), a.size, a.sheet,
+                method=a.method, model=a.model)
   for p in res['pairs']:
     print(f"{p['photo']:>12} x {p['painting']:<28} style {p['style']:.3f} "
           f"(photo {p['photo_style']:.3f}, ratio {p['style_ratio']:.2f}) "
