@@ -372,23 +372,28 @@ def run(config: ml_collections.ConfigDict, stylizer: Optional[ArbitraryStylizer]
   if config.mask or config.masks:
     masks = [controls.check_mask(image_io.load_mask(p, max_pixels=cap), f'mask {p}')
              for p in _split(config.mask or config.masks)]
+  # Every input is read or probed, and the weights loaded, before the output is touched.
   if kind == 'video':
     from nst_jax import video  # pylint: disable=g-import-not-at-top
     info = video.probe(content)  # an unreadable video fails here, before any work
-    fileio.check_writable(output, suffixes=('.mp4', '.m4v', '.mov', '.mkv'))
   elif kind == 'folder':
     files = fast.list_images(content)
+  else:
+    image = image_io.load_image(content, size=int(config.size) or None, max_pixels=cap)
+  if stylizer is None:
+    params = ghiasi.load(config.weights or None) if config.method == 'ghiasi' else None
+    stylizer = ArbitraryStylizer(styles, config.method, config.strength,
+                                 config.style_blend_weights, masks, config.original_colors,
+                                 params, config.model or None, config.impl)
+  if kind == 'video':
+    fileio.check_writable(output, suffixes=('.mp4', '.m4v', '.mov', '.mkv'))
+  elif kind == 'folder':
     fileio.check_writable_dir(output, '--output')
     jobs = list(zip(files, fast._output_names(files)))
     if config.skip_existing:
       jobs = [(f, n) for f, n in jobs if not (output / n).exists()]
   else:
     fileio.check_writable(output)
-  if stylizer is None:
-    params = ghiasi.load(config.weights or None) if config.method == 'ghiasi' else None
-    stylizer = ArbitraryStylizer(styles, config.method, config.strength,
-                                 config.style_blend_weights, masks, config.original_colors,
-                                 params, config.model or None, config.impl)
   t_loaded = time.perf_counter()
   summary: dict[str, Any] = {
       'config': config.to_dict(), 'kind': kind, 'method': config.method,
@@ -396,7 +401,6 @@ def run(config: ml_collections.ConfigDict, stylizer: Optional[ArbitraryStylizer]
       'styles': dict(zip(style_paths, map(float, stylizer.weights))),
       'device': str(jax.devices()[0])}
   if kind == 'image':
-    image = image_io.load_image(content, size=int(config.size) or None, max_pixels=cap)
     t = time.perf_counter()
     result = stylizer(image)
     summary.update(stylize_s=time.perf_counter() - t, shape=list(result.shape[:2]), count=1)
