@@ -38,8 +38,9 @@ _STYLE_LAYERS = flags.DEFINE_string('style_layers', 'conv1_1,conv2_1,conv3_1,con
 _WEIGHTS = flags.DEFINE_string('weights', None, 'VGG19 weights (.h5/.npz).')
 _SWEEP = flags.DEFINE_integer('sweep', 0, 'If > 0: configs/s of a batch of K vs K sequential runs.')
 _NETWORK = flags.DEFINE_string('network', None, 'Feed-forward network to time instead: '
-                               'multistyle26 | model (nst_jax/bench_fast.py).')
-_MODEL = flags.DEFINE_string('model', None, 'Trained model directory (--network=model).')
+                               'multistyle26 | model (nst_jax/bench_fast.py), ghiasi | adain '
+                               '(nst_jax/bench_arbitrary.py).')
+_MODEL = flags.DEFINE_string('model', None, 'Trained model directory (--network=model|adain).')
 _BATCH = flags.DEFINE_integer('batch', 1, 'Images per forward pass (--network).')
 _IMPL = flags.DEFINE_string('impl', 'fast', 'fast | direct convolutions (--network).')
 
@@ -92,6 +93,16 @@ def main(argv):
     print(json.dumps(bench_fast.bench_network(
         _NETWORK.value, _SIZE.value, _BATCH.value, max(_REPEATS.value, 5), _IMPL.value,
         _CONTENT.value, _MODEL.value)))
+    return
+  if _NETWORK.value in ('ghiasi', 'adain'):
+    from nst_jax import bench_arbitrary  # pylint: disable=g-import-not-at-top
+    if _NETWORK.value == 'ghiasi':
+      result = bench_arbitrary.bench_ghiasi(_SIZE.value, max(_REPEATS.value, 10), _CONTENT.value,
+                                            _STYLE.value, _WEIGHTS.value, impl=_IMPL.value)
+    else:
+      result = bench_arbitrary.bench_adain(_SIZE.value, _REPEATS.value, _MODEL.value,
+                                           _CONTENT.value, _STYLE.value)
+    print(json.dumps(result))
     return
   content = image_io.load_image(_CONTENT.value)
   style = image_io.load_image(_STYLE.value)

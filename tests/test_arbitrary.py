@@ -1,0 +1,290 @@
+"""Ghiasi et al. 2017 port and the `arbitrary` job: reference outputs, sizes, mixing, masks, errors.
+
+The reference sizes (style 256x256, content 384x384) compile once per session; everything else
+uses one small content shape so the transform compiles once more.
+"""
+
+import os
+from pathlib import Path
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image
+import pytest
+
+from nst_jax import arbitrary, ghiasi, image_io, runner
+from nst_jax.errors import NSTError
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / 'shared'
+IMAGES = SHARED / 'images'
+MAGENTA = SHARED / 'weights' / 'magenta'
+REFERENCE = MAGENTA / 'reference_outputs.npz'
+SMALL = (37, 51)  # one small content shape (odd: not a multiple of 4) for the other tests
+
+
+@pytest.fixture(scope='session')
+def ghiasi_npz(tmp_path_factory):
+  pytest.importorskip('onnx')  # conversion-time dependency only
+  return ghiasi.resolve(MAGENTA, cache_dir=tmp_path_factory.mktemp('ghiasi'))
+
+
+@pytest.fixture(scope='session')
+def gparams(ghiasi_npz):
+  return ghiasi.load(ghiasi_npz)
+
+
+@pytest.fixture(scope='session')
+def ref():
+  with np.load(REFERENCE) as z:
+    return {k: z[k] for k in z.files if k.startswith('arbitrary')}
+
+
+@pytest.fixture(scope='session')
+def photo():
+  return image_io.load_image(IMAGES / 'tubingen.jpg', shape=SMALL)
+
+
+@pytest.fixture(scope='session')
+def paintings():
+  return [image_io.load_image(IMAGES / n, size=64) for n in ('starry_night.jpg',
+                                                               'the_scream.jpg')]
+
+
+def test_port_matches_reference(gparams, ref):
+  emb = ghiasi.predict(gparams, jnp.asarray(ref['arbitrary_style_256']))
+  want = ref['arbitrary_style_embedding_float'].reshape(1, 100)
+  assert np.abs(np.asarray(emb) - want).max() < 2e-3
+  out = ghiasi.transform(gparams, jnp.asarray(ref['arbitrary_content_384']), jnp.asarray(want))
+  err = np.abs(np.asarray(out) - ref['arbitrary_stylized_float'])
+  assert err.max() < 2e-3, err.max()
+  # The shipped (activation-quantized) graph differs by its quantization noise, not by more.
+  assert np.abs(np.asarray(out) - ref['arbitrary_stylized_shipped']).mean() < 0.06
+
+
+def test_parameter_layout_matches_modules():
+  key = jax.random.PRNGKey(0)
+  pred = jax.eval_shape(ghiasi.StylePredictor().init, key, jnp.zeros((1, 32, 32, 3)))
+  tran = jax.eval_shape(ghiasi.Transformer().init, key, jnp.zeros((1, 16, 16, 3)),
+                        jnp.zeros((1, 100)))
+  flat = {}
+  for prefix, tree in (('predict', pred['params']), ('transform', tran['params'])):
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+      flat['/'.join([prefix] + [p.key for p in path])] = tuple(leaf.shape)
+  assert flat == ghiasi.expected_shapes()
+
+
+def test_depthwise_equals_grouped_conv():
+  rng = np.random.default_rng(1)
+  x = jnp.asarray(rng.normal(size=(1, 9, 12, 6)), jnp.float32)
+  k = jnp.asarray(rng.normal(size=(3, 3, 1, 6)), jnp.float32)
+  b = jnp.arange(6.)
+  for stride in (1, 2):
+    f = jax.jit(lambda x, k, b, s=stride: (ghiasi.depthwise3x3_same(x, k, b, s),
+                                           ghiasi.conv_same(x, k, b, s, groups=6)))
+    shifted, grouped = f(x, k, b)
+    np.testing.assert_allclose(shifted, grouped, atol=1e-5)
+
+
+def _float_graph_any_size(path):
+  """The ONNX graph with its activation Quantize/Dequantize pairs removed and free H, W."""
+  import onnx
+  model = onnx.load(str(path))
+  g = model.graph
+  inits = {i.name for i in g.initializer}
+  alias, keep = {}, []
+  for node in g.node:
+    if node.op_type in ('QuantizeLinear', 'DequantizeLinear') and node.input[0] not in inits:
+      alias[node.output[0]] = node.input[0]
+    else:
+      keep.append(node)
+  def resolve(name):
+    while name in alias:
+      name = alias[name]
+    return name
+  for node in keep:
+    for i, name in enumerate(node.input):
+      node.input[i] = resolve(name)
+  for out in g.output:
+    if out.name in alias:  # the output keeps its name: rename the producer's output
+      src = resolve(out.name)
+      for node in keep:
+        for i, name in enumerate(node.output):
+          if name == src:
+            node.output[i] = out.name
+        for i, name in enumerate(node.input):
+          if name == src:
+            node.input[i] = out.name
+  del g.node[:]
+  g.node.extend(keep)
+  dims = g.input[0].type.tensor_type.shape.dim
+  dims[1].dim_param, dims[2].dim_param = 'h', 'w'
+  for o in g.output:
+    for d in o.type.tensor_type.shape.dim[1:3]:
+      d.dim_param = 'o'
+  return model.SerializeToString()
+
+
+def test_any_size_content_matches_onnxruntime(gparams, photo):
+  """Odd sizes (37x51): our output equals onnxruntime's float graph, cropped to the input."""
+  ort = pytest.importorskip('onnxruntime')
+  x = np.asarray(photo, np.float32)[None] / 255.
+  emb = np.random.default_rng(2).normal(size=(1, 1, 1, 100)).astype(np.float32)
+  sess = ort.InferenceSession(_float_graph_any_size(MAGENTA / ghiasi.TRANSFORM_ONNX),
+                              providers=['CPUExecutionProvider'])
+  names = [i.name for i in sess.get_inputs()]
+  want = sess.run(None, dict(zip(names, (x, emb))))[0]
+  assert want.shape[1:3] == (40, 52)  # the graph upsamples ceil(ceil(H/2)/2) by 4
+  got = ghiasi.transform(gparams, jnp.asarray(x), jnp.asarray(emb.reshape(1, 100)))
+  assert got.shape == x.shape
+  assert np.abs(np.asarray(got) - want[:, :37, :51]).max() < 2e-3
+
+
+def test_strength_zero_is_the_photos_own_embedding(gparams, photo, paintings):
+  own = arbitrary.embeddings(gparams, [photo])
+  x = jnp.asarray(photo, jnp.float32)[None] / 255.
+  want = np.asarray(ghiasi.transform(gparams, x, own))[0] * 255.
+  got = arbitrary.stylize_arbitrary(photo, paintings[0], strength=0., params=gparams)
+  assert np.abs(got.astype(np.float32) - want).max() <= 1.
+  full = arbitrary.stylize_arbitrary(photo, paintings[0], strength=1., params=gparams)
+  half = arbitrary.stylize_arbitrary(photo, paintings[0], strength=.5, params=gparams)
+  d = lambda a, b: np.abs(a.astype(np.float32) - b).mean()
+  assert d(half, got) > 1. and d(half, full) > 1.  # in between, not either end
+  # The interpolation itself: strength 0 gives back the photo's embedding exactly.
+  np.testing.assert_array_equal(ghiasi.interpolate(own, own * 0 + 5., 0.), own)
+
+
+def test_mixing_and_masks(gparams, photo, paintings):
+  s0, s1 = paintings
+  one = arbitrary.stylize_arbitrary(photo, s0, params=gparams)
+  assert one.shape == photo.shape and one.dtype == np.uint8
+  np.testing.assert_array_equal(
+      arbitrary.stylize_arbitrary(photo, [s0, s1], style_blend_weights=[1., 0.], params=gparams),
+      one)
+  embs = arbitrary.embeddings(gparams, [s0, s1])
+  x = jnp.asarray(photo, jnp.float32)[None] / 255.
+  want = np.asarray(ghiasi.transform(gparams, x, (0.25 * embs[0] + 0.75 * embs[1])[None]))[0]
+  mixed = arbitrary.stylize_arbitrary(photo, [s0, s1], style_blend_weights=[1, 3],
+                                      params=gparams)
+  assert np.abs(mixed / 255. - want).max() <= 1. / 255 + 1e-6
+  # One mask: the style on the left half, the photo on the right.
+  mask = np.zeros(SMALL, np.float32)
+  mask[:, :SMALL[1] // 2] = 1.
+  masked = arbitrary.stylize_arbitrary(photo, s0, masks=[mask], params=gparams)
+  np.testing.assert_array_equal(masked[:, :SMALL[1] // 2], one[:, :SMALL[1] // 2])
+  np.testing.assert_array_equal(masked[:, SMALL[1] // 2:], photo[:, SMALL[1] // 2:])
+  # Two regions, two styles; a half-size mask is resized.
+  two = arbitrary.stylize_arbitrary(photo, [s0, s1], masks=[mask, 1. - mask], params=gparams)
+  only1 = arbitrary.stylize_arbitrary(photo, s1, params=gparams)
+  np.testing.assert_array_equal(two[:, SMALL[1] // 2:], only1[:, SMALL[1] // 2:])
+  np.testing.assert_array_equal(two[:, :SMALL[1] // 2], one[:, :SMALL[1] // 2])
+  # Colour preservation keeps the photo's chroma.
+  from nst_jax import controls
+  oc = arbitrary.stylize_arbitrary(photo, s0, original_colors=True, params=gparams)
+  np.testing.assert_allclose(oc, controls.original_colors(one, photo), atol=2)
+
+
+def fileio_json(path):
+  import json
+  return json.loads(Path(path).read_text())
+
+
+def _config(**kw):
+  c = arbitrary.arbitrary_config()
+  c.quiet = True
+  for k, v in kw.items():
+    c[k] = v
+  return c
+
+
+def test_job_photo_and_folder(tmp_path, ghiasi_npz, photo):
+  style = str(IMAGES / 'starry_night.jpg')
+  folder = tmp_path / 'photos'
+  folder.mkdir()
+  for i in range(3):
+    image_io.save_image(folder / f'p{i}.png', photo)
+  s = runner.run(_config(content=str(folder), style=style, output=str(tmp_path / 'out'),
+                         weights=str(ghiasi_npz), batch_size=1))  # batch 1: no new compile
+  assert s['count'] == 3
+  names = sorted(p.name for p in (tmp_path / 'out').iterdir())
+  assert names == ['arbitrary.json', 'p0.png', 'p1.png', 'p2.png']
+  out = tmp_path / 'one.png'
+  runner.run(_config(content=str(folder / 'p0.png'), style=style, output=str(out),
+                     weights=str(ghiasi_npz)))
+  np.testing.assert_array_equal(image_io.load_image(out),
+                                image_io.load_image(tmp_path / 'out' / 'p0.png'))
+  summary = fileio_json(out.with_suffix('.json'))
+  assert summary['method'] == 'ghiasi' and summary['count'] == 1
+
+
+def test_bad_inputs(tmp_path, ghiasi_npz, photo):
+  content = tmp_path / 'c.png'
+  image_io.save_image(content, photo)
+  tiny = tmp_path / 'tiny.png'
+  image_io.save_image(tiny, np.zeros((10, 40, 3), np.uint8))
+  clear = tmp_path / 'clear.png'
+  Image.new('RGBA', (32, 32), (255, 0, 0, 0)).save(clear)
+  wrong_npz = tmp_path / 'wrong.npz'
+  np.savez(wrong_npz, a=np.zeros(3))
+  wrong_onnx = tmp_path / 'wrong_onnx'
+  wrong_onnx.mkdir()
+  for name in (ghiasi.PREDICT_ONNX, ghiasi.TRANSFORM_ONNX):  # the 26-style graph, misnamed
+    (wrong_onnx / name).write_bytes((MAGENTA / 'multistyle26.onnx').read_bytes())
+  garbage = tmp_path / 'garbage'
+  garbage.mkdir()
+  for name in (ghiasi.PREDICT_ONNX, ghiasi.TRANSFORM_ONNX):
+    (garbage / name).write_bytes(b'\x08\x07not an onnx model')
+  starry, scream = str(IMAGES / 'starry_night.jpg'), str(IMAGES / 'the_scream.jpg')
+  out = tmp_path / 'out' / 'o.png'
+  cases = [
+      (dict(style=str(tiny)), 'at least 16'),
+      (dict(style=str(clear)), 'transparent'),
+      (dict(weights=str(tmp_path / 'nowhere')), 'nowhere'),
+      (dict(weights=str(wrong_npz)), 'not Magenta'),
+      (dict(weights=str(wrong_onnx)), 'arbitrary'),
+      (dict(weights=str(garbage)), 'ONNX'),
+      (dict(strength=1.5), 'strength'),
+      (dict(strength=-0.1), 'strength'),
+      (dict(style=f'{starry},{scream}', style_blend_weights='1,2,3'), '3 weight'),
+      (dict(style=f'{starry},{scream}', style_blend_weights='0,0'), 'positive'),
+      (dict(style=f'{starry},{scream}', mask=str(content)), 'masks'),
+      (dict(method='adain'), 'decoder'),
+      (dict(method='magic'), 'method'),
+      (dict(content=str(tmp_path / 'missing.jpg')), 'missing.jpg'),
+  ]
+  for overrides, needle in cases:
+    kw = dict(content=str(content), style=starry, output=str(out), weights=str(ghiasi_npz))
+    kw.update(overrides)
+    with pytest.raises(NSTError) as e:
+      runner.run(_config(**kw))
+    assert '\n' not in str(e.value) and needle in str(e.value), (overrides, str(e.value))
+    assert not out.parent.exists()  # nothing written, not even the output's directory
+
+
+def test_cli_error_line(tmp_path):
+  out = tmp_path / 'o.png'
+  env = dict(os.environ, NST_JAX_CACHE=str(tmp_path / 'cache'), JAX_PLATFORMS='cpu')
+  r = subprocess.run([sys.executable, str(ROOT / 'run.py'), '--config=configs/arbitrary.py',
+                      f'--content={IMAGES / "tubingen.jpg"}', f'--output={out}',
+                      f'--style={IMAGES / "starry_night.jpg"}', '--config.strength=2'],
+                     cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+  assert r.returncode == 1, (r.stdout, r.stderr)
+  lines = [l for l in r.stderr.splitlines() if l.startswith('error: ')]
+  assert len(lines) == 1 and 'strength' in lines[0] and 'Traceback' not in r.stderr
+  assert not out.exists()
+
+
+@pytest.mark.slow
+def test_video_through_the_fast_pipeline(tmp_path, ghiasi_npz):
+  from nst_jax import video
+  out = tmp_path / 'v.mp4'
+  s = runner.run(_config(content=str(SHARED / 'videos' / 'bunny.mp4'),
+                         style=str(IMAGES / 'starry_night.jpg'), output=str(out),
+                         weights=str(ghiasi_npz), size=64, max_frames=6, batch_size=3))
+  assert s['count'] == 6
+  info = video.probe(out)
+  assert (info.width, info.height, info.has_audio) == (64, 36, True)
+  assert len(list(video.read_frames(out))) == 6
