@@ -361,7 +361,7 @@ def run(config: ml_collections.ConfigDict, stylizer: Optional[ArbitraryStylizer]
   content = Path(config.content).expanduser()
   if not content.exists():
     raise ImageError(f'content not found: {content} (give a photo, a folder or a video)')
-  kind = 'folder' if content.is_dir() else 'video' if fast._is_video(content) else 'image'
+  kind = 'folder' if content.is_dir() else 'video' if fast.is_video(content) else 'image'
   output = (Path(config.output).expanduser() if config.output else
             Path('outputs') / f'{content.stem}_arbitrary{".mp4" if kind == "video" else ""}'
             f'{".png" if kind == "image" else ""}')
@@ -389,7 +389,7 @@ def run(config: ml_collections.ConfigDict, stylizer: Optional[ArbitraryStylizer]
     fileio.check_writable(output, suffixes=('.mp4', '.m4v', '.mov', '.mkv'))
   elif kind == 'folder':
     fileio.check_writable_dir(output, '--output')
-    jobs = list(zip(files, fast._output_names(files)))
+    jobs = list(zip(files, fast.output_names(files)))
     if config.skip_existing:
       jobs = [(f, n) for f, n in jobs if not (output / n).exists()]
   else:
@@ -407,11 +407,11 @@ def run(config: ml_collections.ConfigDict, stylizer: Optional[ArbitraryStylizer]
     image_io.save_image(output, result)
     json_path = output.with_suffix('.json')
   elif kind == 'folder':
-    summary.update(fast._run_folder(config, cast(Any, stylizer), jobs, output) if jobs else
+    summary.update(fast.run_folder(config, cast(Any, stylizer), jobs, output) if jobs else
                    dict(count=0, files=[], skipped='all outputs exist (skip_existing)'))
     json_path = output / 'arbitrary.json'
   else:
-    summary.update(fast._run_video(config, cast(Any, stylizer), content, output, info))
+    summary.update(fast.run_video(config, cast(Any, stylizer), content, output, info))
     json_path = output.with_suffix('.json')
   summary['load_s'] = t_loaded - t0
   summary['wall_s'] = time.perf_counter() - t0

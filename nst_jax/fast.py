@@ -278,7 +278,7 @@ def run(config: ml_collections.ConfigDict, stylizer: Optional[Stylizer] = None,
   content = Path(config.content).expanduser()
   if not content.exists():
     raise ImageError(f'content not found: {content} (give a photo, a folder or a video)')
-  kind = 'folder' if content.is_dir() else 'video' if _is_video(content) else 'image'
+  kind = 'folder' if content.is_dir() else 'video' if is_video(content) else 'image'
   output = Path(config.output).expanduser() if config.output else default_output(content, kind)
   if kind == 'video':
     from nst_jax import video  # pylint: disable=g-import-not-at-top
@@ -289,10 +289,10 @@ def run(config: ml_collections.ConfigDict, stylizer: Optional[Stylizer] = None,
     fileio.check_writable(output, suffixes=None)
   elif kind == 'folder':
     all_files = list_images(content)
-    if output.suffix.lower() in IMAGE_SUFFIXES or _is_video(output):
+    if output.suffix.lower() in IMAGE_SUFFIXES or is_video(output):
       raise ImageError(f'{content} is a folder: give --output a directory, not {output}')
     fileio.check_writable_dir(output, '--output')
-    jobs = list(zip(all_files, _output_names(all_files)))
+    jobs = list(zip(all_files, output_names(all_files)))
     if config.skip_existing:
       jobs = [(f, n) for f, n in jobs if not (output / n).exists()]
   else:
@@ -323,10 +323,10 @@ def run(config: ml_collections.ConfigDict, stylizer: Optional[Stylizer] = None,
     summary['count'] = 1
     json_path = output.with_suffix('.json')
   elif kind == 'folder':
-    summary.update(_run_folder(config, stylizer, jobs, output))
+    summary.update(run_folder(config, stylizer, jobs, output))
     json_path = output / 'fast.json'
   else:
-    summary.update(_run_video(config, stylizer, content, output, info))
+    summary.update(run_video(config, stylizer, content, output, info))
     json_path = output.with_suffix('.json')
   summary['load_s'] = t_loaded - t0
   summary['wall_s'] = time.perf_counter() - t0
@@ -336,7 +336,7 @@ def run(config: ml_collections.ConfigDict, stylizer: Optional[Stylizer] = None,
   return summary
 
 
-def _is_video(path: Path) -> bool:
+def is_video(path: Path) -> bool:
   from nst_jax import video  # pylint: disable=g-import-not-at-top
   return video.is_video(path)
 
@@ -346,7 +346,7 @@ def _style_names(stylizer: Stylizer) -> dict[str, float]:
   return {stylizer.model.styles[i]: round(float(w[i]), 6) for i in np.flatnonzero(w)}
 
 
-def _output_names(files: Sequence[Path]) -> list[str]:
+def output_names(files: Sequence[Path]) -> list[str]:
   """``<stem>.png`` per file; files sharing a stem keep their extension in the name."""
   stems = [f.stem for f in files]
   return [f'{f.stem}.png' if stems.count(f.stem) == 1 else f'{f.stem}_{f.suffix[1:]}.png'
@@ -366,7 +366,7 @@ def _pipelined(batches: Iterable[tuple[Any, np.ndarray]], stylizer: Stylizer
     yield pending[0], np.asarray(pending[1])
 
 
-def _run_folder(config, stylizer: Stylizer, jobs: list[tuple[Path, str]], out_dir: Path) -> dict:
+def run_folder(config, stylizer: Stylizer, jobs: list[tuple[Path, str]], out_dir: Path) -> dict:
   files, names = [f for f, _ in jobs], [n for _, n in jobs]
   size, cap, bs = int(config.size) or None, int(config.max_pixels), int(config.batch_size)
 
@@ -402,7 +402,7 @@ def _run_folder(config, stylizer: Stylizer, jobs: list[tuple[Path, str]], out_di
           'stylize_s': time.perf_counter() - t}
 
 
-def _run_video(config, stylizer: Stylizer, content: Path, output: Path, info) -> dict:
+def run_video(config, stylizer: Stylizer, content: Path, output: Path, info) -> dict:
   from nst_jax import video  # pylint: disable=g-import-not-at-top
   size = int(config.size) or None
   shape = video.output_shape(info, size)
@@ -443,3 +443,10 @@ def _run_video(config, stylizer: Stylizer, content: Path, output: Path, info) ->
   return {'count': writer.frames, 'fps': info.fps, 'shape': list(shape),
           'audio': info.has_audio, 'stylize_s': elapsed,
           'frames_per_s': writer.frames / max(elapsed, 1e-9)}
+
+
+def stylize_arbitrary(content: Any, style: Any, method: str = 'ghiasi', **kwargs: Any) -> Any:
+  """Arbitrary-style stylization (Ghiasi et al. 2017 or AdaIN); see
+  :func:`nst_jax.arbitrary.stylize_arbitrary` for the arguments."""
+  from nst_jax import arbitrary  # pylint: disable=g-import-not-at-top  # arbitrary uses this module
+  return arbitrary.stylize_arbitrary(content, style, method=method, **kwargs)
