@@ -113,14 +113,15 @@ def encode(vgg_params: Mapping, images: jax.Array, layers: Sequence[str] = (ENCO
 
 def loss_terms(decoder_params: Mapping, vgg_params: Mapping, content: jax.Array,
                style: jax.Array, style_weight: float | jax.Array = 10., width: float = 1.0,
-               conv_impl: str = 'direct') -> dict[str, jax.Array]:
+               conv_impl: str = 'direct', content_weight: float | jax.Array = 1.
+               ) -> dict[str, jax.Array]:
   """The paper's training loss on a batch of (N, H, W, 3) RGB 0..255 content and style crops."""
   fc = encode(vgg_params, content, (ENCODER_LAYER,), conv_impl)[ENCODER_LAYER]
   fs = encode(vgg_params, style, STYLE_LAYERS, conv_impl)
   t = jax.lax.stop_gradient(adain(fc, fs[ENCODER_LAYER]))
   out = Decoder(width).apply({'params': decoder_params}, t)
   fo = encode(vgg_params, out, STYLE_LAYERS, conv_impl)
-  content_loss = jnp.mean(jnp.square(fo[ENCODER_LAYER] - t))
+  content_loss = content_weight * jnp.mean(jnp.square(fo[ENCODER_LAYER] - t))
   style_loss = jnp.zeros((), jnp.float32)
   for l in STYLE_LAYERS:
     mu_o, sd_o = mean_std(fo[l])

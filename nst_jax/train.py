@@ -26,6 +26,7 @@ Files in the output directory: ``model.npz`` + ``model.json`` (the model), ``che
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -50,7 +51,7 @@ CHECKPOINT_VERSION = 1
 CHECKPOINT = 'checkpoint.npz'
 SUMMARY = 'train.json'
 # Fields that do not change what a step computes: a checkpoint resumes across changes of these.
-_RESUME_IRRELEVANT = ('num_steps', 'chunk', 'prefetch', 'sample_every', 'sample_image',
+_RESUME_IRRELEVANT = ('num_steps', 'max_minutes', 'chunk', 'prefetch', 'sample_every', 'sample_image',
                       'sample_size', 'save_every', 'resume', 'output', 'progress', 'shard')
 
 
@@ -106,6 +107,36 @@ def make_chunk_fn(loss: Callable, tx: optax.GradientTransformation) -> Callable:
     return lax.scan(lambda c, b: step(c, b, consts), carry, batches)
 
   return jax.jit(chunk, donate_argnums=(0,))
+
+
+_CHUNK_FNS: dict = {}
+_COMPILED: dict = {}
+
+
+def chunk_fn_for(loss: Callable, config) -> tuple[Callable, optax.GradientTransformation]:
+  """The jitted chunk of ``loss`` with the config's optimiser, reused across runs in a process
+  (tasks build their losses through cached factories, so an equal loss is the same object)."""
+  key = (loss, float(config.learning_rate), float(config.lr_decay), float(config.b1),
+         float(config.b2))
+  if key not in _CHUNK_FNS:
+    tx = make_optimizer(config)
+    _CHUNK_FNS[key] = (make_chunk_fn(loss, tx), tx)
+  return _CHUNK_FNS[key]
+
+
+def _signature(tree) -> tuple:
+  return (jax.tree.structure(tree), tuple(
+      (np.shape(x), str(x.dtype), str(getattr(x, 'sharding', None))) for x in jax.tree.leaves(tree)))
+
+
+def compile_chunk(chunk_fn: Callable, carry, batches, consts):
+  """AOT-compiles ``chunk_fn`` for these shapes once per process (returns (compiled, seconds))."""
+  key = (chunk_fn, _signature((carry, batches, consts)))
+  if key in _COMPILED:
+    return _COMPILED[key], 0.
+  t0 = time.perf_counter()
+  _COMPILED[key] = chunk_fn.lower(carry, batches, consts).compile()
+  return _COMPILED[key], time.perf_counter() - t0
 
 
 # --- Checkpoints: the carry's leaves as plain arrays, named by their pytree paths.
@@ -173,7 +204,7 @@ def train(config: ml_collections.ConfigDict, task: Task, quiet: bool = False) ->
   ckpt = out / CHECKPOINT
   key = config_key(config)
   num_steps, chunk = int(config.num_steps), int(config.chunk)
-  tx = make_optimizer(config)
+  chunk_fn, tx = chunk_fn_for(task.loss, config)
   carry = (task.params, tx.init(task.params))
   start = 0
   if config.resume and ckpt.exists():
@@ -185,11 +216,11 @@ def train(config: ml_collections.ConfigDict, task: Task, quiet: bool = False) ->
   if mesh is not None:
     rep, bsh = NamedSharding(mesh, P()), NamedSharding(mesh, P(None, 'batch'))
     put_batches = lambda b: jax.device_put(b, bsh)
-    carry, consts = jax.device_put(carry, rep), jax.device_put(task.consts, rep)
+    carry = jax.device_put(jax.tree.map(np.array, carry), rep)  # a copy: the carry is donated
+    consts = jax.device_put(task.consts, rep)
   else:
     put_batches = lambda b: jax.tree.map(jnp.asarray, b)
-    carry, consts = jax.tree.map(jnp.asarray, carry), jax.tree.map(jnp.asarray, task.consts)
-  chunk_fn = make_chunk_fn(task.loss, tx)
+    carry, consts = jax.tree.map(jnp.array, carry), jax.tree.map(jnp.asarray, task.consts)
 
   writer = metrics.MetricsWriter(
       out, config, total_steps=num_steps, images_per_step=int(config.batch_size),
@@ -198,10 +229,10 @@ def train(config: ml_collections.ConfigDict, task: Task, quiet: bool = False) ->
   summary: dict = {'job': 'train', 'task': task.name, 'output': str(out),
                    'devices': [str(d) for d in jax.devices()], 'start_step': start, **task.info}
   timings = {'compile_s': 0., 'run_s': 0., 'wait_s': 0., 'sample_s': 0., 'save_s': 0.}
-  compiled: dict = {}
   samples_dir = out / 'samples'
   step = start
   save_every, sample_every = int(config.save_every), int(config.sample_every)
+  limit_s = float(config.max_minutes) * 60.
 
   def save(s: int, c) -> list[Path]:
     ts = time.perf_counter()
@@ -231,12 +262,10 @@ def train(config: ml_collections.ConfigDict, task: Task, quiet: bool = False) ->
         n = next(iter(batches.values())).shape[0]
         batches = put_batches(batches)
         timings['wait_s'] += time.perf_counter() - tw
-        if n not in compiled:
-          tc = time.perf_counter()
-          compiled[n] = chunk_fn.lower(carry, batches, consts).compile()
-          timings['compile_s'] += time.perf_counter() - tc
+        compiled, dt_compile = compile_chunk(chunk_fn, carry, batches, consts)
+        timings['compile_s'] += dt_compile
         tr = time.perf_counter()
-        new_carry, terms = compiled[n](carry, batches, consts)
+        new_carry, terms = compiled(carry, batches, consts)
         terms = _host_terms(terms)  # Syncs: the chunk is done.
         dt = time.perf_counter() - tr
         timings['run_s'] += dt
@@ -250,12 +279,20 @@ def train(config: ml_collections.ConfigDict, task: Task, quiet: bool = False) ->
         carry = new_carry
         prev, step = step, step + n
         record = {k: float(np.mean(v)) for k, v in terms.items()}
-        record['last_total'] = float(terms['total'][-1])
+        record['step_totals'] = [float(v) for v in terms['total']]
         writer.write(step, record, chunk_s=dt)
         if sample_every and step // sample_every > prev // sample_every:
           sample(step, carry)
         if save_every and step // save_every > prev // save_every and step < num_steps:
           save(step, carry)
+        elapsed = time.perf_counter() - t_start
+        if limit_s and step < num_steps and elapsed + dt * 1.5 > limit_s:
+          summary['stopped_early'] = (f'max_minutes={config.max_minutes} reached after {step} of '
+                                      f'{num_steps} steps')
+          if not quiet:
+            print(f'{summary["stopped_early"]}: saving and stopping (resume with '
+                  '--config.resume=True and a larger max_minutes to continue)', file=sys.stderr)
+          break
         if stop.requested and step < num_steps:
           paths = save(step, carry)
           _write_summary(out, summary, writer, timings, step, num_steps, t_start,
@@ -336,6 +373,19 @@ def content_sampler(config, seed_offset: int = 0) -> data.CropSampler:
 # --- AdaIN (issue 9): the decoder, trained through the same loop.
 
 
+@functools.lru_cache(maxsize=8)
+def _adain_loss(width: float, conv_impl: str, style_weight: float,
+                content_weight: float) -> Callable:
+  from nst_jax import adain  # pylint: disable=g-import-not-at-top
+
+  def loss(params, batch, consts):
+    terms = adain.loss_terms(params, consts['vgg'], batch['content'].astype(jnp.float32),
+                             batch['style'].astype(jnp.float32), style_weight, width, conv_impl,
+                             content_weight)
+    return terms['total'], terms
+  return loss
+
+
 def adain_task(config, vgg_params: Mapping) -> Task:
   from nst_jax import adain  # pylint: disable=g-import-not-at-top
   width, conv_impl = float(config.net.width), config.conv_impl
@@ -347,11 +397,7 @@ def adain_task(config, vgg_params: Mapping) -> Task:
   sample_style = (image_io.load_image(style_paths[0], size=int(config.sample_size))
                   if (style_paths := schema.style_paths(config)) else styles.images[0])
 
-  def loss(params, batch, consts):
-    terms = adain.loss_terms(params, consts['vgg'], batch['content'].astype(jnp.float32),
-                             batch['style'].astype(jnp.float32), style_weight, width, conv_impl)
-    return terms['total'], terms
-
+  loss = _adain_loss(width, conv_impl, style_weight, float(config.content_weight))
   def sample(params, consts):
     return adain.stylize(jax.device_get(params), photo, sample_style, 1.0,
                          vgg_params=consts['vgg'], width=width, conv_impl=conv_impl)

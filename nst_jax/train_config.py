@@ -42,9 +42,9 @@ def train_config() -> ml_collections.ConfigDict:
   c.net = n = ml_collections.ConfigDict()
   n.width = 1.0                    # adain: decoder width multiplier
   # Loss (same meaning as the stylize job's fields, see nst_jax/config.py).
-  c.content_layers = 'relu2_2'
+  c.content_layers = 'relu3_3'
   c.content_layer_weights = ''
-  c.style_layers = 'relu1_2,relu2_2,relu3_4,relu4_4'
+  c.style_layers = 'relu1_2,relu2_2,relu3_3,relu4_3'
   c.style_layer_weights = ''
   c.content_weight = 1.0
   c.style_weight = 5.0
@@ -60,6 +60,7 @@ def train_config() -> ml_collections.ConfigDict:
   c.b1 = 0.9
   c.b2 = 0.999
   c.seed = 0
+  c.max_minutes = 0.0              # stop (saving model + checkpoint) after this much wall time
   # Loop, logging, checkpoints.
   c.chunk = 10                     # train steps per jitted call (one lax.scan); one log record each
   c.prefetch = 2                   # chunks of batches prepared ahead by the loader thread
@@ -98,6 +99,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f'need 0 < scale_min <= scale_max, got {c.scale_min}, {c.scale_max}')
   if c.sample_every < 0 or c.save_every < 0 or c.num_images < 0 or c.prefetch < 1:
     raise ConfigError('sample_every, save_every and num_images must be >= 0, prefetch >= 1')
+  if c.max_minutes < 0:
+    raise ConfigError(f'max_minutes must be >= 0 (0 = no limit), got {c.max_minutes}')
   if c.learning_rate <= 0 or c.lr_decay < 0:
     raise ConfigError(f'learning_rate must be > 0 and lr_decay >= 0, got {c.learning_rate}, '
                       f'{c.lr_decay}')
