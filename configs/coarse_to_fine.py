@@ -9,11 +9,11 @@ from the project root:
 Stages are 'SIZE:STEPS' (longest side in pixels), e.g. --config.stages=256:300,512:100,1024:50.
 """
 
-from nst_jax.config import load_preset
+from configs import gatys2015
 
 
 def get_config():
-  c = load_preset('gatys2015')                          # Gatys et al. 2015 settings
+  c = gatys2015.get_config()                            # Gatys et al. 2015 settings
   c.content = '../shared/images/tubingen.jpg'
   c.style = '../shared/images/starry_night.jpg'
   c.stages = '256:200,512:100'                          # overrides size and num_steps

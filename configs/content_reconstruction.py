@@ -5,11 +5,11 @@
       --config.content_layers=conv2_2
 """
 
-from nst_jax.config import load_preset
+from configs import gatys2015
 
 
 def get_config():
-  c = load_preset('gatys2015')                          # the algorithm it builds on
+  c = gatys2015.get_config()                            # the algorithm it builds on
   c.mode = 'content_reconstruction'                     # no style term
   c.style_weight = 0.0
   c.size = 256

@@ -11,11 +11,11 @@ mean and covariance before the run; --config.color_match_mode=eigen) or original
 content's chroma put back after an ordinary run).
 """
 
-from nst_jax.config import load_preset
+from configs import gatys2015
 
 
 def get_config():
-  c = load_preset('gatys2015')                          # Gatys et al. 2015 settings
+  c = gatys2015.get_config()                            # Gatys et al. 2015 settings
   c.content = '../shared/images/tubingen.jpg'
   c.style = '../shared/images/starry_night.jpg'
   c.color_control = 'luminance'                         # Gatys et al. 2016, Sec. 4

@@ -12,13 +12,13 @@ Their improvements over Gatys et al. 2015, all on:
       --style=../shared/images/starry_night.jpg --output=outputs/novak.png
 """
 
-from nst_jax.config import load_preset
+from configs import gatys2015
 
 ALL_CONV = ','.join(f'conv_{i}' for i in range(1, 17))
 
 
 def get_config():
-  c = load_preset('gatys2015')                          # the algorithm it builds on
+  c = gatys2015.get_config()                            # the algorithm it builds on
   c.content_layers = ALL_CONV                           # paper: content and style on all layers
   c.style_layers = ALL_CONV
   c.layer_weighting = 'geometric'                       # paper: geometric layer weights

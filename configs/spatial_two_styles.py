@@ -9,11 +9,11 @@ Two mask files instead of a label image: --masks=bg.png,person.png --style=a.jpg
 of 'none' keeps its region from the content.
 """
 
-from nst_jax.config import load_preset
+from configs import gatys2015
 
 
 def get_config():
-  c = load_preset('gatys2015')                          # Gatys et al. 2015 settings
+  c = gatys2015.get_config()                            # Gatys et al. 2015 settings
   c.content = '../shared/images/brad_pitt.jpg'
   c.style = '../shared/images/starry_night.jpg,../shared/images/picasso_selfport1907.jpg'
   c.labels = '../shared/images/brad_pitt_mask.png'     # black -> style 1, white -> style 2

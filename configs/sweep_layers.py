@@ -10,7 +10,7 @@ configs run in one compiled program. Base: configs/popart_portrait.py (its weigh
 RMSProp). Contact sheet: one row per content layer, one column per style set.
 """
 
-from nst_jax.config import load_preset
+from configs import popart_portrait
 
 CONV1 = 'block1_conv1+block2_conv1+block3_conv1+block4_conv1+block5_conv1'
 CONV2 = 'block1_conv2+block2_conv2+block3_conv2+block4_conv2+block5_conv2'
@@ -18,7 +18,7 @@ MIXED = 'block1_conv1+block2_conv2+block3_conv3+block4_conv2+block5_conv3'
 
 
 def get_config():
-  c = load_preset('popart_portrait')
+  c = popart_portrait.get_config()
   c.size = 256
   c.num_steps = 500
   c.sweep.mode = 'product'

@@ -8,11 +8,11 @@ report's chosen optimiser, RMSProp 0.1 with exponential decay (configs/popart_po
 Contact sheet: one row per content weight, columns style x TV.
 """
 
-from nst_jax.config import load_preset
+from configs import keras_example
 
 
 def get_config():
-  c = load_preset('keras_example')
+  c = keras_example.get_config()
   c.size = 256
   c.num_steps = 500
   c.optimizer.name = 'rmsprop'                          # RMSProp lr 0.1, exponential decay

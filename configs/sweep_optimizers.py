@@ -3,13 +3,13 @@
   python run.py --config=configs/sweep_optimizers.py --content=../shared/images/tubingen.jpg \
       --style=../shared/images/starry_night.jpg --output_dir=outputs/sweep_optimizers
 
-Base: the Keras example (nst_jax/configs/keras_example.py), whose losses the seed report used.
+Base: the Keras example (configs/keras_example.py), whose losses the seed report used.
 "With decay" is Keras' ExponentialDecay(lr, 100, 0.96); settings without it are constant. One
 compiled program per optimiser kind (constant and decayed rates share one, as decay_rate = 1).
 Rows of the contact sheet: the optimiser.
 """
 
-from nst_jax.config import load_preset
+from configs import keras_example
 
 # (optimiser, learning rate, schedule), as listed in the seed report.
 SETTINGS = (
@@ -22,7 +22,7 @@ SETTINGS = (
 
 
 def get_config():
-  c = load_preset('keras_example')
+  c = keras_example.get_config()
   c.size = 256
   c.num_steps = 500
   c.optimizer.eps = 1e-7                                # Keras' Adam / RMSprop / Nadam default

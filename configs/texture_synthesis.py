@@ -4,11 +4,11 @@
       --output=outputs/texture.png
 """
 
-from nst_jax.config import load_preset
+from configs import gatys2015
 
 
 def get_config():
-  c = load_preset('gatys2015')                          # the algorithm it builds on
+  c = gatys2015.get_config()                            # the algorithm it builds on
   c.mode = 'texture_synthesis'                          # no content term
   c.style_weight = 1.0
   c.content_weight = 0.0

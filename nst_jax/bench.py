@@ -20,7 +20,6 @@ import time
 from absl import app
 from absl import flags
 import jax
-import jax.numpy as jnp
 from jax import lax
 import numpy as np
 
@@ -87,8 +86,8 @@ def main(argv):
   style = image_io.load_image(_STYLE.value)
   params = weights.load_vgg19(_WEIGHTS.value)
   if _SWEEP.value > 0:
-    from nst_jax import sweep  # pylint: disable=g-import-not-at-top
-    result = sweep.run_sweep_bench(_SWEEP.value, _SIZE.value, _STEPS.value, content, style,
+    from nst_jax import sweep_bench  # pylint: disable=g-import-not-at-top
+    result = sweep_bench.run_sweep_bench(_SWEEP.value, _SIZE.value, _STEPS.value, content, style,
                                    params=params)
   else:
     result = bench_eval(content, style, _SIZE.value, _STEPS.value, _REPEATS.value, _CONV.value,

@@ -20,7 +20,7 @@ structure from one style, fine texture from another).
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -153,7 +153,7 @@ def _split(text: str, keep_empty: bool = False) -> list[str]:
   return items if keep_empty else [t for t in items if t]
 
 
-def config_masks(config, n_styles: int) -> tuple[Optional[list[np.ndarray]],
+def config_masks(config: Any, n_styles: int) -> tuple[Optional[list[np.ndarray]],
                                                   Optional[list[Optional[np.ndarray]]]]:
   """Reads the mask files a config names: (region masks or None, style masks or None).
 
@@ -161,20 +161,20 @@ def config_masks(config, n_styles: int) -> tuple[Optional[list[np.ndarray]],
   per colour) give the region masks; ``style_masks`` has one entry per style image, where an
   empty entry or ``none`` means the whole style image.
   """
-  cap = int(config.get('max_pixels', image_io.DEFAULT_MAX_PIXELS))
+  cap = int(config.max_pixels)
   load = lambda p: check_mask(image_io.load_mask(p, max_pixels=cap), f'mask {p}')
   masks = None
-  if config.get('mask'):
+  if config.mask:
     masks = [load(config.mask)]
-  elif config.get('masks'):
+  elif config.masks:
     masks = [load(p) for p in _split(config.masks)]
-  elif config.get('labels'):
+  elif config.labels:
     labels, colours = label_masks(image_io.load_image(config.labels, max_pixels=cap))
     if len(colours) < 2:
       raise ImageError(f'label image {config.labels} has a single colour: nothing to separate')
     masks = list(labels)
   style_masks = None
-  if config.get('style_masks'):
+  if config.style_masks:
     paths = _split(config.style_masks, keep_empty=True)
     if len(paths) != n_styles:
       raise ConfigError(f'{len(paths)} style_masks for {n_styles} style images (leave an '

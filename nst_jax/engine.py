@@ -19,11 +19,12 @@ import ml_collections
 import numpy as np
 
 from nst_jax import config as config_lib
-from nst_jax import controls, image_io, losses, objective, optim, vgg
+from nst_jax import controls, image_io, objective, optim, vgg
 from nst_jax.errors import ConfigError, NonFiniteLossError
 
 
-def _floats(text, what: str) -> Optional[list[float]]:
+def parse_floats(text: Any, what: str) -> Optional[list[float]]:
+  """A comma/space-separated string (or sequence) of numbers as floats; None if empty."""
   if text is None or (isinstance(text, str) and not text.strip()):
     return None
   if isinstance(text, str):
@@ -35,7 +36,7 @@ def _floats(text, what: str) -> Optional[list[float]]:
 
 
 def _layer_weights(text, layers, what):
-  values = _floats(text, what)
+  values = parse_floats(text, what)
   if values is not None and len(values) != len(layers):
     raise ConfigError(f'{what} has {len(values)} values for {len(layers)} layers {list(layers)}')
   return values
@@ -50,73 +51,28 @@ def layer_weight_lists(config, spec: objective.Spec
   content_w = _layer_weights(config.content_layer_weights, spec.content_layers,
                              'content_layer_weights')
   style_w = _layer_weights(config.style_layer_weights, spec.style_layers, 'style_layer_weights')
-  if config.get('layer_weighting', 'uniform') == 'geometric':
+  if config.layer_weighting == 'geometric':
     base = float(config.geometric_base)
     content_w = content_w or objective.geometric_layer_weights(spec.content_layers, base, True)
     style_w = style_w or objective.geometric_layer_weights(spec.style_layers, base)
   return content_w, style_w
 
 
-def validate(config: ml_collections.ConfigDict) -> None:
-  """Raises ConfigError for any invalid field (before anything expensive happens)."""
-  c = config
-  if c.mode not in config_lib.MODES:
-    raise ConfigError(f'unknown mode {c.mode!r}; choose one of {", ".join(config_lib.MODES)}')
-  if c.init not in config_lib.INITS:
-    raise ConfigError(f'unknown init {c.init!r}; choose one of {", ".join(config_lib.INITS)}')
-  if (c.height or c.width) and not (c.height > 0 and c.width > 0):
-    raise ConfigError(f'height and width must both be positive, got {c.height}x{c.width}')
-  if not (c.height and c.width) and c.size <= 0:
-    raise ConfigError(f'size must be a positive number of pixels, got {c.size}')
-  if c.num_steps < 0:
-    raise ConfigError(f'num_steps must be >= 0, got {c.num_steps}')
-  if c.log_every <= 0 or c.save_every < 0:
-    raise ConfigError('log_every must be >= 1 and save_every >= 0')
-  if c.style_scale <= 0 or c.image_range <= 0:
-    raise ConfigError('style_scale and image_range must be positive')
-  if not 0. <= c.init_noise_ratio <= 1.:
-    raise ConfigError(f'init_noise_ratio must be in [0, 1], got {c.init_noise_ratio}')
-  for what, allowed in (('pooling', vgg.POOLINGS), ('conv_impl', vgg.CONV_IMPLS),
-                        ('loss_norm', losses.LOSS_NORMS), ('tv_type', losses.TV_TYPES)):
-    if c[what] not in allowed:
-      raise ConfigError(f'unknown {what} {c[what]!r}; choose one of {", ".join(allowed)}')
-  for what, allowed in (('color_control', controls.COLOR_CONTROLS),
-                        ('color_match_mode', controls.COLOR_MATCH_MODES),
-                        ('layer_weighting', config_lib.LAYER_WEIGHTINGS)):
-    if c.get(what, allowed[0]) not in allowed:
-      raise ConfigError(f'unknown {what} {c[what]!r}; choose one of {", ".join(allowed)}')
-  if c.get('stages') and c.height and c.width:
-    raise ConfigError('stages set the longest side per stage; use them without height/width')
-  controls.parse_stages(c.get('stages', ''))
-  if sum(bool(c.get(f)) for f in ('mask', 'masks', 'labels')) > 1:
-    raise ConfigError('give only one of mask, masks and labels')
-  if c.get('scale_mix_layer'):
-    vgg.canonical_layer(c.scale_mix_layer)
-  optim.spec_and_hyper(c.optimizer, c.image_range)
-  make_spec(c)
+# Validation lives beside the schema (nst_jax/config.py); engine.validate is the same function.
+validate = config_lib.validate
 
 
-def make_spec(config) -> objective.Spec:
-  content_layers = vgg.parse_layers(config.content_layers)
-  style_layers = vgg.parse_layers(config.style_layers)
-  for l in content_layers + style_layers:
-    if l.endswith('_pool'):
-      raise ConfigError(f'{l} is a pooling layer; content and style layers must be conv layers')
-  if config.mode == 'content_reconstruction':
-    style_layers = ()
-  elif config.mode == 'texture_synthesis':
-    content_layers = ()
-  if not content_layers and not style_layers:
-    raise ConfigError('no content or style layers: nothing to optimise')
-  chain = bool(config.get('chain', False)) and bool(style_layers)
-  if chain and len(style_layers) < 2:
-    raise ConfigError('chain (correlation chain) needs at least two style layers')
+def make_spec(config: ml_collections.ConfigDict) -> objective.Spec:
+  """The static part of the objective (layers, pooling, norms); raises ConfigError for bad
+  layer choices."""
+  content_layers, style_layers, chain = config_lib.layer_choice(config)
   return objective.Spec(content_layers, style_layers, config.pooling, config.conv_impl,
                         config.loss_norm, config.tv_type, float(config.image_range),
                         use_tv=float(config.tv_weight) != 0., chain=chain)
 
 
-def output_shape(config, content: Optional[np.ndarray], styles: Sequence[np.ndarray]):
+def output_shape(config: ml_collections.ConfigDict, content: Optional[np.ndarray],
+                 styles: Sequence[np.ndarray]) -> tuple[int, int]:
   """(H, W) of the result: exact height/width, else `size` as longest side of the content."""
   if config.height and config.width:
     return int(config.height), int(config.width)
@@ -137,6 +93,29 @@ class Problem:
   z0: jax.Array
   shape: tuple[int, int]
   content: Optional[np.ndarray] = None  # uint8 content at `shape`, for colour post-processing
+  color_control: str = 'none'
+
+
+@dataclasses.dataclass
+class Inputs:
+  """A problem before its targets: the validated, resized inputs of one config.
+
+  :func:`build_problem` is :func:`prepare` plus :func:`problem_targets`; sweeps call
+  :func:`prepare` per config and compute targets shared by a group once.
+  """
+  spec: objective.Spec
+  mspec: optim.MethodSpec
+  weights: objective.Weights
+  hyper: dict
+  z0: jax.Array
+  shape: tuple[int, int]
+  content: Optional[np.ndarray]           # uint8 content at `shape` (None without content)
+  content_in: Optional[np.ndarray]        # the content the targets see (luminance: gray)
+  styles_in: list[np.ndarray]             # styles the targets see (resized, colour-controlled)
+  blend: Optional[Any]                    # style blend weights (list, or a matrix), or None
+  region: Optional[np.ndarray]            # (R, H, W) styled-region masks, or None
+  style_masks: Optional[list]             # per-style masks at each style's size (or None)
+  hold: Optional[np.ndarray]              # pixels held to the content, or None
   color_control: str = 'none'
 
 
@@ -177,23 +156,12 @@ def _check_size(spec: objective.Spec, shape, what: str) -> None:
                       'shallower layers)')
 
 
-def build_problem(config, params: Mapping, content: Optional[np.ndarray],
-                  styles: Sequence[Optional[np.ndarray]], init_image: Optional[np.ndarray] = None,
-                  masks: Optional[Sequence[np.ndarray]] = None,
-                  style_masks: Optional[Sequence[Optional[np.ndarray]]] = None) -> Problem:
-  """Resizes the uint8 RGB inputs per the config, computes targets and the initial image.
-
-  Args:
-    config: a config (see :mod:`nst_jax.config`).
-    params: VGG19 params.
-    content: (H, W, 3) uint8 content image (None for texture synthesis).
-    styles: uint8 style images; with several masks a None entry marks an unstyled region.
-    init_image: starting image for ``init='image'``.
-    masks: optional float (H, W) region masks in [0, 1] of any size (resized to the output):
-      one mask with any number of styles (blended) or one mask per style. Pixels no styled
-      region covers are held to the content (``config.preserve``, ``config.preserve_weight``).
-    style_masks: optional per-style masks (or None entries) selecting part of each style image.
-  """
+def prepare(config: ml_collections.ConfigDict, content: Optional[np.ndarray],
+            styles: Sequence[Optional[np.ndarray]], init_image: Optional[np.ndarray] = None,
+            masks: Optional[Sequence[np.ndarray]] = None,
+            style_masks: Optional[Sequence[Optional[np.ndarray]]] = None) -> Inputs:
+  """Validates ``config`` and prepares its inputs: everything of :func:`build_problem` but the
+  targets (which need the network). Arguments as for :func:`build_problem`."""
   validate(config)
   spec = make_spec(config)
   styles = list(styles)
@@ -207,25 +175,25 @@ def build_problem(config, params: Mapping, content: Optional[np.ndarray],
     raise ConfigError(f'{len(style_masks)} style masks for {len(styles)} style images')
   shape = output_shape(config, content, real_styles)
   content_r = None if content is None else image_io.resize_image(content, shape=shape)
-  region, styles, style_masks, hold = _regions(shape, content_r, styles, masks, style_masks)
+  region, kept, kept_masks, hold = _regions(shape, content_r, styles, masks, style_masks)
   longest = max(1, round(max(shape) * float(config.style_scale)))
-  styles_r = [image_io.resize_image(s, size=longest) for s in styles]
+  styles_r = [image_io.resize_image(s, size=longest) for s in kept]
   _check_size(spec, shape, 'the output')
   for s in styles_r:
     _check_size(spec, s.shape[:2], 'a style image (after style_scale)')
-  smasks_r = None if style_masks is None else [
+  smasks_r = None if kept_masks is None else [
       None if m is None else controls.prepare_masks([m], s.shape[:2], [f'style mask {i + 1}'])[0]
-      for i, (m, s) in enumerate(zip(style_masks, styles_r))]
-  blend = _floats(config.style_blend_weights, 'style_blend_weights')
-  if blend is not None and len(blend) != len(styles):
-    raise ConfigError(f'{len(blend)} style_blend_weights for {len(styles)} style images')
-  if config.get('scale_mix_layer'):
-    if len(styles) != 2 or region is not None and len(region) > 1 or blend is not None:
+      for i, (m, s) in enumerate(zip(kept_masks, styles_r))]
+  blend: Any = parse_floats(config.style_blend_weights, 'style_blend_weights')
+  if blend is not None and len(blend) != len(kept):
+    raise ConfigError(f'{len(blend)} style_blend_weights for {len(kept)} style images')
+  if config.scale_mix_layer:
+    if len(kept) != 2 or region is not None and len(region) > 1 or blend is not None:
       raise ConfigError('scale_mix_layer mixes exactly two style images (coarse, fine), without '
                         'style_blend_weights or several masks')
     src = controls.scale_mix_sources(spec.style_layers, config.scale_mix_layer)
     blend = np.array([[float(s == i) for s in src] for i in range(2)], np.float32)
-  color = config.get('color_control', 'none')
+  color = config.color_control
   content_in, styles_in = content_r, styles_r
   if color == 'luminance' and content_r is not None:
     content_in, styles_in = controls.luminance_inputs(content_r, styles_r)
@@ -235,27 +203,60 @@ def build_problem(config, params: Mapping, content: Optional[np.ndarray],
   elif color == 'match_style' and content_r is not None:
     styles_in = [np.asarray(controls.match_color(s, content_r, config.color_match_mode))
                  for s in styles_r]
-  preserve, preserve_weight = bool(config.get('preserve', True)), float(
-      config.get('preserve_weight', 0.))
+  preserve, preserve_weight = bool(config.preserve), float(config.preserve_weight)
   if hold is not None and not (preserve or preserve_weight):
     hold = None
   spec = spec._replace(project=hold is not None and preserve,
                        use_hold=hold is not None and preserve_weight != 0.)
-  targets = objective.compute_targets(params, spec, content_in, styles_in, blend, region,
-                                      smasks_r, hold)
   content_w, style_w = layer_weight_lists(config, spec)
   weights = objective.make_weights(
       spec, config.content_weight, config.style_weight, config.tv_weight, content_w, style_w,
-      config.loss_scale, config.get('gram_shift', 0.), preserve_weight)
+      config.loss_scale, config.gram_shift, preserve_weight)
   mspec, hyper = optim.spec_and_hyper(config.optimizer, config.image_range)
   start = initial_image(config, shape, content_in, styles_in, init_image)
   if color == 'luminance':
     start = np.asarray(controls.gray3(controls.rgb_to_yiq(start)[..., 0]))
   z0 = objective.from_image(start, spec)
-  return Problem(spec, mspec, weights, hyper, targets, z0, shape, content_r, color)
+  return Inputs(spec, mspec, weights, hyper, z0, shape, content_r, content_in, styles_in, blend,
+                region, smasks_r, hold, color)
 
 
-def initial_image(config, shape, content, styles, init_image=None) -> np.ndarray:
+def problem_targets(params: Mapping, inputs: Inputs) -> objective.Targets:
+  """The targets (content features, style Grams, masks) of prepared inputs."""
+  i = inputs
+  return objective.compute_targets(params, i.spec, i.content_in, i.styles_in, i.blend, i.region,
+                                   i.style_masks, i.hold)
+
+
+def build_problem(config: ml_collections.ConfigDict, params: Mapping,
+                  content: Optional[np.ndarray], styles: Sequence[Optional[np.ndarray]],
+                  init_image: Optional[np.ndarray] = None,
+                  masks: Optional[Sequence[np.ndarray]] = None,
+                  style_masks: Optional[Sequence[Optional[np.ndarray]]] = None) -> Problem:
+  """Resizes the uint8 RGB inputs per the config, computes targets and the initial image.
+
+  The one way to build a problem: single runs, coarse-to-fine stages and sweeps (through
+  :func:`prepare`) all come here.
+
+  Args:
+    config: a config (see :mod:`nst_jax.config`).
+    params: VGG19 params.
+    content: (H, W, 3) uint8 content image (None for texture synthesis).
+    styles: uint8 style images; with several masks a None entry marks an unstyled region.
+    init_image: starting image for ``init='image'``.
+    masks: optional float (H, W) region masks in [0, 1] of any size (resized to the output):
+      one mask with any number of styles (blended) or one mask per style. Pixels no styled
+      region covers are held to the content (``config.preserve``, ``config.preserve_weight``).
+    style_masks: optional per-style masks (or None entries) selecting part of each style image.
+  """
+  i = prepare(config, content, styles, init_image, masks, style_masks)
+  return Problem(i.spec, i.mspec, i.weights, i.hyper, problem_targets(params, i), i.z0, i.shape,
+                 i.content, i.color_control)
+
+
+def initial_image(config: ml_collections.ConfigDict, shape: tuple[int, int],
+                  content: Optional[np.ndarray], styles: Sequence[np.ndarray],
+                  init_image: Optional[np.ndarray] = None) -> np.ndarray:
   """The starting point in RGB 0..255 float32."""
   noise = lambda: np.asarray(jax.random.uniform(jax.random.PRNGKey(config.seed), (*shape, 3),
                                                 jnp.float32, 0., 255.))
@@ -316,16 +317,20 @@ class Result:
   terms: list[dict]                  # loss terms at each chunk boundary, with their step
   timings: dict
   state: Any = None
+  stopped: bool = False              # stopped early by ``stop()`` (e.g. Ctrl-C), not finished
 
 
 def optimize(problem: Problem, params: Mapping, num_steps: int, chunk: int = 50,
              on_chunk: Optional[Callable[[int, Any, dict], None]] = None,
              state: Any = None, start_step: int = 0, history: Optional[dict] = None,
-             profile_dir: str = '') -> Result:
+             profile_dir: str = '', stop: Optional[Callable[[], bool]] = None) -> Result:
   """Runs ``num_steps`` steps in jitted chunks; calls ``on_chunk(step, state, info)`` after each.
 
-  Raises NonFiniteLossError (with ``.image`` = the last finite image and ``.step``) if the
-  objective becomes NaN or Inf.
+  ``info`` holds the chunk's loss ``terms`` (with ``step``), the ``evals`` so far, ``timings``,
+  the ``history`` and ``chunk_s`` (the chunk's run time). After each chunk, if ``stop()`` is
+  true (e.g. :class:`nst_jax.interrupt.StopOnSignal`), returns early with ``stopped=True`` and
+  the state and image of the last finished chunk. Raises NonFiniteLossError (with ``.image`` =
+  the last finite image and ``.step``) if the objective becomes NaN or Inf.
   """
   p = problem
   args = (params, p.targets, p.weights)
@@ -337,6 +342,7 @@ def optimize(problem: Problem, params: Mapping, num_steps: int, chunk: int = 50,
   compiled = {}
   step = start_step
   last_good = np.asarray(state_image(state, p))
+  stopped = False
   while step < num_steps:
     n = min(chunk, num_steps - step)
     if n not in compiled:
@@ -352,7 +358,8 @@ def optimize(problem: Problem, params: Mapping, num_steps: int, chunk: int = 50,
     else:
       state, (chunk_losses, evals) = compiled[n](state, *args)
       chunk_losses = np.asarray(chunk_losses)
-    timings['run_s'] += time.perf_counter() - tr
+    chunk_s = time.perf_counter() - tr
+    timings['run_s'] += chunk_s
     z_device = state_image(state, p)
     z = np.asarray(z_device)
     if not np.all(np.isfinite(chunk_losses)) or not np.all(np.isfinite(z)):
@@ -372,19 +379,23 @@ def optimize(problem: Problem, params: Mapping, num_steps: int, chunk: int = 50,
     hist['terms'].append(t)
     if on_chunk is not None:
       on_chunk(step, state, {'terms': t, 'evals': hist['evals'], 'timings': timings,
-                             'history': hist})
+                             'history': hist, 'chunk_s': chunk_s})
+    if stop is not None and step < num_steps and stop():
+      stopped = True
+      break
   timings['total_s'] = time.perf_counter() - t0
   steps_run = step - start_step
   timings['s_per_step'] = timings['run_s'] / steps_run if steps_run else 0.
   image = render(p, last_good)
-  return Result(image, hist['losses'], hist['evals'], step, hist['terms'], timings, state)
+  return Result(image, hist['losses'], hist['evals'], step, hist['terms'], timings, state,
+                stopped)
 
 
-def state_image(state, problem: Problem):
+def state_image(state: Any, problem: Problem) -> jax.Array:
   return optim.make_method(problem.mspec).image(state)
 
 
-def render(problem: Problem, z) -> np.ndarray:
+def render(problem: Problem, z: Any) -> np.ndarray:
   """The uint8 RGB result of an optimiser-domain image: held pixels composed from the content,
   and the content's chroma put back for ``color_control`` luminance / original_colors."""
   x = objective.compose(jnp.asarray(z), problem.targets, problem.spec)
@@ -394,18 +405,18 @@ def render(problem: Problem, z) -> np.ndarray:
   return image
 
 
-def stage_configs(config) -> list[ml_collections.ConfigDict]:
+def stage_configs(config: ml_collections.ConfigDict) -> list[ml_collections.ConfigDict]:
   """One config per coarse-to-fine stage (``config.stages``), or ``[config]`` without stages.
 
   Each stage sets ``size`` and ``num_steps``; stages after the first start from the previous
   stage's result (``init='image'``, upsampled by the problem builder).
   """
-  stages = controls.parse_stages(config.get('stages', ''))
+  stages = controls.parse_stages(config.stages)
   if not stages:
     return [config]
   out = []
   for i, (size, steps) in enumerate(stages):
-    c = ml_collections.ConfigDict(config.to_dict())
+    c = config_lib.lock(ml_collections.ConfigDict(config.to_dict()))
     c.size, c.num_steps, c.stages = size, steps, ''
     if i:
       c.init = 'image'
@@ -413,9 +424,52 @@ def stage_configs(config) -> list[ml_collections.ConfigDict]:
   return out
 
 
-def stylize(content: Optional[np.ndarray], style, config: Optional[ml_collections.ConfigDict]
-            = None, params: Optional[Mapping] = None, init_image: Optional[np.ndarray] = None,
-            mask=None, masks=None, style_masks=None, **overrides) -> np.ndarray:
+StageRunner = Callable[[int, ml_collections.ConfigDict, Problem], Result]
+
+
+def run_stages(config: ml_collections.ConfigDict, params: Mapping, content: Optional[np.ndarray],
+               styles: Sequence[Optional[np.ndarray]], init_image: Optional[np.ndarray] = None,
+               masks: Optional[Sequence[np.ndarray]] = None,
+               style_masks: Optional[Sequence[Optional[np.ndarray]]] = None,
+               run_stage: Optional[StageRunner] = None
+               ) -> list[tuple[ml_collections.ConfigDict, Problem, Result]]:
+  """The one stage loop: builds and optimises each stage of :func:`stage_configs` (one stage
+  without ``config.stages``), each later stage starting from the previous result.
+
+  ``run_stage(index, stage_config, problem) -> Result`` optimises one stage (default:
+  :func:`optimize` with the stage's ``num_steps`` and ``log_every``); the runner passes one that
+  adds progress, metrics, checkpoints and Ctrl-C handling. A stage that returns
+  ``stopped=True`` ends the loop. Returns (stage config, problem, result) per stage run.
+  """
+  if run_stage is None:
+    run_stage = lambda i, c, p: optimize(p, params, c.num_steps, c.log_every)
+  out: list[tuple[ml_collections.ConfigDict, Problem, Result]] = []
+  image = init_image
+  for i, c in enumerate(stage_configs(config)):
+    problem = build_problem(c, params, content, styles, image, masks, style_masks)
+    result = run_stage(i, c, problem)
+    out.append((c, problem, result))
+    if result.stopped:
+      break
+    image = result.image
+  return out
+
+
+def with_overrides(config: Optional[ml_collections.ConfigDict], overrides: Mapping[str, Any],
+                   how: str = '') -> ml_collections.ConfigDict:
+  """A locked copy of ``config`` (default :func:`~nst_jax.config.base_config`) with
+  ``overrides`` applied; a misspelt field raises ConfigError naming the nearest one."""
+  c = config_lib.lock(ml_collections.ConfigDict(
+      config.to_dict() if config is not None else config_lib.base_config().to_dict()))
+  return config_lib.override(c, overrides, how)
+
+
+def stylize(content: Optional[np.ndarray], style: Any,
+            config: Optional[ml_collections.ConfigDict] = None, params: Optional[Mapping] = None,
+            init_image: Optional[np.ndarray] = None, mask: Optional[np.ndarray] = None,
+            masks: Optional[Sequence[np.ndarray]] = None,
+            style_masks: Optional[Sequence[Optional[np.ndarray]]] = None,
+            **overrides: Any) -> np.ndarray:
   """Stylizes a uint8 RGB content image with one or more uint8 RGB style images.
 
   Args:
@@ -429,14 +483,16 @@ def stylize(content: Optional[np.ndarray], style, config: Optional[ml_collection
     masks: a list of such masks, one per style image (several regions).
     style_masks: per style image, a mask (or None) selecting the part of it to use.
     **overrides: config fields to override, e.g. ``size=256, num_steps=100,
-      color_control='luminance', stages='128:100,256:50'``. Mask files named in the config
-      (``mask``, ``masks``, ``labels``, ``style_masks``) are read when no arrays are given.
+      color_control='luminance', stages='128:100,256:50'`` (a dict for a sub-config:
+      ``optimizer={'name': 'adam'}``); a misspelt name raises ConfigError naming the nearest
+      field. Mask files named in the config (``mask``, ``masks``, ``labels``,
+      ``style_masks``) are read when no arrays are given.
 
   Returns:
     The result as a (H, W, 3) uint8 RGB array.
   """
-  config = ml_collections.ConfigDict(config if config is not None else config_lib.base_config())
-  config.update(overrides)
+  config = with_overrides(config, overrides, ' given to stylize()')
+  validate(config)
   if params is None:
     from nst_jax import weights  # pylint: disable=g-import-not-at-top
     params = weights.load_vgg19()
@@ -451,14 +507,11 @@ def stylize(content: Optional[np.ndarray], style, config: Optional[ml_collection
     file_masks, file_style_masks = controls.config_masks(config, len(styles))
     masks = file_masks if masks is None else masks
     style_masks = file_style_masks if style_masks is None else style_masks
-  image = init_image
-  for c in stage_configs(config):  # Later stages start from the previous result.
-    problem = build_problem(c, params, content, styles, image, masks, style_masks)
-    image = optimize(problem, params, c.num_steps, c.log_every).image
-  return image
+  stages = run_stages(config, params, content, styles, init_image, masks, style_masks)
+  return stages[-1][2].image
 
 
-def _as_rgb_uint8(a) -> np.ndarray:
+def _as_rgb_uint8(a: Any) -> np.ndarray:
   a = np.asarray(a)
   if a.ndim != 3 or a.shape[-1] != 3:
     raise ConfigError(f'images must be (H, W, 3) RGB arrays, got shape {a.shape}')

@@ -1,80 +1,86 @@
-"""The importable runner behind ``run.py``: files in, PNG + JSON out.
+"""The importable runner behind ``run.py``: dispatches a config to its job; files in and out.
 
-``run(config)`` reads the images named in the config, resolves the VGG19 weights, runs the
-optimisation in jitted chunks with a progress line per chunk, writes intermediate images and a
-resumable checkpoint atomically, and finally writes the PNG and a JSON beside it (resolved
-config, loss history, evaluations, timings). It works the same from a notebook.
+``run(config)`` looks up ``config.job`` in :data:`JOBS` (lazy imports, so a job's dependencies
+load only when it runs) and calls that job's ``run(config, **kwargs) -> dict``. This module
+owns the ``stylize`` job (:func:`run_stylize`): a grid when ``config.sweep.axes`` is set
+(:mod:`nst_jax.sweep`), else one image (:func:`run_single`), which reads the images named in
+the config, resolves the VGG19 weights, runs :func:`nst_jax.engine.run_stages` (the engine's one
+stage loop) and does the files: progress and metrics (:mod:`nst_jax.metrics`), intermediate
+images, a resumable checkpoint, Ctrl-C handling (:mod:`nst_jax.interrupt`), and finally the PNG
+and a JSON beside it (resolved config, loss history, evaluations, timings). It works the same
+from a notebook.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
-import math
-import os
 from pathlib import Path
 import sys
-import tempfile
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import jax
 import ml_collections
 import numpy as np
 
-from nst_jax import controls, engine, image_io
-from nst_jax.errors import ConfigError, ImageError, NonFiniteLossError, NSTError
+from nst_jax import config as config_lib
+from nst_jax import controls, engine, fileio, image_io, interrupt, metrics
+from nst_jax.errors import ConfigError, NonFiniteLossError, NSTError
 
 CHECKPOINT_VERSION = 1
 
-
-def split_paths(text: str) -> list[str]:
-  return [p.strip() for p in str(text or '').split(',') if p.strip()]
-
-
-def check_writable(path: Path) -> None:
-  """Fails early (before minutes of optimisation) if ``path`` cannot be written."""
-  parent = path.parent
-  try:
-    parent.mkdir(parents=True, exist_ok=True)
-  except OSError as e:
-    raise ImageError(f'cannot create the output directory {parent}: {e.strerror or e}') from e
-  if path.is_dir():
-    raise ImageError(f'output path {path} is a directory; give a file name such as {path}/out.png')
-  if not os.access(parent, os.W_OK):
-    raise ImageError(f'output directory {parent} is not writable; choose another --output')
-  if path.suffix.lower() not in ('.png', '.jpg', '.jpeg', '.webp', '.bmp', '.tif', '.tiff'):
-    raise ImageError(f'output {path} needs an image extension such as .png')
+# --- Jobs: config.job -> 'module:function'; the function takes (config, **kwargs) and returns
+# the job's summary dict. Add one line per job; the module is imported only when it runs.
+JOBS: dict[str, str] = {
+    'stylize': 'nst_jax.runner:run_stylize',
+    'fast': 'nst_jax.fast:run',
+}
 
 
-def atomic_write(path: Path, write: Callable[[str], None], suffix: str = '.tmp') -> None:
-  """Calls ``write(tmp_path)`` on a temp file beside ``path``, then renames it into place."""
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix=suffix)
-  os.close(fd)
-  try:
-    write(tmp)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
+def job_function(job: str) -> Callable[..., dict]:
+  """The function that runs ``job`` (ConfigError naming the known jobs if there is none)."""
+  if job not in JOBS:
+    raise ConfigError(f'unknown job {job!r}; choose one of {", ".join(sorted(JOBS))}')
+  module, _, name = JOBS[job].partition(':')
+  return getattr(importlib.import_module(module), name)
 
 
-def write_json(path: Path, data: Any) -> None:
-  """Atomic JSON write."""
-  def write(tmp):
-    with open(tmp, 'w') as f:
-      json.dump(data, f, indent=1, default=float)
-  atomic_write(path, write)
+def run(config: ml_collections.ConfigDict, **kwargs: Any) -> dict:
+  """Runs the job ``config.job`` (default ``stylize``); returns the summary it writes.
+
+  ``kwargs`` go to the job (``stylize`` takes ``params=`` VGG19 params and ``quiet=``).
+  Raises NSTError subclasses for user errors and :class:`nst_jax.interrupt.Interrupted` when a
+  signal stopped the job after saving its work.
+  """
+  return job_function(str(config.get('job', 'stylize')))(config, **kwargs)
+
+
+def run_stylize(config: ml_collections.ConfigDict, params: Optional[Mapping] = None,
+                quiet: bool = False) -> dict:
+  """The ``stylize`` job: a batched grid if ``config.sweep.axes`` is set, else one image."""
+  if config.sweep.axes:
+    from nst_jax import sweep  # pylint: disable=g-import-not-at-top
+    return sweep.run_sweep(config, None, params, quiet)
+  return run_single(config, params, quiet)
+
+
+# File helpers live in nst_jax.fileio; these names stay importable from the runner.
+atomic_write, write_json, check_writable = (fileio.atomic_write, fileio.write_json,
+                                            fileio.check_writable)
+split_paths = config_lib.split_list
 
 
 # --- Checkpoints: plain npz of the optimiser state's leaves (no pickle), keyed by a hash of the
 # fields that define the problem, so a checkpoint is never resumed into a different run.
 
-_RESUME_IRRELEVANT = ('num_steps', 'log_every', 'save_every', 'resume', 'output', 'profile_dir')
+_RESUME_IRRELEVANT = ('num_steps', 'log_every', 'save_every', 'resume', 'output', 'profile_dir',
+                      'output_dir')
 
 
-def problem_key(config) -> str:
+def problem_key(config: ml_collections.ConfigDict) -> str:
+  """A hash of the fields that define the problem (a checkpoint resumes only into its own)."""
   d = {k: v for k, v in config.to_dict().items() if k not in _RESUME_IRRELEVANT}
   return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -83,16 +89,21 @@ def checkpoint_path(output: Path) -> Path:
   return output.with_name(output.stem + '.ckpt.npz')
 
 
-def save_checkpoint(path: Path, state, step: int, history: dict, key: str) -> None:
+def save_checkpoint(path: Path, state: Any, step: int, history: dict, key: str) -> None:
+  """Writes the optimiser state's leaves, step and history atomically (plain npz)."""
   leaves = jax.tree.leaves(state)
   arrays = {f'leaf_{i:04d}': np.asarray(x) for i, x in enumerate(leaves)}
   meta = json.dumps({'version': CHECKPOINT_VERSION, 'step': step, 'key': key,
                      'history': history})
-  atomic_write(path, lambda tmp: np.savez(tmp, __meta__=np.array(meta), **arrays), '.npz')
+  fileio.atomic_write(path, lambda tmp: np.savez(tmp, __meta__=np.array(meta), **arrays), '.npz')
 
 
-def load_checkpoint(path: Path, template_state, key: str):
-  """Returns (state, step, history) restored into the structure of ``template_state``."""
+def checkpoint_step(path: Path, key: str) -> int:
+  """The step a checkpoint was saved at; raises if it is unreadable or of another config."""
+  return int(_read_checkpoint(path, key)[0]['step'])
+
+
+def _read_checkpoint(path: Path, key: str) -> tuple[dict, list[np.ndarray]]:
   try:
     with np.load(path, allow_pickle=False) as z:
       meta = json.loads(str(z['__meta__']))
@@ -102,6 +113,12 @@ def load_checkpoint(path: Path, template_state, key: str):
   if meta.get('key') != key:
     raise ConfigError(f'checkpoint {path} belongs to a different configuration; delete it or '
                       'run without --config.resume')
+  return meta, leaves
+
+
+def load_checkpoint(path: Path, template_state: Any, key: str) -> tuple[Any, int, dict]:
+  """Returns (state, step, history) restored into the structure of ``template_state``."""
+  meta, leaves = _read_checkpoint(path, key)
   treedef = jax.tree.structure(template_state)
   ref = jax.tree.leaves(template_state)
   if len(ref) != len(leaves) or any(a.shape != np.shape(b) for a, b in zip(leaves, ref)):
@@ -110,139 +127,169 @@ def load_checkpoint(path: Path, template_state, key: str):
   return state, int(meta['step']), meta['history']
 
 
-def _progress(step: int, total: int, info: dict, t0: float, stream=sys.stderr) -> None:
-  width = 24
-  filled = int(width * step / max(total, 1))
-  t = info['terms']
-  rate = step / max(time.perf_counter() - t0, 1e-9)
-  stream.write(f'[{"#" * filled}{"." * (width - filled)}] {step}/{total} '
-               f'total {t["total"]:.4g} | content {t["content"]:.4g} | style {t["style"]:.4g} '
-               f'| tv {t["tv"]:.4g} | evals {info["evals"]} | {rate:.2f} step/s\n')
-  stream.flush()
-
-
-def load_inputs(config) -> tuple[Optional[np.ndarray], list[np.ndarray], Optional[np.ndarray]]:
+def load_inputs(config: ml_collections.ConfigDict
+                ) -> tuple[Optional[np.ndarray], list[Optional[np.ndarray]], Optional[np.ndarray]]:
   """Reads content, style(s) and init image named by the config (at full resolution)."""
   cap = int(config.max_pixels)
   content = image_io.load_image(config.content, max_pixels=cap) if config.content else None
   styles = [None if p.lower() == 'none' else image_io.load_image(p, max_pixels=cap)
-            for p in split_paths(config.style)]  # 'none': an unstyled region (with masks)
+            for p in config_lib.split_list(config.style)]  # 'none': an unstyled region (masks)
   init = (image_io.load_image(config.init_image, max_pixels=cap)
           if config.init == 'image' and config.init_image else None)
   return content, styles, init
 
 
-def run(config: ml_collections.ConfigDict, params=None, quiet: bool = False) -> dict:
-  """Runs one style-transfer job described by ``config``; returns the summary written as JSON."""
+# Progress shows these record fields (the loss terms and evaluations), as before.
+PROGRESS_KEYS = ('total', 'content', 'style', 'tv', 'evals')
+
+
+def run_single(config: ml_collections.ConfigDict, params: Optional[Mapping] = None,
+               quiet: bool = False) -> dict:
+  """Runs one style-transfer image (coarse-to-fine stages included); returns the summary
+  written as JSON beside the output.
+
+  Writes ``OUT.png``, ``OUT.json`` (summary), ``OUT.config.json`` and ``OUT.metrics.jsonl`` (one
+  record per chunk), and with ``save_every`` intermediate PNGs and ``OUT.ckpt.npz``. On SIGINT /
+  SIGTERM it finishes the chunk, writes the image, the checkpoint and the JSON, and raises
+  :class:`~nst_jax.interrupt.Interrupted` whose message says how to resume.
+  """
   t_start = time.perf_counter()
   engine.validate(config)
   output = Path(config.output).expanduser()
-  check_writable(output)
+  fileio.check_writable(output)
   if config.mode != 'texture_synthesis' and not config.content:
     raise ConfigError(f'mode={config.mode} needs a content image: pass --content=PATH')
   if config.mode != 'content_reconstruction' and not config.style:
     raise ConfigError(f'mode={config.mode} needs a style image: pass --style=PATH')
+  staged = bool(config.stages)
+  if config.resume and staged:
+    raise ConfigError('resume is not supported with stages; run without --config.resume')
   content, styles, init = load_inputs(config)
   masks, style_masks = controls.config_masks(config, len(styles))
   if params is None:
     from nst_jax import weights  # pylint: disable=g-import-not-at-top
     params = weights.load_vgg19(config.weights or None)
   t_loaded = time.perf_counter()
-  if config.get('stages'):
-    return _run_stages(config, params, content, styles, init, masks, style_masks, output, quiet,
-                       t_start, t_loaded)
-  problem = engine.build_problem(config, params, content, styles, init, masks, style_masks)
 
   key = problem_key(config)
   ckpt = checkpoint_path(output)
-  state, start, history = None, 0, None
-  if config.resume and ckpt.exists():
-    template = engine.init_state(problem.z0, params, problem.targets, problem.weights,
-                                 problem.hyper, spec=problem.spec, mspec=problem.mspec)
-    state, start, history = load_checkpoint(ckpt, template, key)
-    if not quiet:
-      print(f'resuming from {ckpt} at step {start}', file=sys.stderr)
-
+  resume_step = checkpoint_step(ckpt, key) if config.resume and ckpt.exists() else None
   save_every = int(config.save_every)
-  chunk = min(config.log_every, save_every) if save_every else int(config.log_every)
   stem = output.with_suffix('')
-  last_saved = [start // save_every if save_every else 0]
-  t0 = time.perf_counter()
+  summary: dict[str, Any] = {'config': config.to_dict(), 'output': str(output)}
+  if not staged:
+    summary['shape'] = None
+  summary['devices'] = [str(d) for d in jax.devices()]
+  writer = metrics.MetricsWriter(output, config, total_steps=int(config.num_steps), quiet=quiet,
+                                 progress_keys=PROGRESS_KEYS, resume_step=resume_step)
+  stop = interrupt.StopOnSignal(quiet=quiet)
+  done: list[tuple[ml_collections.ConfigDict, engine.Problem, engine.Result]] = []
+  failed: dict[str, Any] = {}
 
-  def on_chunk(step, st, info):
-    if not quiet:
-      _progress(step, config.num_steps, info, t0)
-    if save_every and step // save_every > last_saved[0]:
-      last_saved[0] = step // save_every
-      z = engine.state_image(st, problem)
-      image_io.save_image(f'{stem}_step{step:05d}{output.suffix}', engine.render(problem, z))
-      save_checkpoint(ckpt, st, step, info['history'], key)
+  def run_stage(i: int, c: ml_collections.ConfigDict, problem: engine.Problem) -> engine.Result:
+    state, start, history = None, 0, None
+    if resume_step is not None:
+      template = engine.init_state(problem.z0, params, problem.targets, problem.weights,
+                                   problem.hyper, spec=problem.spec, mspec=problem.mspec)
+      state, start, history = load_checkpoint(ckpt, template, key)
+      writer.message(f'resuming from {ckpt} at step {start}')
+    if staged:
+      writer.total_steps = int(c.num_steps)
+      writer.message(f'stage {i + 1}: {problem.shape[0]}x{problem.shape[1]}, {c.num_steps} steps')
+    last_saved = [start // save_every if save_every and not staged else 0]
 
-  summary = {'config': config.to_dict(), 'output': str(output),
-             'shape': list(problem.shape), 'devices': [str(d) for d in jax.devices()]}
-  try:
-    result = engine.optimize(problem, params, config.num_steps, chunk, on_chunk, state, start,
-                             history, config.profile_dir)
-  except NonFiniteLossError as e:
-    image_io.save_image(output, e.image)
-    summary.update(error=str(e), steps=e.step)
-    write_json(output.with_suffix('.json'), summary)
-    raise
-  image_io.save_image(output, result.image)
-  timings = dict(result.timings, load_s=t_loaded - t_start,
-                 wall_s=time.perf_counter() - t_start)
-  summary.update(steps=result.steps, evals=result.evals, loss_history=result.losses,
-                 terms_history=result.terms, final=result.terms[-1] if result.terms else None,
-                 timings=timings)
-  write_json(output.with_suffix('.json'), summary)
-  if save_every:  # Keep a final checkpoint so the run can be extended with more num_steps.
-    save_checkpoint(ckpt, result.state, result.steps,
-                    {'losses': result.losses, 'evals': result.evals, 'terms': result.terms}, key)
-  if not quiet:
-    print(f'wrote {output} ({problem.shape[0]}x{problem.shape[1]}, {result.steps} steps, '
-          f'{result.evals} evaluations, {timings["wall_s"]:.1f} s)', file=sys.stderr)
-  return summary
+    def on_chunk(step: int, st: Any, info: dict) -> None:
+      record = dict(info['terms'], evals=info['evals'])
+      record.pop('step', None)
+      writer.write(step, record, chunk_s=info['chunk_s'], **({'stage': i + 1} if staged else {}))
+      if save_every and not staged and step // save_every > last_saved[0]:
+        last_saved[0] = step // save_every
+        z = engine.state_image(st, problem)
+        image_io.save_image(f'{stem}_step{step:05d}{output.suffix}', engine.render(problem, z))
+        save_checkpoint(ckpt, st, step, info['history'], key)
 
-
-def _run_stages(config, params, content, styles, init, masks, style_masks, output: Path,
-                quiet: bool, t_start: float, t_loaded: float) -> dict:
-  """Coarse-to-fine (``config.stages``): each stage starts from the previous result, upsampled.
-
-  Writes the final PNG and one JSON with a summary per stage (no checkpoints).
-  """
-  if config.resume:
-    raise ConfigError('resume is not supported with stages; run without --config.resume')
-  summary = {'config': config.to_dict(), 'output': str(output),
-             'devices': [str(d) for d in jax.devices()], 'stages': []}
-  image, steps, evals = init, 0, 0
-  for i, c in enumerate(engine.stage_configs(config)):
-    problem = engine.build_problem(c, params, content, styles, image if i else init, masks,
-                                   style_masks)
-    t0 = time.perf_counter()
-    on_chunk = None if quiet else (
-        lambda step, st, info, n=c.num_steps, t0=t0: _progress(step, n, info, t0))
-    if not quiet:
-      print(f'stage {i + 1}: {problem.shape[0]}x{problem.shape[1]}, {c.num_steps} steps',
-            file=sys.stderr)
+    chunk = min(c.log_every, save_every) if save_every and not staged else int(c.log_every)
     try:
-      result = engine.optimize(problem, params, c.num_steps, int(c.log_every), on_chunk)
-    except NonFiniteLossError as e:
-      image_io.save_image(output, e.image)
-      summary.update(error=f'stage {i + 1}: {e}', steps=steps + e.step)
-      write_json(output.with_suffix('.json'), summary)
+      result = engine.optimize(problem, params, c.num_steps, chunk, on_chunk, state, start,
+                               history, config.profile_dir if i == 0 else '',
+                               stop=lambda: stop.requested)
+    except NonFiniteLossError:
+      failed.update(stage=i, shape=list(problem.shape))
       raise
-    image, steps, evals = result.image, steps + result.steps, evals + result.evals
-    summary['stages'].append({
-        'size': c.size, 'shape': list(problem.shape), 'steps': result.steps,
-        'evals': result.evals, 'loss_history': result.losses, 'terms_history': result.terms,
-        'final': result.terms[-1] if result.terms else None, 'timings': result.timings})
-  image_io.save_image(output, image)
-  last = summary['stages'][-1]
+    done.append((c, problem, result))
+    return result
+
+  try:
+    with writer, stop:
+      stages = engine.run_stages(config, params, content, styles, init, masks, style_masks,
+                                 run_stage)
+  except NonFiniteLossError as e:  # Keep the last finite image and say what happened.
+    image_io.save_image(output, e.image)
+    if staged:
+      summary['stages'] = _stage_summaries(done, writer)
+      summary.update(error=f'stage {failed["stage"] + 1}: {e}',
+                     steps=sum(r.steps for _, _, r in done) + e.step)
+    else:
+      summary.update(shape=failed['shape'], error=str(e), steps=e.step)
+    fileio.write_json(output.with_suffix('.json'), summary)
+    raise
+  _, _, last = stages[-1]
+  image_io.save_image(output, last.image)
   timings = {'load_s': t_loaded - t_start, 'wall_s': time.perf_counter() - t_start}
-  summary.update(shape=last['shape'], steps=steps, evals=evals, final=last['final'],
-                 timings=timings)
-  write_json(output.with_suffix('.json'), summary)
+  if staged:
+    summary['stages'] = _stage_summaries(stages, writer)
+    lst = summary['stages'][-1]
+    summary.update(shape=lst['shape'], steps=sum(st['steps'] for st in summary['stages']),
+                   evals=sum(st['evals'] for st in summary['stages']), final=lst['final'],
+                   timings=timings)
+  else:
+    _, problem, result = stages[0]
+    terms = _terms_history(writer.records, result)
+    summary.update(shape=list(problem.shape), steps=result.steps, evals=result.evals,
+                   loss_history=result.losses, terms_history=terms,
+                   final=terms[-1] if terms else None, timings=dict(result.timings, **timings))
+  summary['metrics'] = str(writer.path)
+  if last.stopped:
+    summary['interrupted'] = True
+  fileio.write_json(output.with_suffix('.json'), summary)
+  written = [output]
+  if not staged and (save_every or last.stopped):  # Resumable: extend or continue the run.
+    save_checkpoint(ckpt, last.state, last.steps,
+                    {'losses': last.losses, 'evals': last.evals, 'terms': last.terms}, key)
+    written.append(ckpt)
+  if last.stopped:
+    if staged:
+      raise interrupt.Interrupted(
+          f'interrupted in stage {len(stages)} at step {last.steps}: wrote {output} and '
+          f'{output.with_suffix(".json")}; coarse-to-fine runs do not resume, run again to '
+          'start over', last.steps, written)
+    raise interrupt.Interrupted(interrupt.resume_line(last.steps, written,
+                                                      interrupt.resume_command()),
+                                last.steps, written)
   if not quiet:
-    print(f'wrote {output} ({last["shape"][0]}x{last["shape"][1]}, {len(summary["stages"])} '
-          f'stages, {steps} steps, {timings["wall_s"]:.1f} s)', file=sys.stderr)
+    shape = summary['shape']
+    what = f'{len(stages)} stages, ' if staged else ''
+    extra = '' if staged else f', {summary["evals"]} evaluations'
+    print(f'wrote {output} ({shape[0]}x{shape[1]}, {what}{summary["steps"]} steps{extra}, '
+          f'{timings["wall_s"]:.1f} s)', file=sys.stderr)
   return summary
+
+
+def _terms_history(records: list[dict], result: engine.Result) -> list[dict]:
+  """The loss terms per chunk (with their step), from the metrics records."""
+  if not result.terms:
+    return []
+  keys = [k for k in result.terms[-1] if k != 'step']
+  terms = [dict({k: r[k] for k in keys}, step=r['step']) for r in records]
+  return terms if len(terms) == len(result.terms) else result.terms
+
+
+def _stage_summaries(stages: list, writer: metrics.MetricsWriter) -> list[dict]:
+  """One summary per coarse-to-fine stage, its loss terms from the metrics records."""
+  out = []
+  for i, (c, problem, result) in enumerate(stages):
+    terms = _terms_history([r for r in writer.records if r.get('stage') == i + 1], result)
+    out.append({'size': c.size, 'shape': list(problem.shape), 'steps': result.steps,
+                'evals': result.evals, 'loss_history': result.losses, 'terms_history': terms,
+                'final': terms[-1] if terms else None, 'timings': result.timings})
+  return out

@@ -79,7 +79,7 @@ def test_grouping_by_static_fields():
   for g in groups:
     assert len({(configs[i].optimizer.name, configs[i].pooling) for i in g}) == 1
   assert sweep.group_indices(configs[:1] * 3) == [[0, 1, 2]]
-  mixed = sweep._same_schedules([configs[0], configs[2]])  # pylint: disable=protected-access
+  mixed = sweep.same_schedules([configs[0], configs[2]])  # pylint: disable=protected-access
   assert {m.optimizer.schedule for m in mixed} == {'exponential'}
   assert [m.optimizer.decay_rate for m in mixed] == [1., 0.5]
 
