@@ -37,6 +37,9 @@ _STYLE_LAYERS = flags.DEFINE_string('style_layers', 'conv1_1,conv2_1,conv3_1,con
                                     'Style layers.')
 _WEIGHTS = flags.DEFINE_string('weights', None, 'VGG19 weights (.h5/.npz).')
 _SWEEP = flags.DEFINE_integer('sweep', 0, 'If > 0: configs/s of a batch of K vs K sequential runs.')
+_NETWORK = flags.DEFINE_string('network', None, 'Feed-forward network: multistyle26 | johnson.')
+_TRAIN = flags.DEFINE_boolean('train', False, 'Training steps/s of --network at --size, batch 4 '
+                              '(nst_jax/bench_train.py).')
 
 
 def bench_eval(content, style, size, steps, repeats=3, conv_impl='direct', pooling='max',
@@ -85,7 +88,11 @@ def main(argv):
   content = image_io.load_image(_CONTENT.value)
   style = image_io.load_image(_STYLE.value)
   params = weights.load_vgg19(_WEIGHTS.value)
-  if _SWEEP.value > 0:
+  if _TRAIN.value:
+    from nst_jax import bench_train  # pylint: disable=g-import-not-at-top
+    result = bench_train.bench_train(_NETWORK.value or 'multistyle26', _SIZE.value, 4,
+                                     vgg_params=params)
+  elif _SWEEP.value > 0:
     from nst_jax import sweep_bench  # pylint: disable=g-import-not-at-top
     result = sweep_bench.run_sweep_bench(_SWEEP.value, _SIZE.value, _STEPS.value, content, style,
                                    params=params)

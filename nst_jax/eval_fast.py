@@ -27,21 +27,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from nst_jax import config as config_lib
-from nst_jax import engine, image_io, networks, objective, weights
+from nst_jax import engine, image_io, model_io, networks, objective, weights
 
 
-def load_network(model_dir: Path):
-  """(NetworkConfig, params, model.json) of a trained transformer's model directory."""
-  meta = json.loads((model_dir / 'model.json').read_text())
-  netcfg = networks.NetworkConfig.from_dict(meta['network'])
-  with np.load(model_dir / 'model.npz', allow_pickle=False) as z:
-    params = networks.check_params(netcfg, networks.unflatten_params(dict(z)), str(model_dir))
-  return netcfg, jax.tree.map(jnp.asarray, params), meta
-
-
-def objective_config(meta: dict, size: int):
+def objective_config(info: dict, size: int):
   """A ``stylize`` config with the objective the network was trained with."""
-  t = meta['trained_with']
+  t = info['trained_with']
   c = config_lib.base_config()
   for k in ('content_layers', 'style_layers', 'content_weight', 'style_weight', 'tv_weight',
             'content_layer_weights', 'style_layer_weights', 'loss_norm', 'tv_type', 'pooling'):
@@ -55,10 +46,11 @@ def objective_config(meta: dict, size: int):
 def evaluate(model_dir, photos, size: int = 256, steps: int = 100, style_index: int = 0,
              out_dir=None, vgg_params=None) -> dict:
   model_dir = Path(model_dir)
-  netcfg, params, meta = load_network(model_dir)
+  model = model_io.load_model(model_dir)
+  netcfg, params = model.config, jax.tree.map(jnp.asarray, model.params)
   vgg_params = vgg_params if vgg_params is not None else weights.load_vgg19()
-  style = image_io.load_image(meta['styles'][style_index])
-  config = objective_config(meta, size)
+  style = image_io.load_image(model.info['style_paths'][style_index])
+  config = objective_config(model.info, size)
   sw = jnp.eye(netcfg.num_styles, dtype=jnp.float32)[style_index]
   apply = jax.jit(lambda p, x: networks.apply_params(netcfg, p, x, sw))
   rows = []

@@ -36,6 +36,7 @@ CHECKPOINT_VERSION = 1
 JOBS: dict[str, str] = {
     'stylize': 'nst_jax.runner:run_stylize',
     'fast': 'nst_jax.fast:run',
+    'train': 'nst_jax.train:run',
 }
 
 

@@ -45,7 +45,7 @@ import optax
 
 from nst_jax import data, fileio, image_io, interrupt, metrics
 from nst_jax import train_config as schema
-from nst_jax.errors import ConfigError, NonFiniteLossError, NSTError
+from nst_jax.errors import ConfigError, ImageError, NonFiniteLossError, NSTError
 
 CHECKPOINT_VERSION = 1
 CHECKPOINT = 'checkpoint.npz'
@@ -225,6 +225,7 @@ def train(config: ml_collections.ConfigDict, task: Task, quiet: bool = False) ->
   writer = metrics.MetricsWriter(
       out, config, total_steps=num_steps, images_per_step=int(config.batch_size),
       progress='none' if quiet else config.progress,
+      progress_keys=('total', 'content', 'style', 'tv', 'images_per_s'),
       resume_step=start if config.resume else None)
   summary: dict = {'job': 'train', 'task': task.name, 'output': str(out),
                    'devices': [str(d) for d in jax.devices()], 'start_step': start, **task.info}
@@ -343,6 +344,14 @@ def _write_summary(out: Path, summary: dict, writer, timings: dict, step: int, n
 def run(config: ml_collections.ConfigDict, params=None, quiet: bool = False) -> dict:
   """The ``train`` job: builds the task the config names, trains it, returns the summary."""
   schema.validate(config)
+  data.list_images(config.data_dir)  # Fail fast (before loading weights) on a bad photo folder.
+  if config.network == 'adain':
+    data.list_images(config.style_dir, 'style images')
+  else:
+    for p in schema.style_paths(config):
+      if not Path(p).expanduser().is_file():
+        raise ImageError(f'style image not found: {p} (check --style)')
+  fileio.check_writable_dir(Path(config.output).expanduser(), '--output')
   if params is None:
     from nst_jax import weights  # pylint: disable=g-import-not-at-top
     params = weights.load_vgg19(config.weights or None)

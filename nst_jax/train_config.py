@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ml_collections
 
+from nst_jax import config as config_lib
 from nst_jax import losses, vgg
 from nst_jax.errors import ConfigError
 
@@ -41,6 +42,7 @@ def train_config() -> ml_collections.ConfigDict:
   # Network (johnson / slim: passed to nst_jax.networks; adain: decoder width multiplier).
   c.net = n = ml_collections.ConfigDict()
   n.width = 1.0                    # adain: decoder width multiplier
+  n.impl = 'fast'                  # johnson / slim: 'fast' (reformulated convs) or 'direct'
   # Loss (same meaning as the stylize job's fields, see nst_jax/config.py).
   c.content_layers = 'relu3_3'
   c.content_layer_weights = ''
@@ -71,7 +73,7 @@ def train_config() -> ml_collections.ConfigDict:
   c.resume = False                 # continue from OUTPUT/checkpoint.npz
   c.shard = True                   # shard the batch axis over every device
   c.progress = 'bar'               # bar | log | none
-  return c
+  return config_lib.lock(c)
 
 
 def style_paths(config) -> list[str]:

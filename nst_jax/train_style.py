@@ -19,13 +19,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nst_jax import data, engine, fileio, image_io, losses, networks, objective, vgg
+from nst_jax import data, engine, image_io, losses, model_io, networks, objective, vgg
 from nst_jax import train as train_lib
 from nst_jax import train_config as schema
 from nst_jax.errors import ConfigError
-
-MODEL_KIND = 'transformer'
-
 
 def network_config(config, num_styles: int) -> networks.NetworkConfig:
   """The transformer architecture the config names (``johnson`` or ``slim``) for N styles."""
@@ -47,7 +44,7 @@ def objective_spec(config) -> objective.Spec:
 
 def objective_weights(config, spec: objective.Spec) -> objective.Weights:
   cfg = dict(content_layer_weights=config.content_layer_weights,
-             style_layer_weights=config.style_layer_weights)
+             style_layer_weights=config.style_layer_weights, layer_weighting='uniform')
   content_w, style_w = engine.layer_weight_lists(_Fields(cfg), spec)
   return objective.make_weights(spec, config.content_weight, config.style_weight,
                                 config.tv_weight, content_w, style_w)
@@ -149,20 +146,11 @@ class StyleIndexSampler:
 
 
 def save_model(directory: Path, netcfg: networks.NetworkConfig, params, styles: list[str],
-               extra: Optional[dict] = None) -> None:
-  """``model.npz`` (flat ``'layer/name'`` float32 arrays) + ``model.json`` (architecture, styles).
-
-  The format of :mod:`nst_jax.networks` (``flatten_params``), which ``configs/fast.py
-  --model=DIR`` loads.
-  """
-  directory = Path(directory)
-  directory.mkdir(parents=True, exist_ok=True)
-  flat = networks.flatten_params(jax.device_get(params))
-  fileio.atomic_write(directory / 'model.npz', lambda tmp: np.savez(tmp, **flat), '.npz')
-  meta = {'kind': MODEL_KIND, 'network': netcfg.to_dict(), 'styles': list(styles),
-          'input': 'RGB 0..1 NHWC', 'output': 'RGB 0..1'}
-  meta.update(extra or {})
-  fileio.write_json(directory / 'model.json', meta)
+               info: Optional[dict] = None) -> None:
+  """The model directory of :mod:`nst_jax.model_io` (what ``configs/fast.py --model=DIR``
+  loads): ``model.npz`` + ``model.json`` with the styles' names and the training settings."""
+  model_io.save_model(directory, netcfg, jax.device_get(params),
+                      [Path(s).stem for s in styles], dict(info or {}, style_paths=list(styles)))
 
 
 def style_task(config, vgg_params: Mapping) -> train_lib.Task:

@@ -13,7 +13,8 @@ import jax
 import numpy as np
 import pytest
 
-from nst_jax import adain, data, image_io, interrupt, networks, train, train_config, train_style
+from nst_jax import adain, data, fast, image_io, interrupt, model_io, networks, train
+from nst_jax import train_config, train_style
 from nst_jax.errors import ConfigError, ImageError
 
 from conftest import IMAGES, SHARED
@@ -116,7 +117,12 @@ def _config(tiny_photos, out, **kw):
 @pytest.fixture(scope='module')
 def trained(tiny_photos, params, tmp_path_factory):
   out = tmp_path_factory.mktemp('model')
-  return out, train.run(_config(tiny_photos, out), params)
+  task = train_style.style_task(_config(tiny_photos, out), params)
+  return out, train.train(_config(tiny_photos, out), task, quiet=True)
+
+
+def summary_params(summary):
+  return summary['params']
 
 
 def test_training_lowers_the_loss_and_writes_a_loadable_model(trained, tiny_photos, params):
@@ -125,14 +131,13 @@ def test_training_lowers_the_loss_and_writes_a_loadable_model(trained, tiny_phot
   assert len(totals) == 4 and totals[-1] < 0.9 * totals[0], totals
   assert summary['steps'] == 4 and summary['final']['step'] == 4
   assert json.loads((out / 'train.json').read_text())['steps'] == 4
-  meta = json.loads((out / 'model.json').read_text())
-  netcfg = networks.NetworkConfig.from_dict(meta['network'])
-  with np.load(out / 'model.npz', allow_pickle=False) as z:
-    p = networks.check_params(netcfg, networks.unflatten_params(dict(z)))
-  photo = image_io.load_image(IMAGES / 'tubingen.jpg', size=40)[None] / 255.
-  y = np.asarray(networks.apply_params(netcfg, p, photo.astype(np.float32),
-                                       np.ones(1, np.float32)))
-  assert y.shape == photo.shape and 0 <= y.min() and y.max() <= 1
+  model = model_io.load_model(out)  # what configs/fast.py --model=DIR loads
+  assert model.styles == ['starry_night'] and model.config.output_activation == 'sigmoid'
+  for k, v in networks.flatten_params(summary_params(summary)).items():
+    np.testing.assert_array_equal(networks.flatten_params(model.params)[k], v)
+  photo = image_io.load_image(IMAGES / 'tubingen.jpg', size=40)  # 40x30, not the training size
+  y = fast.stylize(model, photo)
+  assert y.shape == photo.shape and y.dtype == np.uint8
 
 
 def test_interrupt_then_resume_equals_an_uninterrupted_run(trained, tiny_photos, params,
@@ -206,3 +211,16 @@ def test_batched_training_loss_is_the_objective_per_image(params):
   want = train_style.batch_loss_terms_reference(images, photos, params, grams, w, spec, idx)
   for k in ('content', 'style', 'tv', 'total'):
     np.testing.assert_allclose(float(got[k]), float(want[k]), rtol=2e-5, err_msg=k)
+
+
+def test_cli_training_folder_without_images_is_one_error_line(tmp_path):
+  import subprocess, sys  # pylint: disable=g-import-not-at-top,multiple-imports
+  root = Path(__file__).resolve().parent.parent
+  (tmp_path / 'empty').mkdir()
+  r = subprocess.run([sys.executable, 'run.py', '--config=configs/johnson2016_cpu.py',
+                      f'--style={IMAGES / "starry_night.jpg"}', f'--output={tmp_path / "m"}',
+                      f'--config.data_dir={tmp_path / "empty"}'], cwd=root, capture_output=True,
+                     text=True, timeout=120)
+  assert r.returncode == 1, r.stderr
+  assert r.stderr.strip().splitlines()[-1].startswith('error: training photos folder')
+  assert not (tmp_path / 'm' / 'model.npz').exists()
