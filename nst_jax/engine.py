@@ -35,14 +35,14 @@ def parse_floats(text: Any, what: str) -> Optional[list[float]]:
     raise ConfigError(f'{what} must be comma-separated numbers, got {text!r}') from None
 
 
-def _layer_weights(text, layers, what):
+def _layer_weights(text: Any, layers: Sequence[str], what: str) -> Optional[list[float]]:
   values = parse_floats(text, what)
   if values is not None and len(values) != len(layers):
     raise ConfigError(f'{what} has {len(values)} values for {len(layers)} layers {list(layers)}')
   return values
 
 
-def layer_weight_lists(config, spec: objective.Spec
+def layer_weight_lists(config: ml_collections.ConfigDict, spec: objective.Spec
                        ) -> tuple[Optional[list], Optional[list]]:
   """The config's per-layer content and style weights (None = 1/L each).
 
@@ -110,8 +110,8 @@ class Inputs:
   z0: jax.Array
   shape: tuple[int, int]
   content: Optional[np.ndarray]           # uint8 content at `shape` (None without content)
-  content_in: Optional[np.ndarray]        # the content the targets see (luminance: gray)
-  styles_in: list[np.ndarray]             # styles the targets see (resized, colour-controlled)
+  content_in: Any                         # the content the targets see (luminance: gray)
+  styles_in: list[Any]                    # styles the targets see (resized, colour-controlled)
   blend: Optional[Any]                    # style blend weights (list, or a matrix), or None
   region: Optional[np.ndarray]            # (R, H, W) styled-region masks, or None
   style_masks: Optional[list]             # per-style masks at each style's size (or None)
@@ -119,7 +119,8 @@ class Inputs:
   color_control: str = 'none'
 
 
-def _regions(shape, content, styles, masks, style_masks):
+def _regions(shape: tuple[int, int], content: Optional[np.ndarray], styles: list, masks: Any,
+             style_masks: Any) -> tuple[Any, list, Any, Optional[np.ndarray]]:
   """Region masks (R, H, W), their styles, style masks and the held pixels (or None)."""
   if masks is None or len(masks) == 0:
     if any(s is None for s in styles):
@@ -145,7 +146,7 @@ def _regions(shape, content, styles, masks, style_masks):
   return styled, styles_kept, smasks, (hold if hold.max() > 1e-3 else None)
 
 
-def _check_size(spec: objective.Spec, shape, what: str) -> None:
+def _check_size(spec: objective.Spec, shape: Sequence[int], what: str) -> None:
   """Every used layer needs at least one position (VGG pools 'VALID')."""
   if not spec.layers:
     return
@@ -174,10 +175,10 @@ def prepare(config: ml_collections.ConfigDict, content: Optional[np.ndarray],
   if style_masks is not None and len(style_masks) != len(styles):
     raise ConfigError(f'{len(style_masks)} style masks for {len(styles)} style images')
   shape = output_shape(config, content, real_styles)
-  content_r = None if content is None else image_io.resize_image(content, shape=shape)
+  content_r: Any = None if content is None else image_io.resize_image(content, shape=shape)
   region, kept, kept_masks, hold = _regions(shape, content_r, styles, masks, style_masks)
   longest = max(1, round(max(shape) * float(config.style_scale)))
-  styles_r = [image_io.resize_image(s, size=longest) for s in kept]
+  styles_r: Any = [image_io.resize_image(s, size=longest) for s in kept]
   _check_size(spec, shape, 'the output')
   for s in styles_r:
     _check_size(spec, s.shape[:2], 'a style image (after style_scale)')
@@ -194,7 +195,8 @@ def prepare(config: ml_collections.ConfigDict, content: Optional[np.ndarray],
     src = controls.scale_mix_sources(spec.style_layers, config.scale_mix_layer)
     blend = np.array([[float(s == i) for s in src] for i in range(2)], np.float32)
   color = config.color_control
-  content_in, styles_in = content_r, styles_r
+  content_in: Any = content_r  # NumPy arrays; jax arrays from the colour helpers
+  styles_in: Any = styles_r
   if color == 'luminance' and content_r is not None:
     content_in, styles_in = controls.luminance_inputs(content_r, styles_r)
     content_in, styles_in = np.asarray(content_in), [np.asarray(s) for s in styles_in]
@@ -213,7 +215,7 @@ def prepare(config: ml_collections.ConfigDict, content: Optional[np.ndarray],
       spec, config.content_weight, config.style_weight, config.tv_weight, content_w, style_w,
       config.loss_scale, config.gram_shift, preserve_weight)
   mspec, hyper = optim.spec_and_hyper(config.optimizer, config.image_range)
-  start = initial_image(config, shape, content_in, styles_in, init_image)
+  start: Any = initial_image(config, shape, content_in, styles_in, init_image)
   if color == 'luminance':
     start = np.asarray(controls.gray3(controls.rgb_to_yiq(start)[..., 0]))
   z0 = objective.from_image(start, spec)
@@ -279,22 +281,28 @@ def initial_image(config: ml_collections.ConfigDict, shape: tuple[int, int],
 # 80 MB of weights never become HLO literals and one compiled program serves any inputs.
 
 
-def _fns(params, targets, weights, spec):
+def _fns(params: Mapping, targets: objective.Targets, weights: objective.Weights,
+         spec: objective.Spec) -> tuple[Callable, Callable]:
   value_fn = lambda z: objective.objective(z, params, targets, weights, spec)
   return value_fn, jax.value_and_grad(value_fn)
 
 
 @functools.partial(jax.jit, static_argnames=('spec', 'mspec'))
-def init_state(z0, params, targets, weights, hyper, spec, mspec):
+def init_state(z0: jax.Array, params: Mapping, targets: objective.Targets,
+               weights: objective.Weights, hyper: dict, spec: objective.Spec,
+               mspec: optim.MethodSpec) -> Any:
+  """The optimiser's initial state at ``z0``."""
   _, value_and_grad = _fns(params, targets, weights, spec)
   return optim.make_method(mspec).init(z0, hyper, value_and_grad)
 
 
-def chunk_fn(state, params, targets, weights, spec, mspec, length):
+def chunk_fn(state: Any, params: Mapping, targets: objective.Targets,
+             weights: objective.Weights, spec: objective.Spec, mspec: optim.MethodSpec,
+             length: int) -> tuple[Any, tuple[jax.Array, jax.Array]]:
   """``length`` optimisation steps as one ``lax.scan``; returns (state, (losses, evals))."""
   value_fn, value_and_grad = _fns(params, targets, weights, spec)
   method = optim.make_method(mspec)
-  def body(s, _):
+  def body(s: Any, _: Any) -> tuple[Any, tuple[jax.Array, jax.Array]]:
     s, (loss, evals) = method.step(s, value_and_grad, value_fn)
     return s, (loss / weights.loss_scale, evals)
   return lax.scan(body, state, None, length=length)
@@ -304,7 +312,9 @@ run_chunk = jax.jit(chunk_fn, static_argnames=('spec', 'mspec', 'length'), donat
 
 
 @functools.partial(jax.jit, static_argnames=('spec',))
-def terms(z, params, targets, weights, spec):
+def terms(z: jax.Array, params: Mapping, targets: objective.Targets, weights: objective.Weights,
+          spec: objective.Spec) -> dict[str, jax.Array]:
+  """The weighted loss terms at ``z`` (content, style, tv, total, ...)."""
   return objective.loss_terms(z, params, targets, weights, spec)
 
 

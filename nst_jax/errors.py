@@ -5,6 +5,8 @@ non-positive size) raises :class:`NSTError` with a one-line message that says wh
 command-line entry point prints that line and exits non-zero instead of showing a traceback.
 """
 
+from typing import Any
+
 
 class NSTError(Exception):
   """A problem with the user's input or environment, with an actionable message."""
@@ -23,4 +25,11 @@ class ConfigError(NSTError):
 
 
 class NonFiniteLossError(NSTError):
-  """The objective became NaN or Inf during optimisation."""
+  """The objective became NaN or Inf during optimisation.
+
+  ``image``: the last finite image (uint8), ``step``: the step it belongs to (set by the
+  engine before raising).
+  """
+
+  image: Any = None
+  step: int = 0

@@ -93,10 +93,11 @@ def checkpoint_path(output: Path) -> Path:
 def save_checkpoint(path: Path, state: Any, step: int, history: dict, key: str) -> None:
   """Writes the optimiser state's leaves, step and history atomically (plain npz)."""
   leaves = jax.tree.leaves(state)
-  arrays = {f'leaf_{i:04d}': np.asarray(x) for i, x in enumerate(leaves)}
   meta = json.dumps({'version': CHECKPOINT_VERSION, 'step': step, 'key': key,
                      'history': history})
-  fileio.atomic_write(path, lambda tmp: np.savez(tmp, __meta__=np.array(meta), **arrays), '.npz')
+  arrays: dict[str, Any] = {'__meta__': np.array(meta)}
+  arrays.update({f'leaf_{i:04d}': np.asarray(x) for i, x in enumerate(leaves)})
+  fileio.atomic_write(path, lambda tmp: np.savez(tmp, **arrays), '.npz')
 
 
 def checkpoint_step(path: Path, key: str) -> int:
@@ -202,7 +203,9 @@ def run_single(config: ml_collections.ConfigDict, params: Optional[Mapping] = No
     def on_chunk(step: int, st: Any, info: dict) -> None:
       record = dict(info['terms'], evals=info['evals'])
       record.pop('step', None)
-      writer.write(step, record, chunk_s=info['chunk_s'], **({'stage': i + 1} if staged else {}))
+      if staged:
+        record['stage'] = i + 1
+      writer.write(step, record, chunk_s=info['chunk_s'])
       if save_every and not staged and step // save_every > last_saved[0]:
         last_saved[0] = step // save_every
         z = engine.state_image(st, problem)

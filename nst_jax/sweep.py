@@ -53,6 +53,7 @@ with ``--config.sweep.axes``)::
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 import sys
 import time
@@ -112,8 +113,9 @@ def execute(config: ml_collections.ConfigDict, params: Optional[Mapping] = None,
     if log:
       log(f'group {g + 1}/{len(groups)}: {len(idxs)} configs ({describe_static(base, axes)})')
     batch = build_batch(cfgs, params, images)
-    record = None if writer is None else (
-        lambda r, g=g: writer.write(r.pop('step'), dict(r, group=g + 1)))
+    record: Optional[Callable[[dict], None]] = None
+    if writer is not None:
+      record = functools.partial(_record, writer, g + 1)
     res = run_batch(batch, params, int(base.num_steps), int(base.log_every),
                     int(config.sweep.max_batch), bool(config.sweep.shard),
                     config.profile_dir if g == 0 else '', cost_analysis,
@@ -147,6 +149,10 @@ def execute(config: ml_collections.ConfigDict, params: Optional[Mapping] = None,
                       'compile_s': sum(g['timings']['compile_s'] for g in group_info),
                       'run_s': sum(g['timings']['run_s'] for g in group_info)},
                      len(configs), bool(group_info) and res.stopped)
+
+
+def _record(writer: metrics.MetricsWriter, group: int, rec: dict) -> None:
+  writer.write(rec.pop('step'), dict(rec, group=group))
 
 
 _distributed_done = [False]

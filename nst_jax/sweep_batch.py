@@ -14,7 +14,7 @@ import dataclasses
 import functools
 import math
 import time
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -52,7 +52,7 @@ class Batch:
   def size(self) -> int:
     return int(self.z0.shape[0])
 
-  def render(self, i: int, z: np.ndarray) -> np.ndarray:
+  def render(self, i: int, z: Any) -> np.ndarray:
     """Config ``i``'s optimiser-domain image as float32 RGB 0..255 (controls applied)."""
     if self.problems is not None:
       return np.asarray(engine.render(self.problems[i], z), np.float32)
@@ -87,11 +87,11 @@ def uses_controls(config: ml_collections.ConfigDict) -> bool:
   return any(config[f] for f in CONTROL_FIELDS) or config.color_control != 'none'
 
 
-def _by_depth(layers) -> tuple[str, ...]:
+def _by_depth(layers: Iterable[str]) -> tuple[str, ...]:
   return tuple(sorted(set(layers), key=vgg.LAYERS.index))
 
 
-def _scatter(values, own: Sequence[str], union: Sequence[str]) -> np.ndarray:
+def _scatter(values: Any, own: Sequence[str], union: Sequence[str]) -> np.ndarray:
   v = np.zeros(len(union), np.float32)
   w = np.full(len(own), 1. / max(len(own), 1), np.float32) if values is None else values
   for l, x in zip(own, w):
@@ -113,7 +113,7 @@ def same_schedules(configs: Sequence[ml_collections.ConfigDict]
   return out
 
 
-def _stack(trees):
+def _stack(trees: Sequence[Any]) -> Any:
   return jax.tree.map(lambda *a: np.stack([np.asarray(x) for x in a]), *trees)
 
 
@@ -196,7 +196,7 @@ def build_batch(configs: Sequence[ml_collections.ConfigDict], params: Mapping,
 # The batched programs. Shared inputs (params, shared targets) are not vmapped (in_axes=None).
 
 
-def _targets(shared, own, blend) -> objective.Targets:
+def _targets(shared: Any, own: Any, blend: Any) -> objective.Targets:
   """One config's targets: its own, or the shared ones with the styles blended by ``blend``."""
   if own is not None:
     return own
@@ -209,16 +209,19 @@ def _targets(shared, own, blend) -> objective.Targets:
 
 
 @functools.partial(jax.jit, static_argnames=('spec', 'mspec'))
-def batch_init(z0, params, shared, targets, blend, weights, hyper, spec, mspec):
+def batch_init(z0: Any, params: Mapping, shared: Any, targets: Any, blend: Any, weights: Any,
+               hyper: Any, spec: objective.Spec, mspec: optim.MethodSpec) -> Any:
   """Optimiser states of a batch of configs (leading axis B)."""
-  def one(z, t, b, w, h):
+  def one(z: Any, t: Any, b: Any, w: Any, h: Any) -> Any:
     return engine.init_state(z, params, _targets(shared, t, b), w, h, spec=spec, mspec=mspec)
   return jax.vmap(one)(z0, targets, blend, weights, hyper)
 
 
-def batch_chunk_fn(state, params, shared, targets, blend, weights, spec, mspec, length):
+def batch_chunk_fn(state: Any, params: Mapping, shared: Any, targets: Any, blend: Any,
+                   weights: Any, spec: objective.Spec, mspec: optim.MethodSpec, length: int
+                   ) -> Any:
   """``length`` steps of every config: a vmapped ``lax.scan``; returns (state, (losses, evals))."""
-  def one(s, t, b, w):
+  def one(s: Any, t: Any, b: Any, w: Any) -> Any:
     return engine.chunk_fn(s, params, _targets(shared, t, b), w, spec, mspec, length)
   return jax.vmap(one)(state, targets, blend, weights)
 
@@ -228,10 +231,11 @@ batch_chunk = jax.jit(batch_chunk_fn, static_argnames=('spec', 'mspec', 'length'
 
 
 @functools.partial(jax.jit, static_argnames=('spec', 'mspec'))
-def batch_terms(state, params, shared, targets, blend, weights, spec, mspec):
+def batch_terms(state: Any, params: Mapping, shared: Any, targets: Any, blend: Any,
+                weights: Any, spec: objective.Spec, mspec: optim.MethodSpec) -> Any:
   """(optimiser-domain images (B, H, W, 3), loss terms {name: (B,)}) of a batch of states."""
   z = optim.make_method(mspec).image(state)
-  def one(z, t, b, w):
+  def one(z: Any, t: Any, b: Any, w: Any) -> Any:
     return objective.loss_terms(z, params, _targets(shared, t, b), w, spec)
   return z, jax.vmap(one)(z, targets, blend, weights)
 
@@ -241,16 +245,18 @@ def make_mesh(shard: bool = True) -> Optional[Mesh]:
   return Mesh(np.asarray(jax.devices()), ('batch',)) if shard else None
 
 
-def _put(tree, sharding):
+def _put(tree: Any, sharding: Any) -> Any:
   if sharding is None:
     return jax.tree.map(jnp.asarray, tree)
   if jax.process_count() == 1:
     return jax.device_put(tree, sharding)
-  return jax.tree.map(lambda x: jax.make_array_from_callback(
-      np.shape(x), sharding, lambda i, x=np.asarray(x): x[i]), tree)
+  def global_array(x: Any) -> jax.Array:
+    host = np.asarray(x)
+    return jax.make_array_from_callback(np.shape(x), sharding, lambda i: host[i])
+  return jax.tree.map(global_array, tree)
 
 
-def _host(x) -> np.ndarray:
+def _host(x: Any) -> np.ndarray:
   if jax.process_count() > 1 and not getattr(x, 'is_fully_addressable', True):
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
     return np.asarray(multihost_utils.process_allgather(x, tiled=True))
@@ -318,11 +324,11 @@ def run_batch(batch: Batch, params: Mapping, num_steps: int, log_every: int = 50
   chunk_of = np.zeros(n, np.int64)
   done, steps_of, stopped = np.zeros(n, bool), np.zeros(n, np.int64), False
   terms: dict[str, np.ndarray] = {}
-  timings = {'compile_s': 0., 'run_s': 0., 'chunks': []}
+  timings: dict[str, Any] = {'compile_s': 0., 'run_s': 0., 'chunks': []}
   compiled: dict[Any, Any] = {}
   flops = float('nan')
 
-  def compile_once(key, fn, *args, **kwargs):
+  def compile_once(key: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
     if key not in compiled:
       tc = time.perf_counter()
       compiled[key] = fn.lower(*args, **kwargs).compile()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import re
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import ml_collections
 
@@ -67,6 +67,7 @@ def expand(config: ml_collections.ConfigDict) -> tuple[list[SweepAxis], list[dic
   for a in axes:
     field_of(config, a.name)
   names = [a.name for a in axes]
+  combos: Iterable[tuple[str, ...]]
   if s.mode == 'product':
     combos = itertools.product(*(a.values for a in axes))
   elif s.mode == 'zip':
@@ -96,7 +97,7 @@ def field_of(config: ml_collections.ConfigDict, path: str) -> tuple[Any, str]:
   return node, leaf
 
 
-def _coerce(old, raw: str, path: str):
+def _coerce(old: Any, raw: str, path: str) -> Any:
   try:
     if isinstance(old, bool):
       if raw.lower() in ('true', '1', 'yes'):
@@ -134,7 +135,7 @@ def materialize(config: ml_collections.ConfigDict, point: Mapping[str, str]
   return c
 
 
-def _flat(d: Mapping, prefix: str = ''):
+def _flat(d: Mapping, prefix: str = '') -> Iterator[tuple[str, Any]]:
   for k, v in d.items():
     if isinstance(v, Mapping):
       yield from _flat(v, f'{prefix}{k}.')

@@ -158,7 +158,7 @@ def contact_sheet(images: Sequence[np.ndarray], labels: Sequence[str],
     s = min(1., cell_size / max(pil.size))
     if s < 1.:
       pil = pil.resize((max(1, round(pil.width * s)), max(1, round(pil.height * s))),
-                       Image.LANCZOS)
+                       Image.Resampling.LANCZOS)
     thumbs.append(pil)
   cw = max(min_width, *(t.width for t in thumbs))
   ih = max(t.height for t in thumbs)

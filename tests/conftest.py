@@ -29,3 +29,67 @@ def content_small():
 def style_small():
   from nst_jax import image_io
   return image_io.load_image(IMAGES / 'starry_night.jpg', size=64)
+
+
+# --- A randomly initialised VGG19 and synthetic images: structural tests (batch == single runs,
+# resume, Ctrl-C, CLI and config errors) need neither the real weights nor ../shared.
+
+
+def _random_vgg19_arrays(seed: int = 0) -> dict:
+  import numpy as np
+  from nst_jax import vgg
+  rng = np.random.default_rng(seed)
+  params, cin = {}, 3
+  for layer in vgg.CONV_LAYERS:
+    cout = vgg.CHANNELS[layer]
+    std = np.sqrt(1. / (9 * cin))  # Activations shrink slowly with depth: finite losses.
+    params[layer] = {'kernel': rng.normal(0., std, (3, 3, cin, cout)).astype(np.float32),
+                     'bias': np.zeros(cout, np.float32)}
+    cin = cout
+  return params
+
+
+@pytest.fixture(scope='session')
+def random_weights_file(tmp_path_factory):
+  """A converted-format .npz of a randomly initialised VGG19 (what --weights accepts)."""
+  from nst_jax import weights
+  path = tmp_path_factory.mktemp('random_vgg') / 'vgg19_random.npz'
+  weights.save_params(_random_vgg19_arrays(), path)
+  return path
+
+
+@pytest.fixture(scope='session')
+def random_params(random_weights_file):
+  from nst_jax import weights
+  return weights.load_vgg19(random_weights_file)
+
+
+def synthetic_image(h: int, w: int, seed: int) -> 'np.ndarray':
+  """A smooth random uint8 RGB image (gradients plus blobs), deterministic per seed."""
+  import numpy as np
+  rng = np.random.default_rng(seed)
+  y, x = np.mgrid[0:h, 0:w] / max(h, w)
+  chans = []
+  for _ in range(3):
+    a, b, c, f = rng.uniform(-1, 1, 4)
+    chans.append(0.5 + 0.25 * (a * x + b * y) + 0.25 * np.sin(6.28 * f * 3 * (x + c * y)))
+  img = np.stack(chans, -1) + rng.normal(0, 0.03, (h, w, 3))
+  return (np.clip(img, 0, 1) * 255).astype(np.uint8)
+
+
+@pytest.fixture(scope='session')
+def synthetic_files(tmp_path_factory):
+  """{'content', 'style', 'style2', 'mask'}: synthetic image files (PNG)."""
+  import numpy as np
+  from nst_jax import image_io
+  d = tmp_path_factory.mktemp('synthetic')
+  files = {}
+  for name, (h, w, seed) in {'content': (48, 64, 1), 'style': (64, 64, 2),
+                             'style2': (56, 64, 3)}.items():
+    files[name] = d / f'{name}.png'
+    image_io.save_image(files[name], synthetic_image(h, w, seed))
+  mask = np.zeros((48, 64), np.uint8)
+  mask[8:40, 16:48] = 255
+  files['mask'] = d / 'mask.png'
+  image_io.save_image(files['mask'], np.repeat(mask[..., None], 3, -1))
+  return {k: str(v) for k, v in files.items()}

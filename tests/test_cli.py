@@ -22,10 +22,10 @@ def run_cli(*args, tmp_path):
                         capture_output=True, text=True, timeout=300)
 
 
-def test_run_writes_png_and_json(tmp_path):
+def test_run_writes_png_and_json(tmp_path, random_weights_file):
   out = tmp_path / 'sub' / 'result.png'
   r = run_cli('--config=configs/gatys2015.py', f'--content={TUBINGEN}', f'--style={STARRY}',
-              f'--output={out}', f'--weights={SHARED_H5}', '--config.size=32',
+              f'--output={out}', f'--weights={random_weights_file}', '--config.size=32',
               '--config.num_steps=3', '--config.log_every=3', '--config.optimizer.name=adam',
               '--config.optimizer.learning_rate=5', tmp_path=tmp_path)
   assert r.returncode == 0, r.stderr
@@ -96,9 +96,9 @@ def test_unwritable_output(tmp_path):
   _assert_clean_error(r, str(blocker))
 
 
-def test_nan_loss_exits_nonzero_and_keeps_image(tmp_path):
+def test_nan_loss_exits_nonzero_and_keeps_image(tmp_path, random_weights_file):
   out = tmp_path / 'o.png'
   r = run_cli(*BASE, f'--content={TUBINGEN}', f'--style={STARRY}', f'--output={out}',
-              f'--weights={SHARED_H5}', '--config.style_weight=nan', tmp_path=tmp_path)
+              f'--weights={random_weights_file}', '--config.style_weight=nan', tmp_path=tmp_path)
   _assert_clean_error(r, 'NaN')
   assert out.is_file()

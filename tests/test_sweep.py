@@ -19,6 +19,13 @@ CONTENT, STYLE = str(IMAGES / 'tubingen.jpg'), str(IMAGES / 'starry_night.jpg')
 STYLE2 = str(IMAGES / 'the_scream.jpg')
 
 
+@pytest.fixture(scope='session')
+def params(random_params):
+  """Sweep tests are structural (a batch equals its single runs, chunking, sharding, outputs):
+  a randomly initialised VGG19 serves them as well as the real weights."""
+  return random_params
+
+
 def small_config(axes: str, mode: str = 'product', steps: int = 3, **sweep_fields):
   c = config_lib.base_config()
   c.content, c.style, c.size, c.num_steps, c.log_every = CONTENT, STYLE, 32, steps, 2
@@ -252,6 +259,10 @@ def test_run_sweep_writes_sheet_csv_json(params, tmp_path):
   sheet = Image.open(tmp_path / 'contact_sheet.png')
   assert sheet.width >= 2 * 120 and sheet.height >= 2 * 18           # 2 x 2 cells (24 px thumbs)
   assert summary['contact_sheet'] == 'contact_sheet.png'
+  from nst_jax import metrics  # One metrics record per chunk (2 steps, log_every 2: one chunk).
+  recs = metrics.read_records(tmp_path / 'metrics.jsonl')
+  assert [(r['group'], r['chunk'], r['step'], r['configs']) for r in recs] == [(1, 1, 2, 4)]
+  assert json.loads((tmp_path / 'config.json').read_text())['sweep']['axes'] == c.sweep.axes
 
 
 def test_presets_expand():

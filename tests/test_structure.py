@@ -1,0 +1,158 @@
+"""Structure: every preset loads, configs are locked with nearest-name errors, the job registry,
+run.py's flag mapping, metrics streams and Ctrl-C. Random VGG19 and synthetic images only: none
+of these needs ../shared."""
+
+import json
+import os
+from pathlib import Path
+import signal
+import subprocess
+import sys
+import time
+
+import ml_collections
+import numpy as np
+import pytest
+
+from nst_jax import config as config_lib
+from nst_jax import metrics, runner, sweep
+from nst_jax.errors import ConfigError
+
+from conftest import ROOT
+
+PRESETS = sorted(p for p in (ROOT / 'configs').glob('*.py') if p.name != '__init__.py')
+
+
+@pytest.mark.parametrize('path', PRESETS, ids=[p.stem for p in PRESETS])
+def test_every_config_file_loads_locked_with_a_job(path):
+  c = config_lib.load_preset(path)
+  assert isinstance(c, ml_collections.ConfigDict) and c.is_locked
+  assert c.job in runner.JOBS, f'{path.name}: job {c.job!r} has no runner (runner.JOBS)'
+  if c.job == 'stylize':
+    config_lib.validate(c)
+  doc = __import__(f'configs.{path.stem}', fromlist=['_']).__doc__ or ''
+  assert 'run.py' in doc, f'{path.name}: the docstring must give the command that runs it'
+
+
+def test_presets_import_each_other_as_a_package():
+  from configs import gatys2015, novak2016  # pylint: disable=import-outside-toplevel
+  assert novak2016.get_config().pooling == gatys2015.get_config().pooling
+
+
+def test_misspelt_override_names_the_nearest_field():
+  from nst_jax import stylize  # pylint: disable=import-outside-toplevel
+  img = np.zeros((8, 8, 3), np.uint8)
+  with pytest.raises(ConfigError, match="'num_stpes'.*did you mean 'num_steps'"):
+    stylize(img, img, num_stpes=5)  # Raises before loading weights or compiling anything.
+  c = config_lib.base_config()
+  with pytest.raises(ConfigError, match="did you mean 'optimizer.learning_rate'"):
+    config_lib.override(c, {'optimizer.lerning_rate': 1.})
+  with pytest.raises(ConfigError, match='num_steps'):
+    config_lib.override(c, {'num_steps': 'many'})
+  config_lib.override(c, {'optimizer': {'name': 'adam'}, 'size': 64})
+  assert (c.optimizer.name, c.size) == ('adam', 64)
+  with pytest.raises(AttributeError):  # base_config() is locked: no silent new fields
+    c.num_stpes = 5
+
+
+def test_flags_set_fields_of_the_same_name_or_fail():
+  c = config_lib.base_config()
+  config_lib.apply_fields(c, {'content': 'a.jpg', 'output_dir': 'out', 'mask': None})
+  assert (c.content, c.output_dir, c.mask) == ('a.jpg', 'out', '')
+  with pytest.raises(ConfigError, match='--model does not apply to this config'):
+    config_lib.apply_fields(c, {'model': 'x.onnx'})
+
+
+def test_job_registry():
+  assert runner.job_function('stylize') is runner.run_stylize
+  c = config_lib.base_config()
+  config_lib.override(c, {'job': 'nope'})
+  with pytest.raises(ConfigError, match="unknown job 'nope'; choose one of .*stylize"):
+    runner.run(c)
+
+
+def test_sweep_modules_have_no_import_circle():
+  code = ('import sys; import nst_jax.sweep_grid, nst_jax.sweep_batch, nst_jax.sweep_report; '
+          'assert "nst_jax.sweep" not in sys.modules and "nst_jax.runner" not in sys.modules; '
+          'import nst_jax.sweep; assert "nst_jax.sweep_bench" not in sys.modules')
+  r = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True,
+                     env=dict(os.environ, JAX_PLATFORMS='cpu'), timeout=120)
+  assert r.returncode == 0, r.stderr
+
+
+def _env(tmp_path):
+  env = dict(os.environ, NST_JAX_CACHE=str(tmp_path / 'cache'), JAX_PLATFORMS='cpu')
+  env.pop('NST_VGG19_WEIGHTS', None)
+  return env
+
+
+def test_cli_misspelt_config_field_is_one_error_line(tmp_path):
+  r = subprocess.run([sys.executable, str(ROOT / 'run.py'), '--config=configs/gatys2015.py',
+                      '--config.num_stpes=5'], cwd=ROOT, env=_env(tmp_path),
+                     capture_output=True, text=True, timeout=120)
+  assert r.returncode == 1 and 'Traceback' not in r.stderr, r.stderr
+  lines = [l for l in r.stderr.splitlines() if l.startswith('error: ')]
+  assert len(lines) == 1 and "did you mean 'num_steps'" in lines[0], r.stderr
+
+
+def test_ctrl_c_saves_image_checkpoint_metrics_then_resumes(tmp_path, synthetic_files,
+                                                           random_weights_file, random_params):
+  out = tmp_path / 'o.png'
+  args = [sys.executable, str(ROOT / 'run.py'), '--config=configs/gatys2015.py',
+          f'--content={synthetic_files["content"]}', f'--style={synthetic_files["style"]}',
+          f'--output={out}', f'--weights={random_weights_file}', '--config.size=32',
+          '--config.conv_impl=direct', '--config.optimizer.name=adam',
+          '--config.optimizer.learning_rate=2', '--config.log_every=2']
+  proc = subprocess.Popen([*args, '--config.num_steps=100000'], cwd=ROOT, env=_env(tmp_path),
+                          stderr=subprocess.PIPE, text=True)
+  metrics_file = tmp_path / 'o.metrics.jsonl'
+  deadline = time.time() + 240
+  while time.time() < deadline and not metrics.read_records(metrics_file):
+    time.sleep(0.2)  # Wait for the first chunk's record (written and flushed per chunk).
+  assert metrics.read_records(metrics_file), 'no metrics record after the first chunk'
+  proc.send_signal(signal.SIGINT)
+  _, err = proc.communicate(timeout=120)
+  assert proc.returncode == 130, err
+  assert 'Traceback' not in err, err
+  last = [l for l in err.splitlines() if l.strip()][-1]
+  assert last.startswith('interrupted at step ') and 'resume with: python' in last, err
+  assert '--config.resume=True' in last and str(out) in last, last
+  step = int(last.split()[3].rstrip(':'))
+  assert step >= 2 and step % 2 == 0
+  assert out.is_file() and (tmp_path / 'o.ckpt.npz').is_file()
+  assert not list(tmp_path.glob('.*'))  # nothing half-written
+  records = metrics.read_records(metrics_file)
+  assert [r['step'] for r in records] == list(range(2, step + 1, 2))
+  assert {'total', 'content', 'style', 'tv', 'evals', 'chunk_s', 'images_per_s'} <= set(records[0])
+  assert json.loads((tmp_path / 'o.config.json').read_text())['size'] == 32
+  summary = json.loads((tmp_path / 'o.json').read_text())
+  assert summary['interrupted'] and summary['steps'] == step
+  assert summary['terms_history'][-1]['total'] == records[-1]['total']  # built from the records
+  # Resume for 2 more steps (in-process: reuses compiled programs): continues from the
+  # checkpoint and keeps the metrics history.
+  c = config_lib.load_preset('gatys2015')
+  config_lib.override(c, {
+      'content': synthetic_files['content'], 'style': synthetic_files['style'],
+      'output': str(out), 'size': 32, 'conv_impl': 'direct', 'optimizer.name': 'adam',
+      'optimizer.learning_rate': 2., 'log_every': 2, 'num_steps': step + 2, 'resume': True,
+      'weights': str(random_weights_file)})
+  summary = runner.run(c, params=random_params, quiet=True)
+  assert summary['steps'] == step + 2 and len(summary['loss_history']) == step + 2
+  assert 'interrupted' not in json.loads((tmp_path / 'o.json').read_text())
+  assert [r['step'] for r in metrics.read_records(metrics_file)] == list(range(2, step + 3, 2))
+
+
+def test_sweep_stops_after_the_current_chunk(random_params, synthetic_files, tmp_path):
+  c = config_lib.base_config()
+  c.content, c.style, c.size, c.num_steps, c.log_every = (synthetic_files['content'],
+                                                          synthetic_files['style'], 32, 4, 2)
+  c.optimizer.name, c.optimizer.learning_rate = 'adam', 2.
+  c.sweep.axes, c.sweep.max_batch, c.sweep.cost_analysis = 'style_weight=1,10,100', 2, False
+  with metrics.MetricsWriter(tmp_path, c, quiet=True) as writer:
+    result = sweep.execute(c, random_params, writer=writer, stop=lambda: True)
+  assert result.stopped and result.total == 3
+  assert [o.index for o in result.outcomes] == [0, 1]  # the running chunk; the next not started
+  assert all(len(o.losses) == 2 for o in result.outcomes)  # at the step where it stopped
+  recs = metrics.read_records(tmp_path / 'metrics.jsonl')
+  assert [(r['group'], r['chunk'], r['step'], r['configs']) for r in recs] == [(1, 1, 2, 2)]
+  assert json.loads((tmp_path / 'config.json').read_text())['sweep']['axes'] == c.sweep.axes
