@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import json
 from pathlib import Path
-from typing import Mapping, Optional, Sequence
+from typing import Mapping, Optional, Sequence, cast
 
 import flax.linen as nn
 import jax
@@ -98,7 +98,7 @@ class Decoder(nn.Module):
         continue
       i += 1
       last = i == n_conv
-      ch = 3 if last else max(1, int(round(v * self.width)))
+      ch = 3 if last else max(1, int(round(float(v) * self.width)))
       x = nn.Conv(ch, (3, 3), padding='VALID', name=f'conv{i}')(_reflect_pad(x))
       if not last:
         x = nn.relu(x)
@@ -119,7 +119,7 @@ def loss_terms(decoder_params: Mapping, vgg_params: Mapping, content: jax.Array,
   fc = encode(vgg_params, content, (ENCODER_LAYER,), conv_impl)[ENCODER_LAYER]
   fs = encode(vgg_params, style, STYLE_LAYERS, conv_impl)
   t = jax.lax.stop_gradient(adain(fc, fs[ENCODER_LAYER]))
-  out = Decoder(width).apply({'params': decoder_params}, t)
+  out = cast(jax.Array, Decoder(width).apply({'params': decoder_params}, t))
   fo = encode(vgg_params, out, STYLE_LAYERS, conv_impl)
   content_loss = content_weight * jnp.mean(jnp.square(fo[ENCODER_LAYER] - t))
   style_loss = jnp.zeros((), jnp.float32)
@@ -222,7 +222,7 @@ def save_decoder(directory, params: Mapping, width: float = 1.0) -> None:
   directory.mkdir(parents=True, exist_ok=True)
   flat = {f'{layer}/{name}': np.asarray(v, np.float32)
           for layer, p in params.items() for name, v in p.items()}
-  fileio.atomic_write(directory / 'model.npz', lambda tmp: np.savez(tmp, **flat), '.npz')
+  fileio.atomic_write(directory / 'model.npz', lambda tmp: np.savez(tmp, **flat), '.npz')  # type: ignore[arg-type]
   fileio.write_json(directory / 'model.json', {
       'kind': MODEL_KIND, 'width': float(width), 'encoder': 'vgg19 relu4_1 (max pooling)',
       'input': 'relu4_1 features of RGB 0..255', 'output': 'RGB 0..255',
@@ -253,7 +253,7 @@ def load_decoder(directory) -> tuple[dict, float]:
     layer, name = k.split('/', 1)
     params.setdefault(layer, {})[name] = jnp.asarray(v)
   ref = jax.eval_shape(lambda: init_decoder(0, width))
-  if jax.tree.structure(ref) != jax.tree.structure(params) or any(
+  if str(jax.tree.structure(ref)) != str(jax.tree.structure(params)) or any(
       a.shape != b.shape for a, b in zip(jax.tree.leaves(ref), jax.tree.leaves(params))):
     raise NSTError(f'{d} is not an AdaIN decoder of width {width} (another architecture)')
   return params, width

@@ -37,8 +37,8 @@ def list_images(folder: str | os.PathLike, what: str = 'training photos') -> lis
     raise ImageError(f'{what} folder not found: {folder} (check the path)')
   if not p.is_dir():
     raise ImageError(f'{what} path {folder} is not a folder; give a folder of images')
-  files = sorted(f for f in p.iterdir()
-                 if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file() and not f.name.startswith('.'))
+  files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()
+                 and not f.name.startswith('.'))
   if not files:
     raise ImageError(f'{what} folder {folder} has no images ({", ".join(IMAGE_SUFFIXES)})')
   return files

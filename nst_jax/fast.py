@@ -36,7 +36,7 @@ import numpy as np
 
 from nst_jax import config as config_lib
 from nst_jax import controls, fileio, image_io, model_io, networks
-from nst_jax.errors import ConfigError, ImageError, NSTError
+from nst_jax.errors import ConfigError, ImageError
 
 IMAGE_SUFFIXES = fileio.IMAGE_SUFFIXES
 StyleSpec = Union[None, int, str, Sequence[float], Mapping[int, float], np.ndarray]

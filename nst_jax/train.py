@@ -29,7 +29,6 @@ import dataclasses
 import functools
 import hashlib
 import json
-import math
 from pathlib import Path
 import sys
 import time
@@ -51,8 +50,9 @@ CHECKPOINT_VERSION = 1
 CHECKPOINT = 'checkpoint.npz'
 SUMMARY = 'train.json'
 # Fields that do not change what a step computes: a checkpoint resumes across changes of these.
-_RESUME_IRRELEVANT = ('num_steps', 'max_minutes', 'chunk', 'prefetch', 'sample_every', 'sample_image',
-                      'sample_size', 'save_every', 'resume', 'output', 'progress', 'shard')
+_RESUME_IRRELEVANT = ('num_steps', 'max_minutes', 'chunk', 'prefetch', 'sample_every',
+                      'sample_image', 'sample_size', 'save_every', 'resume', 'output',
+                      'progress', 'shard')
 
 
 @dataclasses.dataclass
@@ -91,7 +91,7 @@ def make_optimizer(config) -> optax.GradientTransformation:
   return optax.adam(schedule, b1=float(config.b1), b2=float(config.b2))
 
 
-def make_chunk_fn(loss: Callable, tx: optax.GradientTransformation) -> Callable:
+def make_chunk_fn(loss: Callable, tx: optax.GradientTransformation) -> Any:
   """``chunk(carry, batches, consts) -> (carry, terms)``: one Adam step per batch in a scan.
 
   ``carry = (params, opt_state)``; ``batches`` maps names to (K, B, ...) arrays; ``terms`` maps
@@ -113,7 +113,7 @@ _CHUNK_FNS: dict = {}
 _COMPILED: dict = {}
 
 
-def chunk_fn_for(loss: Callable, config) -> tuple[Callable, optax.GradientTransformation]:
+def chunk_fn_for(loss: Callable, config) -> tuple[Any, optax.GradientTransformation]:
   """The jitted chunk of ``loss`` with the config's optimiser, reused across runs in a process
   (tasks build their losses through cached factories, so an equal loss is the same object)."""
   key = (loss, float(config.learning_rate), float(config.lr_decay), float(config.b1),
@@ -125,11 +125,12 @@ def chunk_fn_for(loss: Callable, config) -> tuple[Callable, optax.GradientTransf
 
 
 def _signature(tree) -> tuple:
-  return (jax.tree.structure(tree), tuple(
-      (np.shape(x), str(x.dtype), str(getattr(x, 'sharding', None))) for x in jax.tree.leaves(tree)))
+  leaves = jax.tree.leaves(tree)
+  return (jax.tree.structure(tree),
+          tuple((np.shape(x), str(x.dtype), str(getattr(x, 'sharding', None))) for x in leaves))
 
 
-def compile_chunk(chunk_fn: Callable, carry, batches, consts):
+def compile_chunk(chunk_fn: Any, carry, batches, consts):
   """AOT-compiles ``chunk_fn`` for these shapes once per process (returns (compiled, seconds))."""
   key = (chunk_fn, _signature((carry, batches, consts)))
   if key in _COMPILED:
@@ -156,7 +157,8 @@ def save_checkpoint(path: Path, carry, step: int, key: str) -> None:
   arrays = {f'leaf_{i:04d}': np.asarray(x) for i, x in enumerate(leaves)}
   meta = json.dumps({'version': CHECKPOINT_VERSION, 'step': int(step), 'key': key,
                      'paths': _paths(carry)})
-  fileio.atomic_write(path, lambda tmp: np.savez(tmp, __meta__=np.array(meta), **arrays), '.npz')
+  fileio.atomic_write(path, lambda tmp: np.savez(tmp, __meta__=np.array(meta), **arrays),  # type: ignore[arg-type]
+                     '.npz')
 
 
 def load_checkpoint(path: Path, template, key: str) -> tuple[Any, int]:
@@ -279,7 +281,7 @@ def train(config: ml_collections.ConfigDict, task: Task, quiet: bool = False) ->
               f'(last good checkpoint: {where}). Lower learning_rate or the loss weights.')
         carry = new_carry
         prev, step = step, step + n
-        record = {k: float(np.mean(v)) for k, v in terms.items()}
+        record: dict[str, Any] = {k: float(np.mean(v)) for k, v in terms.items()}
         record['step_totals'] = [float(v) for v in terms['total']]
         writer.write(step, record, chunk_s=dt)
         if sample_every and step // sample_every > prev // sample_every:

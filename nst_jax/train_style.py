@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Any, Mapping, Optional
 
 import jax
 import jax.numpy as jnp
@@ -39,7 +39,8 @@ def objective_spec(config) -> objective.Spec:
   if not content_layers and not style_layers:
     raise ConfigError('no content or style layers: nothing to train')
   return objective.Spec(content_layers, style_layers, config.pooling, config.conv_impl,
-                        config.loss_norm, config.tv_type, 255., use_tv=float(config.tv_weight) != 0.)
+                        config.loss_norm, config.tv_type, 255.,
+                        use_tv=float(config.tv_weight) != 0.)
 
 
 def objective_weights(config, spec: objective.Spec) -> objective.Weights:
@@ -58,7 +59,8 @@ class _Fields(dict):
 def style_targets(vgg_params: Mapping, spec: objective.Spec, styles: list[np.ndarray]) -> dict:
   """``{layer: (N, C, C)}`` area-normalised Grams of the N style images (computed once)."""
   spec_s = spec._replace(content_layers=())
-  grams = [objective.compute_targets(vgg_params, spec_s, None, [s]).style for s in styles]
+  grams = [objective.compute_targets(vgg_params, spec_s, None, [jnp.asarray(s)]).style
+           for s in styles]
   return {l: jnp.stack([g[l] for g in grams]) for l in spec.style_layers}
 
 
@@ -165,7 +167,7 @@ def style_task(config, vgg_params: Mapping) -> train_lib.Task:
   grams = style_targets(vgg_params, spec, styles)
   params = networks.nested_from_flax(networks.init_params(netcfg, int(config.seed)))
   params = jax.tree.map(jnp.asarray, params)
-  samplers = {'content': train_lib.content_sampler(config)}
+  samplers: dict[str, Any] = {'content': train_lib.content_sampler(config)}
   if n > 1:
     samplers['style_index'] = StyleIndexSampler(n, int(config.batch_size), int(config.seed) + 2)
   eye = jnp.eye(n, dtype=jnp.float32)
