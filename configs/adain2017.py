@@ -4,7 +4,7 @@ relu4_1) on content photos and a folder of paintings; then any painting works at
 
   python run.py --config=configs/adain2017.py --output=outputs/adain_decoder
 
-A short CPU run (what the README reports): add --config.crop_size=128 --config.batch_size=4
+A short CPU run (see README, AdaIN): add --config.crop_size=128 --config.batch_size=4
 --config.max_minutes=10 --config.learning_rate=5e-4. Inference: nst_jax.adain.stylize (or
 configs/arbitrary.py with method=adain).
 """

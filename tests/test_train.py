@@ -202,7 +202,8 @@ def test_batched_training_loss_is_the_objective_per_image(params):
   photos = rng.uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
   c = train_config.train_config()
   c.conv_impl, c.tv_weight = 'direct', 1e-3
-  c.style_layer_weights = '1,2,3,4'
+  c.content_layers, c.style_layers = 'relu2_2', 'relu1_2,relu2_1,relu3_1'
+  c.style_layer_weights = '1,2,3'
   spec = train_style.objective_spec(c)
   w = train_style.objective_weights(c, spec)
   grams = train_style.style_targets(params, spec, [photos[0], images[1]])
