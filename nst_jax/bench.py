@@ -39,10 +39,12 @@ _WEIGHTS = flags.DEFINE_string('weights', None, 'VGG19 weights (.h5/.npz).')
 _SWEEP = flags.DEFINE_integer('sweep', 0, 'If > 0: configs/s of a batch of K vs K sequential runs.')
 _NETWORK = flags.DEFINE_string('network', None, 'Feed-forward network to time instead: '
                                'multistyle26 | model (nst_jax/bench_fast.py), ghiasi | adain '
-                               '(nst_jax/bench_arbitrary.py).')
+                               '(nst_jax/bench_arbitrary.py); with --train: multistyle26 | johnson.')
 _MODEL = flags.DEFINE_string('model', None, 'Trained model directory (--network=model|adain).')
 _BATCH = flags.DEFINE_integer('batch', 1, 'Images per forward pass (--network).')
 _IMPL = flags.DEFINE_string('impl', 'fast', 'fast | direct convolutions (--network).')
+_TRAIN = flags.DEFINE_boolean('train', False, 'Training steps/s of --network at --size, batch 4 '
+                              '(nst_jax/bench_train.py).')
 
 
 def bench_eval(content, style, size, steps, repeats=3, conv_impl='direct', pooling='max',
@@ -88,7 +90,7 @@ def bench_eval(content, style, size, steps, repeats=3, conv_impl='direct', pooli
 
 def main(argv):
   del argv
-  if _NETWORK.value in ('multistyle26', 'model'):  # --train (training steps/s): E's hook here
+  if _NETWORK.value in ('multistyle26', 'model') and not _TRAIN.value:
     from nst_jax import bench_fast  # pylint: disable=g-import-not-at-top
     print(json.dumps(bench_fast.bench_network(
         _NETWORK.value, _SIZE.value, _BATCH.value, max(_REPEATS.value, 5), _IMPL.value,
@@ -107,7 +109,11 @@ def main(argv):
   content = image_io.load_image(_CONTENT.value)
   style = image_io.load_image(_STYLE.value)
   params = weights.load_vgg19(_WEIGHTS.value)
-  if _SWEEP.value > 0:
+  if _TRAIN.value:
+    from nst_jax import bench_train  # pylint: disable=g-import-not-at-top
+    result = bench_train.bench_train(_NETWORK.value or 'multistyle26', _SIZE.value, 4,
+                                     vgg_params=params)
+  elif _SWEEP.value > 0:
     from nst_jax import sweep_bench  # pylint: disable=g-import-not-at-top
     result = sweep_bench.run_sweep_bench(_SWEEP.value, _SIZE.value, _STEPS.value, content, style,
                                    params=params)

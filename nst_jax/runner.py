@@ -37,6 +37,7 @@ JOBS: dict[str, str] = {
     'stylize': 'nst_jax.runner:run_stylize',
     'fast': 'nst_jax.fast:run',
     'arbitrary': 'nst_jax.arbitrary:run',
+    'train': 'nst_jax.train:run',
 }
 
 

@@ -1,0 +1,27 @@
+"""Johnson et al. (2016) reduced to finish by itself within 20 minutes on a 2-core CPU.
+
+  python run.py --config=configs/johnson2016_cpu.py --style=../shared/images/styles/candy.jpg \
+      --output=outputs/candy_cpu
+
+Same loss as configs/johnson2016.py (VGG19 relu3_3 content, relu1_2..relu4_3 style, Johnson's
+weights); what changes is the cost of a step: the slim transformer of the shipped 26-style network
+(32 channels, 6 residual blocks; ~9x cheaper to train than Johnson's on CPU), 128 px crops and at
+most 19 minutes of wall time (the run then saves the model and stops; `--config.resume=True
+--config.max_minutes=...` continues it). README (Training) has what it reaches.
+"""
+
+from nst_jax.config import load_preset
+
+
+def get_config():
+  c = load_preset('johnson2016')
+  c.network = 'slim'               # ours: the multistyle26 layout (nst_jax/networks.py), for speed
+  c.crop_size = 128                # ours (issue 8: 128-192 px on CPU); 4x fewer pixels than 256
+  c.scale_min, c.scale_max = 1.0, 2.0  # ours: crops of 50-100% of the shorter side (rescaling)
+  c.batch_size = 4                 # Johnson Sec. 4.1
+  c.num_steps = 1500               # ours: an upper bound; max_minutes ends the run first on 2 cores
+  c.max_minutes = 19.0             # ours: finishes (model saved) within 20 minutes
+  c.chunk = 10                     # ours
+  c.sample_every = 250             # ours
+  c.save_every = 250               # ours
+  return c

@@ -1,0 +1,118 @@
+"""Schema of the ``train`` job (feed-forward networks: Johnson 2016, Dumoulin 2017, AdaIN 2017).
+
+Presets (``configs/johnson2016.py``, ``johnson2016_cpu.py``, ``dumoulin2017.py``,
+``adain2017.py``) call :func:`train_config` and override what their source specifies; every field
+exists in every training config, so ``--config.FIELD=VALUE`` works for all of them.
+:func:`validate` checks a config before anything expensive happens.
+
+The loss fields (``content_layers`` ... ``conv_impl``) mean exactly what they mean for the
+``stylize`` job (:mod:`nst_jax.config`): the Johnson/Dumoulin training loss is the project's
+objective (:mod:`nst_jax.objective`) applied to a batch.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from nst_jax import config as config_lib
+from nst_jax import losses, vgg
+from nst_jax.errors import ConfigError
+
+NETWORKS = ('johnson', 'slim', 'adain')
+
+
+def train_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.job = 'train'
+  c.network = 'johnson'            # johnson | slim (nst_jax/networks.py) | adain (nst_jax/adain.py)
+  c.style = ''                     # style image(s), comma separated (several: Dumoulin N-style)
+  c.output = 'outputs/model'       # the model directory (model.npz + model.json, checkpoint, log)
+  c.weights = ''                   # VGG19 weights (.h5 or converted .npz); '' = resolve (README)
+  # Data.
+  c.data_dir = '../shared/datasets/bsds500_trainval'  # content photos
+  c.style_dir = '../shared/images/styles'  # AdaIN: style paintings (random crops)
+  c.num_images = 0                 # use only the first N photos (0 = all)
+  c.crop_size = 256                # square training crops (px)
+  c.batch_size = 4
+  c.scale_min = 1.0                # shorter side rescaled to crop * U(scale_min, scale_max)
+  c.scale_max = 1.0
+  c.flip = True                    # random left-right flips
+  c.style_size = 256               # longest side of the style image(s) for the Gram targets
+  c.max_pixels = 40_000_000
+  # Network (johnson / slim: passed to nst_jax.networks; adain: decoder width multiplier).
+  c.net = n = ml_collections.ConfigDict()
+  n.width = 1.0                    # adain: decoder width multiplier
+  n.impl = 'fast'                  # johnson / slim: 'fast' (reformulated convs) or 'direct'
+  # Loss (same meaning as the stylize job's fields, see nst_jax/config.py).
+  c.content_layers = 'relu3_3'
+  c.content_layer_weights = ''
+  c.style_layers = 'relu1_2,relu2_2,relu3_3,relu4_3'
+  c.style_layer_weights = ''
+  c.content_weight = 1.0
+  c.style_weight = 5.0
+  c.tv_weight = 1e-6
+  c.loss_norm = 'tf_tutorial'
+  c.tv_type = 'l2'
+  c.pooling = 'max'
+  c.conv_impl = 'auto'
+  # Optimisation (optax Adam).
+  c.num_steps = 40_000
+  c.learning_rate = 1e-3
+  c.lr_decay = 0.0                 # lr / (1 + lr_decay * step) (AdaIN's authors: 5e-5)
+  c.b1 = 0.9
+  c.b2 = 0.999
+  c.seed = 0
+  c.max_minutes = 0.0              # stop (saving model + checkpoint) after this much wall time
+  # Loop, logging, checkpoints.
+  c.chunk = 10                     # train steps per jitted call (one lax.scan); one log record each
+  c.prefetch = 2                   # chunks of batches prepared ahead by the loader thread
+  c.sample_every = 1000            # stylize sample_image every N steps (0 = never)
+  c.sample_image = '../shared/images/tubingen.jpg'
+  c.sample_size = 256
+  c.save_every = 500               # checkpoint + model every N steps (and at the end)
+  c.resume = False                 # continue from OUTPUT/checkpoint.npz
+  c.shard = True                   # shard the batch axis over every device
+  c.progress = 'bar'               # bar | log | none
+  return config_lib.lock(c)
+
+
+def style_paths(config) -> list[str]:
+  return [p.strip() for p in str(config.style or '').split(',') if p.strip()]
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError for any invalid field (before anything expensive happens)."""
+  c = config
+  if c.get('job', 'train') != 'train':
+    raise ConfigError(f'this is the train job; got job={c.job!r}')
+  if c.network not in NETWORKS:
+    raise ConfigError(f'unknown network {c.network!r}; choose one of {", ".join(NETWORKS)}')
+  if c.network != 'adain' and not style_paths(c):
+    raise ConfigError('training a style network needs --style=PAINTING (several, comma '
+                      'separated, for an N-style network)')
+  if not c.output:
+    raise ConfigError('give the model directory: --output=DIR')
+  for f in ('crop_size', 'batch_size', 'num_steps', 'chunk', 'style_size', 'sample_size'):
+    if int(c[f]) <= 0 and not (f == 'num_steps' and int(c[f]) == 0):
+      raise ConfigError(f'{f} must be positive, got {c[f]}')
+  if c.crop_size < 16 or c.crop_size % 8:
+    raise ConfigError(f'crop_size must be a multiple of 8 and >= 16, got {c.crop_size}')
+  if not 0 < c.scale_min <= c.scale_max:
+    raise ConfigError(f'need 0 < scale_min <= scale_max, got {c.scale_min}, {c.scale_max}')
+  if c.sample_every < 0 or c.save_every < 0 or c.num_images < 0 or c.prefetch < 1:
+    raise ConfigError('sample_every, save_every and num_images must be >= 0, prefetch >= 1')
+  if c.max_minutes < 0:
+    raise ConfigError(f'max_minutes must be >= 0 (0 = no limit), got {c.max_minutes}')
+  if c.learning_rate <= 0 or c.lr_decay < 0:
+    raise ConfigError(f'learning_rate must be > 0 and lr_decay >= 0, got {c.learning_rate}, '
+                      f'{c.lr_decay}')
+  if c.progress not in ('bar', 'log', 'none'):
+    raise ConfigError(f'unknown progress {c.progress!r}; choose bar, log or none')
+  for what, allowed in (('pooling', vgg.POOLINGS), ('conv_impl', vgg.CONV_IMPLS),
+                        ('loss_norm', losses.LOSS_NORMS), ('tv_type', losses.TV_TYPES)):
+    if c[what] not in allowed:
+      raise ConfigError(f'unknown {what} {c[what]!r}; choose one of {", ".join(allowed)}')
+  if c.network != 'adain':
+    for l in vgg.parse_layers(c.content_layers) + vgg.parse_layers(c.style_layers):
+      if l.endswith('_pool'):
+        raise ConfigError(f'{l} is a pooling layer; content and style layers must be conv layers')

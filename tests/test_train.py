@@ -1,0 +1,227 @@
+"""Training (issue 8) and AdaIN (issue 9): data pipeline, the training loop, resume, AdaIN layer.
+
+Everything runs at 64 px on a few shared photos, with one compiled training chunk per network
+shared by the runs (the loop caches it per process).
+"""
+
+import json
+import os
+from pathlib import Path
+import signal
+
+import jax
+import numpy as np
+import pytest
+
+from nst_jax import adain, data, fast, image_io, interrupt, model_io, networks, train
+from nst_jax import train_config, train_style
+from nst_jax.errors import ConfigError, ImageError
+
+from conftest import IMAGES, SHARED
+
+PHOTOS = SHARED / 'datasets' / 'bsds500_trainval'
+
+
+# --- Data pipeline.
+
+
+@pytest.fixture(scope='module')
+def photo_sampler():
+  return data.CropSampler(PHOTOS, 48, 3, seed=7, scale_range=(1.0, 2.0), limit=5)
+
+
+def test_crops_have_the_requested_size_and_are_deterministic(photo_sampler):
+  b = photo_sampler.batch(4)
+  assert b.shape == (3, 48, 48, 3) and b.dtype == np.uint8
+  again = data.CropSampler(PHOTOS, 48, 3, seed=7, scale_range=(1.0, 2.0), limit=5)
+  np.testing.assert_array_equal(again.batch(4), b)  # a fresh sampler resumes at any step
+  assert not np.array_equal(photo_sampler.batch(5), b)
+  other = data.CropSampler(PHOTOS, 48, 3, seed=8, scale_range=(1.0, 2.0), limit=5)
+  assert not np.array_equal(other.batch(4), b)
+
+
+def test_each_epoch_visits_every_photo_once(photo_sampler):
+  # 5 photos, batches of 3: steps 0..4 cover 3 epochs exactly.
+  idx = np.concatenate([photo_sampler.indices(s) for s in range(5)])
+  for e in range(3):
+    assert sorted(idx[5 * e:5 * e + 5]) == list(range(5))
+
+
+def test_crop_is_a_rescaled_window_of_the_photo():
+  photo = image_io.load_image(IMAGES / 'tubingen.jpg', size=80)  # 80x60
+  s = data.CropSampler([photo], 32, 1, seed=0, scale_range=(1.0, 1.0), flip=False)
+  crop = s.batch(0)[0]
+  small = image_io.resize_image(photo, shape=(32, 43))  # shorter side -> 32
+  hits = [x for x in range(43 - 32 + 1) if np.array_equal(small[:, x:x + 32], crop)]
+  assert hits
+
+
+def test_prefetcher_yields_chunks_from_the_resume_step(photo_sampler):
+  with data.Prefetcher({'content': photo_sampler}, 3, 8, 2) as p:
+    got = [(step, b['content'].shape) for step, b in p]
+  assert got == [(3, (2, 3, 48, 48, 3)), (5, (2, 3, 48, 48, 3)), (7, (1, 3, 48, 48, 3))]
+
+
+def test_empty_and_missing_folders_are_clear_errors(tmp_path):
+  with pytest.raises(ImageError, match='has no images'):
+    data.CropSampler(tmp_path, 32, 1)
+  with pytest.raises(ImageError, match='not found'):
+    data.CropSampler(tmp_path / 'nope', 32, 1)
+  with pytest.raises(ConfigError, match='crop size'):
+    data.CropSampler(PHOTOS, 8, 1)
+
+
+# --- AdaIN layer.
+
+
+def test_adain_matches_hand_computation():
+  rng = np.random.default_rng(0)
+  c = rng.normal(3., 2., (2, 5, 6, 4)).astype(np.float32)
+  s = rng.normal(-1., 5., (2, 7, 3, 4)).astype(np.float32)
+  def stats(x):
+    mu = x.mean(axis=(1, 2), keepdims=True)
+    return mu, np.sqrt(((x - mu) ** 2).mean(axis=(1, 2), keepdims=True) + 1e-5)
+  (mc, sc), (ms, ss) = stats(c.astype(np.float64)), stats(s.astype(np.float64))
+  want = ss * (c - mc) / sc + ms
+  got = np.asarray(adain.adain(c, s))
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  gm, gs = stats(got.astype(np.float64))  # The output carries the style's statistics.
+  np.testing.assert_allclose(gm, ms, atol=1e-4)
+  np.testing.assert_allclose(gs, ss, rtol=1e-4)
+
+
+# --- The training loop.
+
+
+@pytest.fixture(scope='module')
+def tiny_photos(tmp_path_factory):
+  """Two 64x64 photos: with no flips and no rescaling every batch holds the same crops, so the
+  per-step losses are comparable."""
+  d = tmp_path_factory.mktemp('photos')
+  for f in data.list_images(PHOTOS)[:2]:
+    image_io.save_image(d / f'{f.stem}.png', image_io.load_image(f, shape=(64, 64)))
+  return d
+
+
+def _config(tiny_photos, out, **kw):
+  c = train_config.train_config()
+  c.update(dict(network='slim', style=str(IMAGES / 'starry_night.jpg'), output=str(out),
+                data_dir=str(tiny_photos), crop_size=64, batch_size=2, flip=False,
+                style_size=64, content_layers='relu2_2', style_layers='relu1_1,relu2_1,relu3_1',
+                style_layer_weights='', conv_impl='direct', num_steps=4, chunk=2,
+                learning_rate=1e-2, sample_every=0, save_every=0, progress='none'))
+  c.update(kw)
+  return c
+
+
+@pytest.fixture(scope='module')
+def trained(tiny_photos, params, tmp_path_factory):
+  out = tmp_path_factory.mktemp('model')
+  task = train_style.style_task(_config(tiny_photos, out), params)
+  return out, train.train(_config(tiny_photos, out), task, quiet=True)
+
+
+def summary_params(summary):
+  return summary['params']
+
+
+def test_training_lowers_the_loss_and_writes_a_loadable_model(trained, tiny_photos, params):
+  out, summary = trained
+  totals = [t for r in train.metrics.read_records(out / 'metrics.jsonl') for t in r['step_totals']]
+  assert len(totals) == 4 and totals[-1] < 0.9 * totals[0], totals
+  assert summary['steps'] == 4 and summary['final']['step'] == 4
+  assert json.loads((out / 'train.json').read_text())['steps'] == 4
+  model = model_io.load_model(out)  # what configs/fast.py --model=DIR loads
+  assert model.styles == ['starry_night'] and model.config.output_activation == 'sigmoid'
+  for k, v in networks.flatten_params(summary_params(summary)).items():
+    np.testing.assert_array_equal(networks.flatten_params(model.params)[k], v)
+  photo = image_io.load_image(IMAGES / 'tubingen.jpg', size=40)  # 40x30, not the training size
+  y = fast.stylize(model, photo)
+  assert y.shape == photo.shape and y.dtype == np.uint8
+
+
+def test_interrupt_then_resume_equals_an_uninterrupted_run(trained, tiny_photos, params,
+                                                            tmp_path):
+  out_full, _ = trained
+  out = tmp_path / 'model'
+
+  class SignalAtStep2:
+    """Sends SIGINT while the loader prepares step 2: the loop stops after the first chunk."""
+    def __init__(self, inner):
+      self.inner = inner
+    def batch(self, step):
+      if step == 2:
+        os.kill(os.getpid(), signal.SIGINT)
+      return self.inner.batch(step)
+
+  config = _config(tiny_photos, out)
+  task = train_style.style_task(config, params)
+  task.samplers['content'] = SignalAtStep2(task.samplers['content'])
+  with pytest.raises(interrupt.Interrupted, match='resume with: .*--config.resume=True') as e:
+    train.train(config, task, quiet=True)
+  assert e.value.step == 2
+  assert (out / 'checkpoint.npz').exists() and (out / 'model.npz').exists()
+  resumed = train.run(_config(tiny_photos, out, resume=True), params)
+  assert resumed['start_step'] == 2 and resumed['steps'] == 4
+  with np.load(out_full / 'model.npz') as a, np.load(out / 'model.npz') as b:
+    for k in a.files:
+      np.testing.assert_allclose(b[k], a[k], rtol=1e-6, atol=1e-7, err_msg=k)
+  steps = [r['step'] for r in train.metrics.read_records(out / 'metrics.jsonl')]
+  assert steps == [2, 4]
+
+
+def test_checkpoint_of_another_configuration_is_refused(trained, tiny_photos, params):
+  out, _ = trained
+  with pytest.raises(ConfigError, match='different training configuration'):
+    train.run(_config(tiny_photos, out, resume=True, num_steps=6, style_weight=1.), params)
+
+
+def test_adain_training_lowers_the_loss(tiny_photos, params, tmp_path):
+  styles = tmp_path / 'styles'
+  styles.mkdir()
+  image_io.save_image(styles / 'starry.png',
+                      image_io.load_image(IMAGES / 'starry_night.jpg', shape=(64, 64)))
+  c = _config(tiny_photos, tmp_path / 'adain', network='adain', style='', style_dir=str(styles),
+              num_steps=3, chunk=3, learning_rate=1e-4, style_weight=10.)
+  c.net.width = 0.25
+  summary = train.run(c, params)
+  totals = summary['final']['step_totals']
+  assert totals[-1] < totals[0], totals
+  decoder, width = adain.load_decoder(tmp_path / 'adain')
+  assert width == 0.25
+  photo = image_io.load_image(IMAGES / 'tubingen.jpg', size=44)  # not a multiple of 8
+  style = image_io.load_image(IMAGES / 'starry_night.jpg', size=32)
+  out = adain.stylize(decoder, photo, style, 0.5, vgg_params=params)
+  assert out.shape == photo.shape and out.dtype == np.uint8
+
+
+def test_batched_training_loss_is_the_objective_per_image(params):
+  """The training loss equals objective.loss_terms of each (output, photo) pair, averaged."""
+  rng = np.random.default_rng(1)
+  images = rng.uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+  photos = rng.uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+  c = train_config.train_config()
+  c.conv_impl, c.tv_weight = 'direct', 1e-3
+  c.content_layers, c.style_layers = 'relu2_2', 'relu1_2,relu2_1,relu3_1'
+  c.style_layer_weights = '1,2,3'
+  spec = train_style.objective_spec(c)
+  w = train_style.objective_weights(c, spec)
+  grams = train_style.style_targets(params, spec, [photos[0], images[1]])
+  idx = np.array([1, 0], np.int32)
+  got = train_style.batch_loss_terms(images, photos, params, grams, w, spec, idx)
+  want = train_style.batch_loss_terms_reference(images, photos, params, grams, w, spec, idx)
+  for k in ('content', 'style', 'tv', 'total'):
+    np.testing.assert_allclose(float(got[k]), float(want[k]), rtol=2e-5, err_msg=k)
+
+
+def test_cli_training_folder_without_images_is_one_error_line(tmp_path):
+  import subprocess, sys  # pylint: disable=g-import-not-at-top,multiple-imports
+  root = Path(__file__).resolve().parent.parent
+  (tmp_path / 'empty').mkdir()
+  r = subprocess.run([sys.executable, 'run.py', '--config=configs/johnson2016_cpu.py',
+                      f'--style={IMAGES / "starry_night.jpg"}', f'--output={tmp_path / "m"}',
+                      f'--config.data_dir={tmp_path / "empty"}'], cwd=root, capture_output=True,
+                     text=True, timeout=120)
+  assert r.returncode == 1, r.stderr
+  assert r.stderr.strip().splitlines()[-1].startswith('error: training photos folder')
+  assert not (tmp_path / 'm' / 'model.npz').exists()
