@@ -39,7 +39,7 @@ _WEIGHTS = flags.DEFINE_string('weights', None, 'VGG19 weights (.h5/.npz).')
 _SWEEP = flags.DEFINE_integer('sweep', 0, 'If > 0: configs/s of a batch of K vs K sequential runs.')
 _NETWORK = flags.DEFINE_string('network', None, 'Feed-forward network to time instead: '
                                'multistyle26 | model (nst_jax/bench_fast.py), ghiasi | adain '
-                               '(nst_jax/bench_arbitrary.py); with --train: multistyle26 | johnson.')
+                               '(nst_jax/bench_arbitrary.py); --train: multistyle26|johnson.')
 _MODEL = flags.DEFINE_string('model', None, 'Trained model directory (--network=model|adain).')
 _BATCH = flags.DEFINE_integer('batch', 1, 'Images per forward pass (--network).')
 _IMPL = flags.DEFINE_string('impl', 'fast', 'fast | direct convolutions (--network).')
