@@ -74,6 +74,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.save_every = 0                 # write an intermediate PNG every N steps (0 = never)
   c.resume = False                 # continue from the checkpoint beside the output, if any
   c.profile_dir = ''               # write a jax.profiler trace of the first chunk here
+  # Compilation and memory (issue 10; see README, Performance and memory).
+  c.compile_cache = ''             # '' = $NST_JAX_COMPILE_CACHE or ~/.cache/nst_jax/jax_cache; off
   # Perceptual control (Gatys et al. 2016) and Novak & Nikulin 2016 (see README.md).
   c.mask = ''                      # one region: white = styled, black = held to the content
   c.masks = ''                     # one mask per style image, comma separated (several regions)

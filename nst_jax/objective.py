@@ -124,7 +124,8 @@ def _accumulate(table: dict, key: str, value, weight: jax.Array) -> None:
 def compute_targets(params: Mapping, spec: Spec, content: Optional[jax.Array],
                     styles: list[jax.Array], blend_weights=None, masks=None,
                     style_masks=None, hold=None) -> Targets:
-  """Content features and blended style Grams (RGB 0..255 (H, W, 3) inputs).
+  """Content features and blended style Grams (RGB 0..255 (H, W, 3) inputs), as ONE jitted
+  program per input shapes and spec (op by op this was ~390 small XLA compilations).
 
   Several style images are combined by blending their Grams with ``blend_weights`` (normalised
   to sum to 1 over the styles); this has the same gradient as blending the per-style losses.
@@ -142,6 +143,15 @@ def compute_targets(params: Mapping, spec: Spec, content: Optional[jax.Array],
     style_masks: optional list of S (H_s, W_s) masks (or None) selecting part of a style image.
     hold: optional (H, W) mask of pixels held to the content (needs ``content``).
   """
+  f32 = lambda a: None if a is None else np.asarray(a, np.float32)
+  style_masks = None if style_masks is None else [f32(m) for m in style_masks]
+  return _targets_jit(params, [np.asarray(s) for s in styles],
+                      None if content is None else np.asarray(content), f32(blend_weights),
+                      f32(masks), style_masks, f32(hold), spec=spec)
+
+
+def _targets(params, styles, content, blend_weights, masks, style_masks, hold, spec) -> Targets:
+  """The body of :func:`compute_targets` (traced once per shapes and spec)."""
   content_t = {}
   if spec.content_layers and content is not None:
     feats = vgg.features(params, jnp.asarray(content, jnp.float32)[None],
@@ -184,6 +194,9 @@ def compute_targets(params: Mapping, spec: Spec, content: Optional[jax.Array],
   return Targets(content_t, style_t, means_t or None,
                  controls.layer_masks(masks, layers) if regional and layers else None,
                  chain_t or None, chain_means_t or None, hold_t, hold_image)
+
+
+_targets_jit = jax.jit(_targets, static_argnames=('spec',))
 
 
 def compose(z: jax.Array, targets: Targets, spec: Spec) -> jax.Array:

@@ -22,7 +22,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from nst_jax import controls, engine, image_io
+from nst_jax import compile_cache, controls, engine, image_io
 from nst_jax.errors import ConfigError, ImageError, NonFiniteLossError, NSTError
 
 CHECKPOINT_VERSION = 1
@@ -136,6 +136,8 @@ def run(config: ml_collections.ConfigDict, params=None, quiet: bool = False) -> 
   """Runs one style-transfer job described by ``config``; returns the summary written as JSON."""
   t_start = time.perf_counter()
   engine.validate(config)
+  compile_dir = compile_cache.enable(config.get('compile_cache', ''))  # issue 10: disk cache
+  compile_stats = compile_cache.CompileStats.start()  # compilations and their seconds
   output = Path(config.output).expanduser()
   check_writable(output)
   if config.mode != 'texture_synthesis' and not config.content:
@@ -150,8 +152,9 @@ def run(config: ml_collections.ConfigDict, params=None, quiet: bool = False) -> 
   t_loaded = time.perf_counter()
   if config.get('stages'):
     return _run_stages(config, params, content, styles, init, masks, style_masks, output, quiet,
-                       t_start, t_loaded)
+                       t_start, t_loaded, compile_stats)
   problem = engine.build_problem(config, params, content, styles, init, masks, style_masks)
+  t_built = time.perf_counter()
 
   key = problem_key(config)
   ckpt = checkpoint_path(output)
@@ -179,7 +182,8 @@ def run(config: ml_collections.ConfigDict, params=None, quiet: bool = False) -> 
       save_checkpoint(ckpt, st, step, info['history'], key)
 
   summary = {'config': config.to_dict(), 'output': str(output),
-             'shape': list(problem.shape), 'devices': [str(d) for d in jax.devices()]}
+             'shape': list(problem.shape), 'devices': [str(d) for d in jax.devices()],
+             'compile_cache': str(compile_dir or 'off')}
   try:
     result = engine.optimize(problem, params, config.num_steps, chunk, on_chunk, state, start,
                              history, config.profile_dir)
@@ -189,8 +193,8 @@ def run(config: ml_collections.ConfigDict, params=None, quiet: bool = False) -> 
     write_json(output.with_suffix('.json'), summary)
     raise
   image_io.save_image(output, result.image)
-  timings = dict(result.timings, load_s=t_loaded - t_start,
-                 wall_s=time.perf_counter() - t_start)
+  timings = dict(result.timings, load_s=t_loaded - t_start, build_s=t_built - t_loaded,
+                 wall_s=time.perf_counter() - t_start, **compile_stats.stats())
   summary.update(steps=result.steps, evals=result.evals, loss_history=result.losses,
                  terms_history=result.terms, final=result.terms[-1] if result.terms else None,
                  timings=timings)
@@ -205,7 +209,7 @@ def run(config: ml_collections.ConfigDict, params=None, quiet: bool = False) -> 
 
 
 def _run_stages(config, params, content, styles, init, masks, style_masks, output: Path,
-                quiet: bool, t_start: float, t_loaded: float) -> dict:
+                quiet: bool, t_start: float, t_loaded: float, compile_stats=None) -> dict:
   """Coarse-to-fine (``config.stages``): each stage starts from the previous result, upsampled.
 
   Writes the final PNG and one JSON with a summary per stage (no checkpoints).
@@ -238,7 +242,8 @@ def _run_stages(config, params, content, styles, init, masks, style_masks, outpu
         'final': result.terms[-1] if result.terms else None, 'timings': result.timings})
   image_io.save_image(output, image)
   last = summary['stages'][-1]
-  timings = {'load_s': t_loaded - t_start, 'wall_s': time.perf_counter() - t_start}
+  timings = {'load_s': t_loaded - t_start, 'wall_s': time.perf_counter() - t_start,
+             **(compile_stats.stats() if compile_stats else {})}
   summary.update(shape=last['shape'], steps=steps, evals=evals, final=last['final'],
                  timings=timings)
   write_json(output.with_suffix('.json'), summary)

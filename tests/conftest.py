@@ -29,3 +29,18 @@ def content_small():
 def style_small():
   from nst_jax import image_io
   return image_io.load_image(IMAGES / 'starry_night.jpg', size=64)
+
+
+@pytest.fixture(scope='session', autouse=True)
+def compile_cache_dir(tmp_path_factory):
+  """One persistent compilation cache per test session (never the user's ~/.cache): in-process
+  runs and run.py subprocesses (which inherit the environment) reuse each other's programs."""
+  import os
+  path = tmp_path_factory.mktemp('jax_cache')
+  old = os.environ.get('NST_JAX_COMPILE_CACHE')
+  os.environ['NST_JAX_COMPILE_CACHE'] = str(path)
+  yield path
+  if old is None:
+    os.environ.pop('NST_JAX_COMPILE_CACHE', None)
+  else:
+    os.environ['NST_JAX_COMPILE_CACHE'] = old
