@@ -113,7 +113,8 @@ def make_spec(config) -> objective.Spec:
     raise ConfigError('chain (correlation chain) needs at least two style layers')
   return objective.Spec(content_layers, style_layers, config.pooling, config.conv_impl,
                         config.loss_norm, config.tv_type, float(config.image_range),
-                        use_tv=float(config.tv_weight) != 0., chain=chain)
+                        use_tv=float(config.tv_weight) != 0., chain=chain,
+                        remat=','.join(map(str, vgg.parse_remat(config.get('remat', 'none')))))
 
 
 def output_shape(config, content: Optional[np.ndarray], styles: Sequence[np.ndarray]):
@@ -206,10 +207,12 @@ def build_problem(config, params: Mapping, content: Optional[np.ndarray],
   if style_masks is not None and len(style_masks) != len(styles):
     raise ConfigError(f'{len(style_masks)} style masks for {len(styles)} style images')
   shape = output_shape(config, content, real_styles)
-  content_r = None if content is None else image_io.resize_image(content, shape=shape)
+  cap = int(config.max_pixels)  # The user's cap holds for every output-size check (issue 10).
+  content_r = None if content is None else image_io.resize_image(content, shape=shape,
+                                                                 max_pixels=cap)
   region, styles, style_masks, hold = _regions(shape, content_r, styles, masks, style_masks)
   longest = max(1, round(max(shape) * float(config.style_scale)))
-  styles_r = [image_io.resize_image(s, size=longest) for s in styles]
+  styles_r = [image_io.resize_image(s, size=longest, max_pixels=cap) for s in styles]
   _check_size(spec, shape, 'the output')
   for s in styles_r:
     _check_size(spec, s.shape[:2], 'a style image (after style_scale)')
@@ -248,6 +251,7 @@ def build_problem(config, params: Mapping, content: Optional[np.ndarray],
       spec, config.content_weight, config.style_weight, config.tv_weight, content_w, style_w,
       config.loss_scale, config.get('gram_shift', 0.), preserve_weight)
   mspec, hyper = optim.spec_and_hyper(config.optimizer, config.image_range)
+  mspec = optim.fit_history(mspec, config.num_steps, bool(config.save_every or config.resume))
   start = initial_image(config, shape, content_in, styles_in, init_image)
   if color == 'luminance':
     start = np.asarray(controls.gray3(controls.rgb_to_yiq(start)[..., 0]))
@@ -264,11 +268,13 @@ def initial_image(config, shape, content, styles, init_image=None) -> np.ndarray
   if config.init == 'noise':
     return noise()
   if config.init == 'style':
-    return image_io.resize_image(styles[0], shape=shape).astype(np.float32)
+    return image_io.resize_image(styles[0], shape=shape, max_pixels=int(config.max_pixels)
+                                 ).astype(np.float32)
   if config.init == 'image':
     if init_image is None:
       raise ConfigError("init='image' needs an init image (config.init_image)")
-    return image_io.resize_image(init_image, shape=shape).astype(np.float32)
+    return image_io.resize_image(init_image, shape=shape, max_pixels=int(config.max_pixels)
+                                 ).astype(np.float32)
   r = float(config.init_noise_ratio)
   return (1. - r) * np.asarray(content, np.float32) + r * noise()
 
@@ -367,7 +373,8 @@ def optimize(problem: Problem, params: Mapping, num_steps: int, chunk: int = 50,
     last_good = z
     hist['losses'].extend(float(v) for v in chunk_losses)
     hist['evals'] += int(np.sum(evals))
-    t = {k: float(v) for k, v in terms(z_device, *args, spec=p.spec).items()}
+    t = {k: float(v) for k, v in terms(z_device, *args, spec=p.spec._replace(
+        conv_impl=objective.target_spec(p.spec).conv_impl)).items()}  # cheap to compile
     t['step'] = step
     hist['terms'].append(t)
     if on_chunk is not None:

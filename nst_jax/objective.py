@@ -40,6 +40,7 @@ class Spec(NamedTuple):
   chain: bool = False            # Novak & Nikulin's correlation chain instead of per-layer Grams
   project: bool = False          # compose held (unstyled) pixels from the content image
   use_hold: bool = False         # add the hold term ``preserve * mean(hold * (x - content)^2)``
+  remat: str = 'none'            # VGG blocks rematerialised in the backward pass (vgg.parse_remat)
 
   @property
   def layers(self) -> tuple[str, ...]:
@@ -147,7 +148,17 @@ def compute_targets(params: Mapping, spec: Spec, content: Optional[jax.Array],
   style_masks = None if style_masks is None else [f32(m) for m in style_masks]
   return _targets_jit(params, [np.asarray(s) for s in styles],
                       None if content is None else np.asarray(content), f32(blend_weights),
-                      f32(masks), style_masks, f32(hold), spec=spec)
+                      f32(masks), style_masks, f32(hold), spec=target_spec(spec))
+
+
+def target_spec(spec: Spec) -> Spec:
+  """The spec targets (and reported loss terms) are computed with: direct convolutions.
+
+  They run once (per chunk), so Winograd's speed does not pay for its ~5x longer compilation;
+  direct convolutions are also the exact reference (Winograd differs by ~1e-6 relative).
+  Fields that do not change targets are normalised so they share one compiled program.
+  """
+  return spec._replace(conv_impl='direct', project=False, use_hold=False, remat='none')
 
 
 def _targets(params, styles, content, blend_weights, masks, style_masks, hold, spec) -> Targets:
@@ -213,7 +224,7 @@ def loss_terms(z: jax.Array, params: Mapping, targets: Targets, weights: Weights
   (and hold, with ``Spec.use_hold``)."""
   x = compose(z, targets, spec)
   image = to_image(x, spec)[None]
-  feats = vgg.features(params, image, spec.layers, spec.pooling, spec.conv_impl)
+  feats = vgg.features(params, image, spec.layers, spec.pooling, spec.conv_impl, spec.remat)
   positions = image.shape[1] * image.shape[2]
   zero = jnp.zeros((), jnp.float32)
   content = zero

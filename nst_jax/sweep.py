@@ -355,9 +355,12 @@ def build_batch(configs: Sequence[ml_collections.ConfigDict], params: Mapping,
     if s.style_layers and not ps:
       raise ConfigError(f'mode={c.mode} needs at least one style image')
   shape = engine.output_shape(base, content, [raw_styles[p] for p in own_styles[0]])
-  content_r = None if content is None else image_io.resize_image(content, shape=shape)
+  cap = int(base.max_pixels)  # the user's cap (issue 10)
+  content_r = None if content is None else image_io.resize_image(content, shape=shape,
+                                                                 max_pixels=cap)
   longest = max(1, round(max(shape) * float(base.style_scale)))
-  styles_r = {p: image_io.resize_image(raw_styles[p], size=longest) for p in style_paths}
+  styles_r = {p: image_io.resize_image(raw_styles[p], size=longest, max_pixels=cap)
+              for p in style_paths}
   content_t = objective.compute_targets(params, spec._replace(style_layers=()), content_r, []
                                         ) if spec.content_layers else None
   style_t = _stack([objective.compute_targets(params, spec._replace(content_layers=()), None,
