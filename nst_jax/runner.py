@@ -22,7 +22,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from nst_jax import compile_cache, controls, engine, image_io
+from nst_jax import compile_cache, controls, engine, image_io, memory, profiling
 from nst_jax.errors import ConfigError, ImageError, NonFiniteLossError, NSTError
 
 CHECKPOINT_VERSION = 1
@@ -153,6 +153,7 @@ def run(config: ml_collections.ConfigDict, params=None, quiet: bool = False) -> 
   if config.get('stages'):
     return _run_stages(config, params, content, styles, init, masks, style_masks, output, quiet,
                        t_start, t_loaded, compile_stats)
+  mem = memory.check_config(config, content, styles, quiet)  # issue 10: refuse, don't OOM
   problem = engine.build_problem(config, params, content, styles, init, masks, style_masks)
   t_built = time.perf_counter()
 
@@ -183,7 +184,7 @@ def run(config: ml_collections.ConfigDict, params=None, quiet: bool = False) -> 
 
   summary = {'config': config.to_dict(), 'output': str(output),
              'shape': list(problem.shape), 'devices': [str(d) for d in jax.devices()],
-             'compile_cache': str(compile_dir or 'off')}
+             'compile_cache': str(compile_dir or 'off'), 'memory': mem}
   try:
     result = engine.optimize(problem, params, config.num_steps, chunk, on_chunk, state, start,
                              history, config.profile_dir)
@@ -195,6 +196,7 @@ def run(config: ml_collections.ConfigDict, params=None, quiet: bool = False) -> 
   image_io.save_image(output, result.image)
   timings = dict(result.timings, load_s=t_loaded - t_start, build_s=t_built - t_loaded,
                  wall_s=time.perf_counter() - t_start, **compile_stats.stats())
+  mem['peak_rss_mb'] = round(profiling.peak_rss_mb())
   summary.update(steps=result.steps, evals=result.evals, loss_history=result.losses,
                  terms_history=result.terms, final=result.terms[-1] if result.terms else None,
                  timings=timings)
@@ -220,6 +222,7 @@ def _run_stages(config, params, content, styles, init, masks, style_masks, outpu
              'devices': [str(d) for d in jax.devices()], 'stages': []}
   image, steps, evals = init, 0, 0
   for i, c in enumerate(engine.stage_configs(config)):
+    memory.check_config(c, content, styles, quiet)  # issue 10: refuse, don't OOM
     problem = engine.build_problem(c, params, content, styles, image if i else init, masks,
                                    style_masks)
     t0 = time.perf_counter()
