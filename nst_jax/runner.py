@@ -22,7 +22,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from nst_jax import compile_cache, controls, engine, image_io, memory, profiling
+from nst_jax import compile_cache, controls, engine, image_io, memory, profiling, spatial
 from nst_jax.errors import ConfigError, ImageError, NonFiniteLossError, NSTError
 
 CHECKPOINT_VERSION = 1
@@ -155,6 +155,7 @@ def run(config: ml_collections.ConfigDict, params=None, quiet: bool = False) -> 
                        t_start, t_loaded, compile_stats)
   mem = memory.check_config(config, content, styles, quiet)  # issue 10: refuse, don't OOM
   problem = engine.build_problem(config, params, content, styles, init, masks, style_masks)
+  problem, params = spatial.from_config(problem, params, config)  # issue 10: split rows
   t_built = time.perf_counter()
 
   key = problem_key(config)
