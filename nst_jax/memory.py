@@ -10,8 +10,8 @@ Where the memory of a run goes (measured with XLA's memory analysis on CPU, gaty
 * the temporaries of one evaluation (forward activations kept for the backward pass and their
   cotangents, dominated by VGG block 1 at full resolution, ~2.2 KB per pixel; Winograd adds its
   transformed and flipped kernels, ~210 MB, and transformed tiles, ~0.3 KB per pixel);
-* an overhead (the targets and initial-state programs' temporaries and their compilation, which
-  the allocator keeps), fit on measured runs.
+* an overhead: allocator slack and XLA's memory while compiling (~420 MB for the Winograd
+  programs with a cold compilation cache), fit on measured runs.
 
 :func:`estimate` uses the formula (no compilation); :func:`xla_estimate` uses XLA's memory
 analysis of the compiled chunk program when a compiled program is at hand. :func:`check` prints
@@ -36,10 +36,12 @@ GB = 2 ** 30
 # Calibration (XLA memory analysis of the chunk program, gatys2015 layers, 128-512 px on CPU).
 TEMP_PER_PIXEL = {'direct': 2180, 'winograd': 2500}   # bytes per output pixel
 TEMP_FIXED = {'direct': 53 * MB, 'winograd': 264 * MB}  # flipped / transformed kernels
-# What measured peaks add to the model: the targets and initial-state programs' temporaries and
-# compilation, kept by the allocator (fit on measured runs at 192x256 and 384x512 on CPU).
-OVERHEAD_FIXED = 150 * MB
-OVERHEAD_PER_PIXEL = 2950
+# What measured peaks add to the model (fit on runs at 192x256 and 384x512 on CPU): allocator
+# slack and host copies, plus XLA's own memory while compiling the programs (a cold compilation
+# cache; a warm one needs less, so the estimate errs on the safe side).
+OVERHEAD_FIXED = 280 * MB
+OVERHEAD_PER_PIXEL = 120
+COMPILE = {'direct': 100 * MB, 'winograd': 420 * MB}
 SAFETY = 0.95         # refuse when the estimate is above this share of the free memory
 
 
@@ -128,14 +130,15 @@ def estimate(shape, spec, mspec, rss_now: Optional[int] = None) -> Estimate:
   impl = _impl(spec.conv_impl)
   temp = TEMP_FIXED[impl] + TEMP_PER_PIXEL[impl] * pixels
   return Estimate(rss_bytes() if rss_now is None else rss_now, state_bytes(mspec, pixels), temp,
-                  overhead(pixels), 'formula')
+                  overhead(pixels, impl), 'formula')
 
 
-def overhead(pixels: int) -> int:
-  return OVERHEAD_FIXED + OVERHEAD_PER_PIXEL * pixels
+def overhead(pixels: int, impl: str) -> int:
+  return OVERHEAD_FIXED + OVERHEAD_PER_PIXEL * pixels + COMPILE[impl]
 
 
-def xla_estimate(compiled, shape, mspec, rss_now: Optional[int] = None) -> Optional[Estimate]:
+def xla_estimate(compiled, shape, mspec, rss_now: Optional[int] = None,
+                 conv_impl: str = 'auto') -> Optional[Estimate]:
   """The estimate from XLA's memory analysis of a compiled chunk program (None if unavailable)."""
   try:
     ma = compiled.memory_analysis()
@@ -146,7 +149,7 @@ def xla_estimate(compiled, shape, mspec, rss_now: Optional[int] = None) -> Optio
     return None
   pixels = int(shape[0]) * int(shape[1])
   return Estimate(rss_bytes() if rss_now is None else rss_now, state_bytes(mspec, pixels), temp,
-                  overhead(pixels), 'xla')
+                  overhead(pixels, _impl(conv_impl)), 'xla')
 
 
 def _fits(est: Estimate, free: int) -> bool:
