@@ -905,7 +905,8 @@ def run_sweep(config: ml_collections.ConfigDict, output_dir: Optional[str] = Non
 
   Returns the summary written as ``results.json``.
   """
-  from nst_jax import runner  # pylint: disable=g-import-not-at-top
+  from nst_jax import compile_cache, runner  # pylint: disable=g-import-not-at-top
+  compile_cache.enable(config.get('compile_cache', ''))  # issue 10: persistent XLA cache
   if config.sweep.distributed:
     init_distributed()
   out = Path(output_dir or config.sweep.output_dir or 'outputs/sweep').expanduser()
