@@ -37,6 +37,8 @@ _STYLE_LAYERS = flags.DEFINE_string('style_layers', 'conv1_1,conv2_1,conv3_1,con
                                     'Style layers.')
 _WEIGHTS = flags.DEFINE_string('weights', None, 'VGG19 weights (.h5/.npz).')
 _SWEEP = flags.DEFINE_integer('sweep', 0, 'If > 0: configs/s of a batch of K vs K sequential runs.')
+_MEMORY = flags.DEFINE_bool('memory', False, 'A real run: seconds per evaluation, peak memory and '
+                            'the estimate printed before it (nst_jax/bench_memory.py).')
 
 
 def bench_eval(content, style, size, steps, repeats=3, conv_impl='direct', pooling='max',
@@ -85,7 +87,11 @@ def main(argv):
   content = image_io.load_image(_CONTENT.value)
   style = image_io.load_image(_STYLE.value)
   params = weights.load_vgg19(_WEIGHTS.value)
-  if _SWEEP.value > 0:
+  if _MEMORY.value:
+    from nst_jax import bench_memory  # pylint: disable=g-import-not-at-top
+    result = bench_memory.bench_memory(content, style, _SIZE.value, _STEPS.value, _CONV.value,
+                                       params)
+  elif _SWEEP.value > 0:
     from nst_jax import sweep_bench  # pylint: disable=g-import-not-at-top
     result = sweep_bench.run_sweep_bench(_SWEEP.value, _SIZE.value, _STEPS.value, content, style,
                                    params=params)
