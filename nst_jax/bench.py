@@ -45,6 +45,8 @@ _BATCH = flags.DEFINE_integer('batch', 1, 'Images per forward pass (--network).'
 _IMPL = flags.DEFINE_string('impl', 'fast', 'fast | direct convolutions (--network).')
 _TRAIN = flags.DEFINE_boolean('train', False, 'Training steps/s of --network at --size, batch 4 '
                               '(nst_jax/bench_train.py).')
+_MEMORY = flags.DEFINE_bool('memory', False, 'A real run: seconds per evaluation, peak memory and '
+                            'the estimate printed before it (nst_jax/bench_memory.py).')
 
 
 def bench_eval(content, style, size, steps, repeats=3, conv_impl='direct', pooling='max',
@@ -113,6 +115,10 @@ def main(argv):
     from nst_jax import bench_train  # pylint: disable=g-import-not-at-top
     result = bench_train.bench_train(_NETWORK.value or 'multistyle26', _SIZE.value, 4,
                                      vgg_params=params)
+  elif _MEMORY.value:
+    from nst_jax import bench_memory  # pylint: disable=g-import-not-at-top
+    result = bench_memory.bench_memory(content, style, _SIZE.value, _STEPS.value, _CONV.value,
+                                       params)
   elif _SWEEP.value > 0:
     from nst_jax import sweep_bench  # pylint: disable=g-import-not-at-top
     result = sweep_bench.run_sweep_bench(_SWEEP.value, _SIZE.value, _STEPS.value, content, style,

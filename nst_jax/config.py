@@ -83,13 +83,20 @@ def base_config() -> ml_collections.ConfigDict:
   o.eps = 1e-8                     # adam / nadam / rmsprop
   o.momentum = 0.0                 # sgd / rmsprop
   o.rms_decay = 0.9                # rmsprop
-  o.history_size = 100             # lbfgs / lbfgs_torch
+  o.history_size = 100             # lbfgs / lbfgs_torch (lbfgs_torch: capped at num_steps)
+  o.history_dtype = 'float32'      # lbfgs_torch history storage: float32 | bfloat16 | float16
   o.max_linesearch_steps = 20      # lbfgs (optax zoom line search)
   # Logging, checkpoints and safety.
   c.log_every = 50                 # steps per jitted chunk; progress printed after each chunk
   c.save_every = 0                 # write an intermediate PNG every N steps (0 = never)
   c.resume = False                 # continue from the checkpoint beside the output, if any
   c.profile_dir = ''               # write a jax.profiler trace of the first chunk here
+  # Compilation and memory (issue 10; see README, Performance and memory).
+  c.compile_cache = ''             # '' = $NST_JAX_COMPILE_CACHE or ~/.cache/nst_jax/jax_cache; off
+  c.remat = 'none'                 # recompute VGG blocks in the backward: none | all | early | 1,2
+  c.memory_check = True            # estimate peak memory first; refuse (one line) if it cannot fit
+  c.memory_limit_gb = 0.0          # memory the run may use; 0 = what the OS reports available
+  c.spatial_shards = 1             # split the image's rows over this many devices (0 = all)
   # Perceptual control (Gatys et al. 2016) and Novak & Nikulin 2016 (see README.md).
   c.mask = ''                      # one region: white = styled, black = held to the content
   c.masks = ''                     # one mask per style image, comma separated (several regions)

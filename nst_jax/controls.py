@@ -77,7 +77,7 @@ def original_colors(result: np.ndarray, content: np.ndarray) -> np.ndarray:
   the result's size if needed.
   """
   result = np.asarray(result)
-  content = image_io.resize_image(content, shape=result.shape[:2]) if (
+  content = image_io.resize_image(content, shape=result.shape[:2], max_pixels=None) if (
       np.asarray(content).shape[:2] != result.shape[:2]) else np.asarray(content)
   yiq = rgb_to_yiq(content)
   yiq = yiq.at[..., 0].set(rgb_to_yiq(result)[..., 0])

@@ -19,7 +19,7 @@ import ml_collections
 import numpy as np
 
 from nst_jax import config as config_lib
-from nst_jax import controls, image_io, objective, optim, vgg
+from nst_jax import compile_cache, controls, image_io, objective, optim, vgg
 from nst_jax.errors import ConfigError, NonFiniteLossError
 
 
@@ -68,7 +68,8 @@ def make_spec(config: ml_collections.ConfigDict) -> objective.Spec:
   content_layers, style_layers, chain = config_lib.layer_choice(config)
   return objective.Spec(content_layers, style_layers, config.pooling, config.conv_impl,
                         config.loss_norm, config.tv_type, float(config.image_range),
-                        use_tv=float(config.tv_weight) != 0., chain=chain)
+                        use_tv=float(config.tv_weight) != 0., chain=chain,
+                        remat=','.join(map(str, vgg.parse_remat(config.remat))))
 
 
 def output_shape(config: ml_collections.ConfigDict, content: Optional[np.ndarray],
@@ -175,10 +176,12 @@ def prepare(config: ml_collections.ConfigDict, content: Optional[np.ndarray],
   if style_masks is not None and len(style_masks) != len(styles):
     raise ConfigError(f'{len(style_masks)} style masks for {len(styles)} style images')
   shape = output_shape(config, content, real_styles)
-  content_r: Any = None if content is None else image_io.resize_image(content, shape=shape)
+  cap = int(config.max_pixels)  # The user's cap holds for every output-size check (issue 10).
+  content_r: Any = None if content is None else image_io.resize_image(content, shape=shape,
+                                                                      max_pixels=cap)
   region, kept, kept_masks, hold = _regions(shape, content_r, styles, masks, style_masks)
   longest = max(1, round(max(shape) * float(config.style_scale)))
-  styles_r: Any = [image_io.resize_image(s, size=longest) for s in kept]
+  styles_r: Any = [image_io.resize_image(s, size=longest, max_pixels=cap) for s in kept]
   _check_size(spec, shape, 'the output')
   for s in styles_r:
     _check_size(spec, s.shape[:2], 'a style image (after style_scale)')
@@ -215,6 +218,7 @@ def prepare(config: ml_collections.ConfigDict, content: Optional[np.ndarray],
       spec, config.content_weight, config.style_weight, config.tv_weight, content_w, style_w,
       config.loss_scale, config.gram_shift, preserve_weight)
   mspec, hyper = optim.spec_and_hyper(config.optimizer, config.image_range)
+  mspec = optim.fit_history(mspec, config.num_steps, bool(config.save_every or config.resume))
   start: Any = initial_image(config, shape, content_in, styles_in, init_image)
   if color == 'luminance':
     start = np.asarray(controls.gray3(controls.rgb_to_yiq(start)[..., 0]))
@@ -267,11 +271,13 @@ def initial_image(config: ml_collections.ConfigDict, shape: tuple[int, int],
   if config.init == 'noise':
     return noise()
   if config.init == 'style':
-    return image_io.resize_image(styles[0], shape=shape).astype(np.float32)
+    return image_io.resize_image(styles[0], shape=shape, max_pixels=int(config.max_pixels)
+                                 ).astype(np.float32)
   if config.init == 'image':
     if init_image is None:
       raise ConfigError("init='image' needs an init image (config.init_image)")
-    return image_io.resize_image(init_image, shape=shape).astype(np.float32)
+    return image_io.resize_image(init_image, shape=shape, max_pixels=int(config.max_pixels)
+                                 ).astype(np.float32)
   r = float(config.init_noise_ratio)
   return (1. - r) * np.asarray(content, np.float32) + r * noise()
 
@@ -355,10 +361,10 @@ def optimize(problem: Problem, params: Mapping, num_steps: int, chunk: int = 50,
   stopped = False
   while step < num_steps:
     n = min(chunk, num_steps - step)
-    if n not in compiled:
-      tc = time.perf_counter()
-      compiled[n] = run_chunk.lower(state, *args, spec=p.spec, mspec=p.mspec, length=n).compile()
-      timings['compile_s'] += time.perf_counter() - tc
+    if n not in compiled:  # Memoised per shapes: a second run of the same problem reuses it.
+      compiled[n], seconds = compile_cache.compiled(run_chunk, state, *args, spec=p.spec,
+                                                    mspec=p.mspec, length=n)
+      timings['compile_s'] += seconds
     tr = time.perf_counter()
     if profile_dir and step == start_step:
       with jax.profiler.trace(profile_dir):
@@ -384,7 +390,8 @@ def optimize(problem: Problem, params: Mapping, num_steps: int, chunk: int = 50,
     last_good = z
     hist['losses'].extend(float(v) for v in chunk_losses)
     hist['evals'] += int(np.sum(evals))
-    t = {k: float(v) for k, v in terms(z_device, *args, spec=p.spec).items()}
+    t = {k: float(v) for k, v in terms(z_device, *args, spec=p.spec._replace(
+        conv_impl=objective.target_spec(p.spec).conv_impl)).items()}  # cheap to compile
     t['step'] = step
     hist['terms'].append(t)
     if on_chunk is not None:
@@ -503,6 +510,7 @@ def stylize(content: Optional[np.ndarray], style: Any,
   """
   config = with_overrides(config, overrides, ' given to stylize()')
   validate(config)
+  compile_cache.enable(config.compile_cache)  # issue 10: persistent XLA cache
   if params is None:
     from nst_jax import weights  # pylint: disable=g-import-not-at-top
     params = weights.load_vgg19()

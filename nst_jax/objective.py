@@ -40,6 +40,7 @@ class Spec(NamedTuple):
   chain: bool = False            # Novak & Nikulin's correlation chain instead of per-layer Grams
   project: bool = False          # compose held (unstyled) pixels from the content image
   use_hold: bool = False         # add the hold term ``preserve * mean(hold * (x - content)^2)``
+  remat: str = 'none'            # VGG blocks rematerialised in the backward pass (vgg.parse_remat)
 
   @property
   def layers(self) -> tuple[str, ...]:
@@ -124,7 +125,8 @@ def _accumulate(table: dict, key: str, value, weight: jax.Array) -> None:
 def compute_targets(params: Mapping, spec: Spec, content: Optional[jax.Array],
                     styles: list[jax.Array], blend_weights=None, masks=None,
                     style_masks=None, hold=None) -> Targets:
-  """Content features and blended style Grams (RGB 0..255 (H, W, 3) inputs).
+  """Content features and blended style Grams (RGB 0..255 (H, W, 3) inputs), as ONE jitted
+  program per input shapes and spec (op by op this was ~390 small XLA compilations).
 
   Several style images are combined by blending their Grams with ``blend_weights`` (normalised
   to sum to 1 over the styles); this has the same gradient as blending the per-style losses.
@@ -142,6 +144,25 @@ def compute_targets(params: Mapping, spec: Spec, content: Optional[jax.Array],
     style_masks: optional list of S (H_s, W_s) masks (or None) selecting part of a style image.
     hold: optional (H, W) mask of pixels held to the content (needs ``content``).
   """
+  f32 = lambda a: None if a is None else np.asarray(a, np.float32)
+  style_masks = None if style_masks is None else [f32(m) for m in style_masks]
+  return _targets_jit(params, [np.asarray(s) for s in styles],
+                      None if content is None else np.asarray(content), f32(blend_weights),
+                      f32(masks), style_masks, f32(hold), spec=target_spec(spec))
+
+
+def target_spec(spec: Spec) -> Spec:
+  """The spec targets (and reported loss terms) are computed with: direct convolutions.
+
+  They run once (per chunk), so Winograd's speed does not pay for its ~5x longer compilation;
+  direct convolutions are also the exact reference (Winograd differs by ~1e-6 relative).
+  Fields that do not change targets are normalised so they share one compiled program.
+  """
+  return spec._replace(conv_impl='direct', project=False, use_hold=False, remat='none')
+
+
+def _targets(params, styles, content, blend_weights, masks, style_masks, hold, spec) -> Targets:
+  """The body of :func:`compute_targets` (traced once per shapes and spec)."""
   content_t = {}
   if spec.content_layers and content is not None:
     feats = vgg.features(params, jnp.asarray(content, jnp.float32)[None],
@@ -186,6 +207,9 @@ def compute_targets(params: Mapping, spec: Spec, content: Optional[jax.Array],
                  chain_t or None, chain_means_t or None, hold_t, hold_image)
 
 
+_targets_jit = jax.jit(_targets, static_argnames=('spec',))
+
+
 def compose(z: jax.Array, targets: Targets, spec: Spec) -> jax.Array:
   """The optimiser-domain image with held pixels taken from the content (``Spec.project``)."""
   if not spec.project or targets.hold is None:
@@ -200,7 +224,7 @@ def loss_terms(z: jax.Array, params: Mapping, targets: Targets, weights: Weights
   (and hold, with ``Spec.use_hold``)."""
   x = compose(z, targets, spec)
   image = to_image(x, spec)[None]
-  feats = vgg.features(params, image, spec.layers, spec.pooling, spec.conv_impl)
+  feats = vgg.features(params, image, spec.layers, spec.pooling, spec.conv_impl, spec.remat)
   positions = image.shape[1] * image.shape[2]
   zero = jnp.zeros((), jnp.float32)
   content = zero

@@ -35,6 +35,7 @@ from nst_jax.errors import ConfigError
 OPTIMIZERS = ('lbfgs_torch', 'lbfgs', 'adam', 'sgd', 'rmsprop', 'nadam')
 SCHEDULES = ('constant', 'exponential')
 HYPER_KEYS = ('learning_rate', 'decay_rate', 'b1', 'b2', 'eps', 'momentum', 'rms_decay')
+HISTORY_DTYPES = ('float32', 'bfloat16', 'float16')
 
 
 class MethodSpec(NamedTuple):
@@ -47,6 +48,7 @@ class MethodSpec(NamedTuple):
   max_linesearch_steps: int = 20
   lo: float = 0.
   hi: float = 255.
+  history_dtype: str = 'float32'  # storage of L-BFGS-torch's (s, y) pairs (2 x history x pixels)
 
 
 class Method(NamedTuple):
@@ -63,10 +65,33 @@ def spec_and_hyper(ocfg, image_range: float = 255.) -> tuple[MethodSpec, dict]:
     raise ConfigError(f'unknown schedule {ocfg.schedule!r}; choose one of {", ".join(SCHEDULES)}')
   if int(ocfg.history_size) < 1 or int(ocfg.decay_steps) < 1:
     raise ConfigError('optimizer.history_size and optimizer.decay_steps must be >= 1')
+  history_dtype = str(ocfg.get('history_dtype', 'float32'))
+  if history_dtype not in HISTORY_DTYPES:
+    raise ConfigError(f'unknown optimizer.history_dtype {history_dtype!r}; choose one of '
+                      f'{", ".join(HISTORY_DTYPES)}')
   spec = MethodSpec(ocfg.name, ocfg.schedule, int(ocfg.decay_steps), bool(ocfg.staircase),
-                    int(ocfg.history_size), int(ocfg.max_linesearch_steps), 0., float(image_range))
+                    int(ocfg.history_size), int(ocfg.max_linesearch_steps), 0., float(image_range),
+                    history_dtype)
   hyper = {k: jnp.asarray(float(ocfg[k]), jnp.float32) for k in HYPER_KEYS}
   return spec, hyper
+
+
+def fit_history(spec: MethodSpec, num_steps: int, extendable: bool) -> MethodSpec:
+  """Caps L-BFGS-torch's history at ``num_steps`` pairs: a longer history is never filled, and
+  its empty slots (rho = 0) leave the two-loop recursion unchanged, so results are the same while
+  2 x (history - num_steps) image-sized vectors are not allocated. Not for runs that may be
+  extended later (checkpoints), whose state must keep the full history."""
+  if spec.name != 'lbfgs_torch' or extendable or num_steps < 1:
+    return spec
+  return spec._replace(history_size=min(spec.history_size, int(num_steps)))
+
+
+def history_bytes(spec: MethodSpec, pixels: int) -> int:
+  """Bytes of the optimiser's image-sized history (L-BFGS pairs) for ``pixels`` (H*W) pixels."""
+  if spec.name not in ('lbfgs_torch', 'lbfgs'):
+    return 0
+  item = 2 if spec.name == 'lbfgs_torch' and spec.history_dtype != 'float32' else 4
+  return 2 * spec.history_size * 3 * pixels * item
 
 
 def learning_rate_at(count, hyper: dict, spec: MethodSpec) -> jax.Array:
@@ -139,12 +164,13 @@ def _lbfgs_optax(spec: MethodSpec) -> Method:
 
 def _lbfgs_torch(spec: MethodSpec) -> Method:
   m = spec.history_size
+  hd = jnp.dtype(spec.history_dtype)
 
   def init(z, hyper, value_and_grad):
     loss, g = value_and_grad(z)
     n = z.size
-    return {'z': z, 'g': g, 'loss': loss, 'S': jnp.zeros((m, n), z.dtype),
-            'Y': jnp.zeros((m, n), z.dtype), 'rho': jnp.zeros((m,), z.dtype),
+    return {'z': z, 'g': g, 'loss': loss, 'S': jnp.zeros((m, n), hd),
+            'Y': jnp.zeros((m, n), hd), 'rho': jnp.zeros((m,), z.dtype),
             'ptr': jnp.zeros((), jnp.int32), 'count': jnp.zeros((), jnp.int32),
             'h_diag': jnp.ones((), z.dtype), 'lr': hyper['learning_rate']}
 
@@ -159,7 +185,7 @@ def _lbfgs_torch(spec: MethodSpec) -> Method:
       a = rho[j] * dot(S[j], q)
       return q - a * Y[j], al.at[j].set(a)
 
-    q, al = lax.fori_loop(0, m, newest_first, (-state['g'].ravel(), jnp.zeros((m,), S.dtype)))
+    q, al = lax.fori_loop(0, m, newest_first, (-state['g'].ravel(), jnp.zeros((m,), rho.dtype)))
 
     def oldest_first(i, r):
       j = (ptr + i) % m
@@ -180,8 +206,10 @@ def _lbfgs_torch(spec: MethodSpec) -> Method:
     ys = jnp.dot(y, s, precision=lax.Precision.HIGHEST)
     keep = ys > 1e-10
     ptr = state['ptr']
-    S = lax.dynamic_update_index_in_dim(state['S'], jnp.where(keep, s, state['S'][ptr]), ptr, 0)
-    Y = lax.dynamic_update_index_in_dim(state['Y'], jnp.where(keep, y, state['Y'][ptr]), ptr, 0)
+    S = lax.dynamic_update_index_in_dim(
+        state['S'], jnp.where(keep, s.astype(hd), state['S'][ptr]), ptr, 0)
+    Y = lax.dynamic_update_index_in_dim(
+        state['Y'], jnp.where(keep, y.astype(hd), state['Y'][ptr]), ptr, 0)
     rho = state['rho'].at[ptr].set(jnp.where(keep, 1. / jnp.where(keep, ys, 1.), state['rho'][ptr]))
     yy = jnp.dot(y, y, precision=lax.Precision.HIGHEST)
     h_diag = jnp.where(keep, ys / jnp.where(keep, yy, 1.), state['h_diag'])

@@ -26,7 +26,8 @@ import ml_collections
 import numpy as np
 
 from nst_jax import config as config_lib
-from nst_jax import controls, engine, fileio, image_io, interrupt, metrics
+from nst_jax import compile_cache, controls, engine, fileio, image_io, interrupt, memory, metrics
+from nst_jax import profiling, spatial
 from nst_jax.errors import ConfigError, NonFiniteLossError, NSTError
 
 CHECKPOINT_VERSION = 1
@@ -158,6 +159,8 @@ def run_single(config: ml_collections.ConfigDict, params: Optional[Mapping] = No
   """
   t_start = time.perf_counter()
   engine.validate(config)
+  compile_dir = compile_cache.enable(config.compile_cache)  # issue 10: disk cache
+  compile_stats = compile_cache.CompileStats.start()  # compilations and their seconds
   output = Path(config.output).expanduser()
   fileio.check_writable(output)
   if config.mode != 'texture_synthesis' and not config.content:
@@ -173,6 +176,8 @@ def run_single(config: ml_collections.ConfigDict, params: Optional[Mapping] = No
     from nst_jax import weights  # pylint: disable=g-import-not-at-top
     params = weights.load_vgg19(config.weights or None)
   t_loaded = time.perf_counter()
+  # issue 10: estimate every stage's memory first; refuse (one line) rather than run out of it.
+  mem = [memory.check_config(c, content, styles, quiet) for c in engine.stage_configs(config)][-1]
 
   key = problem_key(config)
   ckpt = checkpoint_path(output)
@@ -183,16 +188,23 @@ def run_single(config: ml_collections.ConfigDict, params: Optional[Mapping] = No
   if not staged:
     summary['shape'] = None
   summary['devices'] = [str(d) for d in jax.devices()]
+  if not staged:
+    summary.update(compile_cache=str(compile_dir or 'off'), memory=mem)
   writer = metrics.MetricsWriter(output, config, total_steps=int(config.num_steps), quiet=quiet,
                                  progress_keys=PROGRESS_KEYS, resume_step=resume_step)
   stop = interrupt.StopOnSignal(quiet=quiet)
   done: list[tuple[ml_collections.ConfigDict, engine.Problem, engine.Result]] = []
   failed: dict[str, Any] = {}
+  t_built = [t_loaded]
 
   def run_stage(i: int, c: ml_collections.ConfigDict, problem: engine.Problem) -> engine.Result:
+    params_i = params
+    if not staged:
+      problem, params_i = spatial.from_config(problem, params, config)  # issue 10: split rows
+      t_built[0] = time.perf_counter()
     state, start, history = None, 0, None
     if resume_step is not None:
-      template = engine.init_state(problem.z0, params, problem.targets, problem.weights,
+      template = engine.init_state(problem.z0, params_i, problem.targets, problem.weights,
                                    problem.hyper, spec=problem.spec, mspec=problem.mspec)
       state, start, history = load_checkpoint(ckpt, template, key)
       writer.message(f'resuming from {ckpt} at step {start}')
@@ -215,7 +227,7 @@ def run_single(config: ml_collections.ConfigDict, params: Optional[Mapping] = No
 
     chunk = min(c.log_every, save_every) if save_every and not staged else int(c.log_every)
     try:
-      result = engine.optimize(problem, params, c.num_steps, chunk, on_chunk, state, start,
+      result = engine.optimize(problem, params_i, c.num_steps, chunk, on_chunk, state, start,
                                history, config.profile_dir if i == 0 else '',
                                stop=lambda: stop.requested)
     except NonFiniteLossError:
@@ -240,7 +252,8 @@ def run_single(config: ml_collections.ConfigDict, params: Optional[Mapping] = No
     raise
   _, _, last = stages[-1]
   image_io.save_image(output, last.image)
-  timings = {'load_s': t_loaded - t_start, 'wall_s': time.perf_counter() - t_start}
+  timings = {'load_s': t_loaded - t_start, 'wall_s': time.perf_counter() - t_start,
+             **compile_stats.stats()}
   if staged:
     summary['stages'] = _stage_summaries(stages, writer)
     lst = summary['stages'][-1]
@@ -252,7 +265,11 @@ def run_single(config: ml_collections.ConfigDict, params: Optional[Mapping] = No
     terms = _terms_history(writer.records, result)
     summary.update(shape=list(problem.shape), steps=result.steps, evals=result.evals,
                    loss_history=result.losses, terms_history=terms,
-                   final=terms[-1] if terms else None, timings=dict(result.timings, **timings))
+                   final=terms[-1] if terms else None,
+                   timings=dict(result.timings, load_s=timings['load_s'],
+                                build_s=t_built[0] - t_loaded, **{
+                                    k: v for k, v in timings.items() if k != 'load_s'}))
+    mem['peak_rss_mb'] = round(profiling.peak_rss_mb())
   summary['metrics'] = str(writer.path)
   if last.stopped:
     summary['interrupted'] = True

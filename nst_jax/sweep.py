@@ -63,7 +63,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from nst_jax import fileio, interrupt, metrics
+from nst_jax import compile_cache, fileio, interrupt, metrics
 from nst_jax.sweep_batch import (Batch, BatchResult, ImageCache, build_batch, chunk_plan,
                                  make_mesh, run_batch, same_schedules, uses_controls)
 from nst_jax.sweep_grid import (BATCHABLE, MODES, SweepAxis, describe_static, expand, get_field,
@@ -175,6 +175,7 @@ def run_sweep(config: ml_collections.ConfigDict, output_dir: Optional[str] = Non
   current chunk, writes the report of the configs that ran (the running chunk's at their
   current step) and raises :class:`~nst_jax.interrupt.Interrupted`.
   """
+  compile_cache.enable(config.compile_cache)  # issue 10: persistent XLA cache
   if config.sweep.distributed:
     init_distributed()
   out = fileio.check_writable_dir(Path(output_dir or config.output_dir or 'outputs/sweep'))

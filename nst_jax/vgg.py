@@ -210,9 +210,70 @@ def _extract(params, images, layers, pooling, conv_impl):
 
 
 def features(params: Mapping, images: jax.Array, layers: Sequence[str], pooling: str = 'max',
-             conv_impl: str = 'direct') -> dict[str, jax.Array]:
-  """Unjitted, trace-friendly feature extraction with canonical layer names (for use inside jit)."""
-  return VGG19(tuple(layers), pooling, conv_impl).apply({'params': params}, images)
+             conv_impl: str = 'direct', remat: str = 'none') -> dict[str, jax.Array]:
+  """Unjitted, trace-friendly feature extraction with canonical layer names (for use inside jit).
+
+  ``remat`` (see :func:`parse_remat`) rematerialises the chosen blocks in the backward pass
+  (``jax.checkpoint``): only each block's input and the requested activations are kept, the rest
+  is recomputed, trading ~1 extra forward pass of those blocks for their activation memory.
+  """
+  blocks = parse_remat(remat)
+  if not blocks:
+    return VGG19(tuple(layers), pooling, conv_impl).apply({'params': params}, images)
+  return _features_remat(params, images, tuple(layers), pooling, conv_impl, blocks)
+
+
+REMAT_CHOICES = ('none', 'all', 'early')  # or block numbers such as '1,2'
+
+
+def parse_remat(remat: str) -> tuple[int, ...]:
+  """``'none'`` -> (), ``'all'`` -> blocks 1-5, ``'early'`` -> (1, 2) (the full- and
+  half-resolution blocks, ~75% of the activations), ``'1,3'`` -> (1, 3)."""
+  text = str(remat or 'none').strip().lower()
+  if text == 'none':
+    return ()
+  if text == 'all':
+    return (1, 2, 3, 4, 5)
+  if text == 'early':
+    return (1, 2)
+  try:
+    blocks = tuple(sorted({int(t) for t in re.split(r'[,\s]+', text) if t}))
+  except ValueError:
+    blocks = (0,)
+  if not blocks or any(b not in range(1, 6) for b in blocks):
+    raise ConfigError(f'unknown remat {remat!r}; choose none, all, early or VGG block numbers '
+                      'such as 1,2')
+  return blocks
+
+
+def _features_remat(params, images, layers, pooling, conv_impl, blocks):
+  """The same network as :class:`VGG19`, one function per block, ``jax.checkpoint``-ed blocks."""
+  if not layers:
+    return {}
+  wanted = set(layers)
+  last = max(LAYERS.index(l) for l in wanted)
+  x = preprocess(images)
+  out = {}
+  for b in sorted({int(name[5]) for name in LAYERS[:last + 1]}):
+    names = tuple(n for n in LAYERS[:last + 1] if int(n[5]) == b)
+
+    def block(bparams, x, names=names):
+      kept = {}
+      for name in names:
+        if name.endswith('_pool'):
+          x = pool2x2(x, pooling)
+        else:
+          p = bparams[name]
+          x = nn.relu(conv3x3(x, p['kernel'].astype(x.dtype), layer_conv_impl(name, conv_impl))
+                      + p['bias'].astype(x.dtype))
+        if name in wanted:
+          kept[name] = x
+      return x, kept
+
+    fn = jax.checkpoint(block) if b in blocks else block
+    x, kept = fn({n: params[n] for n in names if n in params}, x)
+    out.update(kept)
+  return out
 
 
 def extract(params: Mapping, images, layers: str | Sequence[str], pooling: str = 'max',

@@ -93,3 +93,18 @@ def synthetic_files(tmp_path_factory):
   files['mask'] = d / 'mask.png'
   image_io.save_image(files['mask'], np.repeat(mask[..., None], 3, -1))
   return {k: str(v) for k, v in files.items()}
+
+
+@pytest.fixture(scope='session', autouse=True)
+def compile_cache_dir(tmp_path_factory):
+  """One persistent compilation cache per test session (never the user's ~/.cache): in-process
+  runs and run.py subprocesses (which inherit the environment) reuse each other's programs."""
+  import os
+  path = tmp_path_factory.mktemp('jax_cache')
+  old = os.environ.get('NST_JAX_COMPILE_CACHE')
+  os.environ['NST_JAX_COMPILE_CACHE'] = str(path)
+  yield path
+  if old is None:
+    os.environ.pop('NST_JAX_COMPILE_CACHE', None)
+  else:
+    os.environ['NST_JAX_COMPILE_CACHE'] = old

@@ -1,0 +1,236 @@
+"""No wasted compilation: JAX's persistent compilation cache, in-process reuse, compile counters.
+
+* :func:`enable` turns on JAX's persistent compilation cache (compiled XLA programs on disk, keyed
+  by the program, the compile options and the backend), so a second run of the same size and
+  config skips compilation. Where (first match wins): the ``compile_cache`` config field
+  (a directory, or ``off``), then ``$NST_JAX_COMPILE_CACHE`` (a directory, or ``off``), then
+  ``$XDG_CACHE_HOME/nst_jax/jax_cache``, else ``~/.cache/nst_jax/jax_cache``. A directory that
+  cannot be created or written turns the cache off with a warning; a corrupt entry is ignored
+  with a warning, removed and rebuilt by the compilation that follows (never a crash).
+* :func:`compiled` memoises ``jitted.lower(...).compile()`` per argument shapes and static
+  arguments, so a process that runs the same problem twice (stages, notebooks, tests) compiles
+  it once.
+* :class:`CompileStats` counts XLA compilations and their seconds (JAX's monitoring events) so
+  runs report compile and run time separately and tests can assert "nothing compiled twice".
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+from pathlib import Path
+import threading
+import time
+from typing import Any, Optional
+import warnings
+
+import jax
+from jax import monitoring
+
+ENV_VAR = 'NST_JAX_COMPILE_CACHE'
+OFF = ('off', '0', 'false', 'no', 'none', 'disabled')
+# Programs that compile faster than this are not written to disk (tiny op-by-op programs would
+# cost more to read back than to compile).
+MIN_COMPILE_S = 0.2
+BACKEND_COMPILE_EVENT = '/jax/core/compile/backend_compile_duration'
+CACHE_HIT_EVENT = '/jax/compilation_cache/cache_hits'
+_CORRUPT_MESSAGE = 'persistent compilation cache entry'
+
+_lock = threading.Lock()
+_counts: collections.Counter = collections.Counter()
+_seconds: collections.Counter = collections.Counter()
+
+
+def _on_duration(event: str, duration_secs: float, **_: Any) -> None:
+  with _lock:
+    _counts[event] += 1
+    _seconds[event] += duration_secs
+
+
+def _on_event(event: str, **_: Any) -> None:
+  with _lock:
+    _counts[event] += 1
+
+
+monitoring.register_event_duration_secs_listener(_on_duration)
+monitoring.register_event_listener(_on_event)
+
+
+def default_dir() -> Path:
+  """``$XDG_CACHE_HOME/nst_jax/jax_cache``, else ``~/.cache/nst_jax/jax_cache``."""
+  base = os.environ.get('XDG_CACHE_HOME') or str(Path.home() / '.cache')
+  return Path(base).expanduser() / 'nst_jax' / 'jax_cache'
+
+
+def resolve(setting: str = '') -> Optional[Path]:
+  """The cache directory a ``compile_cache`` setting means, or None when the cache is off."""
+  s = str(setting or '').strip() or os.environ.get(ENV_VAR, '').strip()
+  if s.lower() in OFF:
+    return None
+  return Path(s).expanduser() if s else default_dir()
+
+
+def current_dir() -> Optional[Path]:
+  """The directory JAX's persistent cache uses now (None = off)."""
+  d = jax.config.jax_compilation_cache_dir
+  return Path(d) if d else None
+
+
+def _reset_jax_cache() -> None:
+  """Makes a changed directory take effect (JAX initialises its cache object once)."""
+  try:
+    from jax._src import compilation_cache  # pylint: disable=g-import-not-at-top
+    compilation_cache.reset_cache()
+  except Exception:  # pylint: disable=broad-except
+    pass
+
+
+def disable() -> None:
+  if current_dir() is not None:
+    jax.config.update('jax_compilation_cache_dir', None)
+    _reset_jax_cache()
+
+
+def enable(setting: str = '') -> Optional[Path]:
+  """Turns JAX's persistent compilation cache on (or off) per ``setting``; returns its directory.
+
+  Never raises: an unusable directory warns and leaves the cache off.
+  """
+  path = resolve(setting)
+  if path is None:
+    disable()
+    return None
+  try:
+    path.mkdir(parents=True, exist_ok=True)
+    if not os.access(path, os.W_OK | os.X_OK):
+      raise PermissionError(f'{path} is not writable')
+  except OSError as e:
+    warnings.warn(f'nst_jax: compilation cache {path} is unusable ({e}); running without it '
+                  f'(set compile_cache or ${ENV_VAR} to another directory, or to off)')
+    disable()
+    return None
+  if current_dir() != path:
+    jax.config.update('jax_compilation_cache_dir', str(path))
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', MIN_COMPILE_S)
+    _reset_jax_cache()
+  _install_self_healing()
+  return path
+
+
+def _remove_entry(cache_key: str) -> None:
+  d = current_dir()
+  if d is None:
+    return
+  for suffix in ('-cache', '-atime'):
+    try:
+      (d / f'{cache_key}{suffix}').unlink()
+    except OSError:
+      pass
+
+
+def _install_self_healing() -> None:
+  """Wraps JAX's cache read so a corrupt entry is removed (and rewritten after recompiling).
+
+  JAX already ignores an unreadable entry with a warning, but never overwrites it, so every later
+  run would warn and recompile again. Uses a private JAX function; if that moves, JAX's own
+  behaviour (warn and recompile) remains.
+  """
+  try:
+    from jax._src import compiler  # pylint: disable=g-import-not-at-top
+    original = compiler._cache_read  # pylint: disable=protected-access
+  except (ImportError, AttributeError):
+    return
+  if getattr(original, '_nst_jax_healing', False):
+    return
+
+  def cache_read(module_name, cache_key, *args, **kwargs):
+    with warnings.catch_warnings(record=True) as caught:
+      warnings.simplefilter('always')
+      result = original(module_name, cache_key, *args, **kwargs)
+    corrupt = False
+    for w in caught:
+      if _CORRUPT_MESSAGE in str(w.message):
+        corrupt = True
+      else:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if corrupt:
+      _remove_entry(cache_key)
+      warnings.warn(f'nst_jax: ignored a corrupt compilation cache entry for {module_name} in '
+                    f'{current_dir()}; removed it, it is rebuilt by this compilation')
+    return result
+
+  cache_read._nst_jax_healing = True  # pylint: disable=protected-access
+  compiler._cache_read = cache_read  # pylint: disable=protected-access
+
+
+# --- In-process reuse of compiled programs ---------------------------------------------------
+
+_MAX_COMPILED = 32
+_compiled: 'collections.OrderedDict[Any, Any]' = collections.OrderedDict()
+
+
+def _leaf_key(x) -> tuple:
+  sharding = getattr(x, 'sharding', None)
+  try:
+    hash(sharding)
+  except TypeError:
+    sharding = None
+  return (tuple(getattr(x, 'shape', ())), str(getattr(x, 'dtype', type(x).__name__)),
+          bool(getattr(x, 'weak_type', False)), sharding)
+
+
+def compiled(jitted, *args, **static) -> tuple[Any, float]:
+  """``jitted.lower(*args, **static).compile()``, memoised on shapes, dtypes, shardings and the
+  static arguments; returns (executable, seconds spent compiling now: 0 when reused)."""
+  leaves, treedef = jax.tree.flatten(args)
+  key = (jitted, treedef, tuple(_leaf_key(x) for x in leaves), tuple(sorted(static.items())))
+  with _lock:
+    hit = _compiled.get(key)
+    if hit is not None:
+      _compiled.move_to_end(key)
+      return hit, 0.
+  t = time.perf_counter()
+  exe = jitted.lower(*args, **static).compile()
+  seconds = time.perf_counter() - t
+  with _lock:
+    _compiled[key] = exe
+    while len(_compiled) > _MAX_COMPILED:
+      _compiled.popitem(last=False)
+  return exe, seconds
+
+
+def clear_compiled() -> None:
+  with _lock:
+    _compiled.clear()
+
+
+class CompileStats:
+  """Counts XLA compilations inside a ``with`` block (all threads of this process).
+
+  ``stats()`` -> ``{'compilations': programs compiled by XLA, 'xla_compile_s': their seconds
+  (persistent-cache reads included), 'cache_hits': programs read from the persistent cache}``.
+  """
+
+  @classmethod
+  def start(cls) -> 'CompileStats':
+    return cls().__enter__()
+
+  def __enter__(self) -> 'CompileStats':
+    with _lock:
+      self._counts, self._seconds = collections.Counter(_counts), collections.Counter(_seconds)
+    self._end = None
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self._end = self._snapshot()
+
+  def _snapshot(self) -> tuple:
+    with _lock:
+      return collections.Counter(_counts), collections.Counter(_seconds)
+
+  def stats(self) -> dict:
+    counts, seconds = self._end or self._snapshot()
+    n = counts[BACKEND_COMPILE_EVENT] - self._counts[BACKEND_COMPILE_EVENT]
+    hits = counts[CACHE_HIT_EVENT] - self._counts[CACHE_HIT_EVENT]
+    secs = seconds[BACKEND_COMPILE_EVENT] - self._seconds[BACKEND_COMPILE_EVENT]
+    return {'compilations': n - hits, 'cache_hits': hits, 'xla_compile_s': round(secs, 3)}

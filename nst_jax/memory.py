@@ -1,0 +1,220 @@
+"""Know before you run: a peak-memory estimate for a problem, printed, and a one-line refusal.
+
+Where the memory of a run goes (measured with XLA's memory analysis on CPU, gatys2015 layers):
+
+* the process before the optimisation: Python, JAX, the VGG19 weights (host and device copies),
+  the targets (``rss_now``);
+* the optimiser state: the image, its gradient and, for L-BFGS, ``2 x history`` image-sized
+  vectors (100 pairs at 1024x768 are 1.9 GB; :func:`nst_jax.optim.fit_history` caps the history
+  at ``num_steps``, ``optimizer.history_dtype=bfloat16`` halves it);
+* the temporaries of one evaluation (forward activations kept for the backward pass and their
+  cotangents, dominated by VGG block 1 at full resolution, ~2.2 KB per pixel; Winograd adds its
+  transformed and flipped kernels, ~210 MB, and transformed tiles, ~0.3 KB per pixel);
+* an overhead: allocator slack and XLA's memory while compiling (~420 MB for the Winograd
+  programs with a cold compilation cache), fit on measured runs.
+
+:func:`estimate` uses the formula (no compilation); :func:`xla_estimate` uses XLA's memory
+analysis of the compiled chunk program when a compiled program is at hand. :func:`check` prints
+the estimate and raises :class:`InsufficientMemoryError` (an ``NSTError``: one line, exit 1) with
+what it needs, what is free and which option makes it fit, instead of an OOM kill.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from typing import Optional
+
+import jax
+
+from nst_jax import optim
+from nst_jax.errors import NSTError
+
+MB = 2 ** 20
+GB = 2 ** 30
+# Calibration (XLA memory analysis of the chunk program, gatys2015 layers, 128-512 px on CPU).
+TEMP_PER_PIXEL = {'direct': 2180, 'winograd': 2500}   # bytes per output pixel
+TEMP_FIXED = {'direct': 53 * MB, 'winograd': 264 * MB}  # flipped / transformed kernels
+# What measured peaks add to the model (fit on runs at 192x256 and 384x512 on CPU): allocator
+# slack and host copies, plus XLA's own memory while compiling the programs (a cold compilation
+# cache; a warm one needs less, so the estimate errs on the safe side).
+OVERHEAD_FIXED = 280 * MB
+OVERHEAD_PER_PIXEL = 120
+COMPILE = {'direct': 100 * MB, 'winograd': 420 * MB}
+SAFETY = 0.95         # refuse when the estimate is above this share of the free memory
+
+
+class InsufficientMemoryError(NSTError):
+  """The run would need more memory than is free."""
+
+
+@dataclasses.dataclass
+class Estimate:
+  rss_now: int        # resident bytes of this process before the optimisation
+  state: int          # optimiser state (image, gradient, history)
+  temp: int           # temporaries of one evaluation
+  overhead: int
+  source: str         # 'formula' or 'xla'
+
+  @property
+  def peak(self) -> int:
+    return self.rss_now + self.state + self.temp + self.overhead
+
+  def as_dict(self) -> dict:
+    return {'estimated_peak_mb': round(self.peak / MB), 'rss_now_mb': round(self.rss_now / MB),
+            'state_mb': round(self.state / MB), 'temp_mb': round(self.temp / MB),
+            'overhead_mb': round(self.overhead / MB), 'estimate_source': self.source}
+
+  def line(self) -> str:
+    return (f'memory estimate ({self.source}): {self.peak / GB:.2f} GB peak = process '
+            f'{self.rss_now / GB:.2f} + optimiser state {self.state / GB:.2f} + evaluation '
+            f'{self.temp / GB:.2f} + overhead {self.overhead / GB:.2f}')
+
+
+def rss_bytes() -> int:
+  """Resident memory of this process now."""
+  try:
+    with open('/proc/self/statm') as f:
+      return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
+  except (OSError, ValueError, IndexError):
+    import resource  # pylint: disable=g-import-not-at-top
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def available_bytes() -> Optional[int]:
+  """Memory this process may still take: MemAvailable, capped by a cgroup limit (None if
+  unknown). On an accelerator: the device's free bytes."""
+  dev = jax.devices()[0]
+  if dev.platform != 'cpu':
+    try:
+      stats = dev.memory_stats() or {}
+      return int(stats['bytes_limit']) - int(stats.get('bytes_in_use', 0))
+    except Exception:  # pylint: disable=broad-except
+      return None
+  free = None
+  try:
+    with open('/proc/meminfo') as f:
+      for line in f:
+        if line.startswith('MemAvailable:'):
+          free = int(line.split()[1]) * 1024
+  except OSError:
+    pass
+  try:
+    with open('/sys/fs/cgroup/memory.max') as f:
+      limit = f.read().strip()
+    with open('/sys/fs/cgroup/memory.current') as f:
+      used = int(f.read().strip())
+    if limit != 'max':
+      room = int(limit) - used
+      free = room if free is None else min(free, room)
+  except (OSError, ValueError):
+    pass
+  return free
+
+
+def _impl(conv_impl: str) -> str:
+  if conv_impl == 'auto':
+    conv_impl = 'winograd2' if jax.default_backend() == 'cpu' else 'direct'
+  return 'direct' if conv_impl == 'direct' else 'winograd'
+
+
+def state_bytes(mspec: optim.MethodSpec, pixels: int) -> int:
+  """The optimiser state: image, gradient (and Adam's moments, roughly) plus the history."""
+  return 4 * 3 * pixels * 4 + optim.history_bytes(mspec, pixels)
+
+
+def estimate(shape, spec, mspec, rss_now: Optional[int] = None) -> Estimate:
+  """The calibrated formula for an (H, W) problem (no compilation)."""
+  pixels = int(shape[0]) * int(shape[1])
+  impl = _impl(spec.conv_impl)
+  temp = TEMP_FIXED[impl] + TEMP_PER_PIXEL[impl] * pixels
+  return Estimate(rss_bytes() if rss_now is None else rss_now, state_bytes(mspec, pixels), temp,
+                  overhead(pixels, impl), 'formula')
+
+
+def overhead(pixels: int, impl: str) -> int:
+  return OVERHEAD_FIXED + OVERHEAD_PER_PIXEL * pixels + COMPILE[impl]
+
+
+def xla_estimate(compiled, shape, mspec, rss_now: Optional[int] = None,
+                 conv_impl: str = 'auto') -> Optional[Estimate]:
+  """The estimate from XLA's memory analysis of a compiled chunk program (None if unavailable)."""
+  try:
+    ma = compiled.memory_analysis()
+    temp = int(ma.temp_size_in_bytes)
+  except Exception:  # pylint: disable=broad-except
+    return None
+  if temp <= 0:
+    return None
+  pixels = int(shape[0]) * int(shape[1])
+  return Estimate(rss_bytes() if rss_now is None else rss_now, state_bytes(mspec, pixels), temp,
+                  overhead(pixels, _impl(conv_impl)), 'xla')
+
+
+def _fits(est: Estimate, free: int) -> bool:
+  return est.peak <= SAFETY * free
+
+
+def suggestion(est: Estimate, shape, spec, mspec, free: int) -> str:
+  """Which option makes the run fit (the first that does, cheapest first)."""
+  pixels = int(shape[0]) * int(shape[1])
+  tips = []
+  if mspec.name == 'lbfgs_torch' and mspec.history_dtype == 'float32':
+    half = dataclasses.replace(est, state=state_bytes(mspec._replace(history_dtype='bfloat16'),
+                                                       pixels))
+    if _fits(half, free):
+      return '--config.optimizer.history_dtype=bfloat16'
+  if mspec.name in ('lbfgs_torch', 'lbfgs'):
+    per_pair = optim.history_bytes(mspec._replace(history_size=1), pixels)
+    room = SAFETY * free - (est.peak - optim.history_bytes(mspec, pixels))
+    m = int(room // per_pair) if per_pair else 0
+    if m >= 5:
+      return f'--config.optimizer.history_size={min(m, mspec.history_size - 1)}'
+    tips.append('--config.optimizer.name=adam')
+  if _impl(spec.conv_impl) == 'winograd':
+    tips.append('--config.conv_impl=direct')
+  # The size at which the formula fits (memory grows with the pixel count).
+  per_px = (est.state + (TEMP_PER_PIXEL[_impl(spec.conv_impl)] + OVERHEAD_PER_PIXEL) * pixels
+            ) / pixels
+  fixed = est.peak - per_px * pixels
+  max_px = (SAFETY * free - fixed) / per_px if per_px else 0
+  if max_px > 0:
+    scale = (max_px / pixels) ** 0.5
+    tips.append(f'--config.size={int(max(shape) * scale)} (or stages ending there)')
+  return ' or '.join(tips) if tips else 'a machine with more memory'
+
+
+def check(shape, spec, mspec, config=None, compiled=None, quiet: bool = False,
+          stream=sys.stderr) -> dict:
+  """Prints the estimate; raises InsufficientMemoryError if it does not fit. Returns the
+  estimate as a dict (for the run's JSON)."""
+  est = (xla_estimate(compiled, shape, mspec) if compiled is not None else None) or estimate(
+      shape, spec, mspec)
+  limit = float(config.get('memory_limit_gb', 0.) or 0.) if config is not None else 0.
+  free = int(limit * GB) if limit > 0 else available_bytes()
+  out = est.as_dict()
+  out['free_mb'] = None if free is None else round(free / MB)
+  if not quiet:
+    print(est.line() + ('' if free is None else f'; {free / GB:.2f} GB free'), file=stream)
+  enabled = True if config is None else bool(config.get('memory_check', True))
+  if enabled and free is not None and not _fits(est, free):
+    h, w = shape
+    raise InsufficientMemoryError(
+        f'{h}x{w} needs about {est.peak / GB:.1f} GB ({est.source} estimate) but only '
+        f'{free / GB:.1f} GB is free; it fits with {suggestion(est, shape, spec, mspec, free)} '
+        '(or --config.memory_check=false to try anyway)')
+  return out
+
+
+def check_config(config, content, styles, quiet: bool = False, stream=sys.stderr) -> dict:
+  """:func:`check` for a config and its (full-size) input images, before anything is built."""
+  from nst_jax import engine  # pylint: disable=g-import-not-at-top
+  real = [s for s in styles if s is not None]
+  if content is None and not real:
+    return {}
+  shape = engine.output_shape(config, content, real)
+  spec = engine.make_spec(config)
+  mspec, _ = optim.spec_and_hyper(config.optimizer, config.image_range)
+  mspec = optim.fit_history(mspec, config.num_steps, bool(config.save_every or config.resume))
+  return check(shape, spec, mspec, config, quiet=quiet, stream=stream)

@@ -1,0 +1,200 @@
+"""Issue 10: jitted targets and no repeated compilation, the persistent compilation cache (on,
+off, corrupt entries), rematerialisation, the memory estimate and refusal, the user's pixel cap,
+and spatial sharding over 4 forced host devices."""
+
+import json
+import os
+from pathlib import Path
+import subprocess
+import sys
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from nst_jax import compile_cache, config as config_lib, engine, image_io, memory, objective, vgg
+from nst_jax import runner
+from nst_jax.errors import ImageError
+from conftest import IMAGES, ROOT, SHARED_H5
+
+
+def _config(**kw):
+  c = config_lib.base_config()
+  c.size, c.num_steps, c.log_every, c.conv_impl = 32, 2, 2, 'direct'
+  for k, v in kw.items():
+    c[k] = v
+  return c
+
+
+def test_targets_jitted_and_nothing_compiled_twice(params, content_small, style_small):
+  c = _config()
+  with compile_cache.CompileStats() as first:
+    problem = engine.build_problem(c, params, content_small, [style_small])
+    engine.optimize(problem, params, 2, 2)
+  # Targets, initial state, chunk, loss terms and a few tiny helpers; op by op the targets
+  # alone were ~390 programs.
+  assert first.stats()['compilations'] + first.stats()['cache_hits'] <= 12, first.stats()
+  with compile_cache.CompileStats() as second:  # The same problem again: everything reused.
+    problem = engine.build_problem(c, params, content_small, [style_small])
+    engine.optimize(problem, params, 2, 2)
+  assert second.stats()['compilations'] == 0 and second.stats()['cache_hits'] == 0, (
+      second.stats())
+  # The jitted content target is VGG's activation of the resized content (independent path).
+  layer = problem.spec.content_layers[0]
+  want = vgg.extract(params, image_io.resize_image(content_small, shape=problem.shape)[None]
+                     .astype(np.float32), [layer])[layer]
+  np.testing.assert_allclose(problem.targets.content[layer], want, rtol=1e-5, atol=1e-3)
+
+
+def test_compile_cache_on_off_corrupt_and_default_dirs(tmp_path, monkeypatch):
+  session_dir = compile_cache.current_dir()
+  min_time = jax.config.jax_persistent_cache_min_compile_time_secs
+  try:
+    d = compile_cache.enable(str(tmp_path / 'cc'))
+    assert d == tmp_path / 'cc' and compile_cache.current_dir() == d
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
+    f = jax.jit(lambda x: jnp.sin(x) * 3.25 + 0.5)
+    f(jnp.ones((7, 3))).block_until_ready()
+    entries = [p for p in d.iterdir() if p.name.endswith('-cache')]
+    assert entries, 'nothing was written to the cache'
+    # A corrupt entry: a warning, then the entry is rebuilt, never a crash.
+    for p in entries:
+      p.write_bytes(b'not a compiled program')
+    jax.clear_caches()
+    with warnings.catch_warnings(record=True) as caught:
+      warnings.simplefilter('always')
+      np.testing.assert_allclose(f(jnp.ones((7, 3))), np.sin(1.) * 3.25 + 0.5, rtol=1e-6)
+    assert any('corrupt compilation cache entry' in str(w.message) for w in caught)
+    assert all(p.read_bytes() != b'not a compiled program' for p in entries if p.exists())
+    assert [p for p in d.iterdir() if p.name.endswith('-cache')]
+    # Off (config field or environment): nothing is written.
+    before = sorted(d.iterdir())
+    assert compile_cache.enable('off') is None and compile_cache.current_dir() is None
+    jax.jit(lambda x: jnp.cos(x) * 1.75)(jnp.ones((5,))).block_until_ready()
+    assert sorted(d.iterdir()) == before
+    monkeypatch.setenv('NST_JAX_COMPILE_CACHE', 'off')
+    assert compile_cache.resolve('') is None
+    monkeypatch.delenv('NST_JAX_COMPILE_CACHE')
+    monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'xdg'))
+    assert compile_cache.resolve('') == tmp_path / 'xdg' / 'nst_jax' / 'jax_cache'
+    # An unusable directory warns and runs without a cache.
+    blocker = tmp_path / 'file'
+    blocker.write_text('x')
+    with pytest.warns(UserWarning, match='unusable'):
+      assert compile_cache.enable(str(blocker / 'sub')) is None
+  finally:
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', min_time)
+    compile_cache.enable(str(session_dir) if session_dir else 'off')
+
+
+def test_remat_gives_the_same_gradients(params, content_small, style_small):
+  problem = engine.build_problem(_config(), params, content_small, [style_small])
+  grad = jax.jit(jax.grad(objective.objective), static_argnums=4)
+  args = (problem.z0, params, problem.targets, problem.weights)
+  g0 = grad(*args, problem.spec)
+  for remat in ('all', '1,3'):
+    spec = problem.spec._replace(remat=','.join(map(str, vgg.parse_remat(remat))))
+    np.testing.assert_allclose(grad(*args, spec), g0, rtol=1e-5, atol=1e-6 * float(
+        jnp.abs(g0).max()))
+  with pytest.raises(Exception, match='remat'):
+    vgg.parse_remat('7')
+
+
+def test_history_cap_keeps_results_and_bfloat16_history(params, content_small, style_small):
+  c = _config(num_steps=3)
+  capped = engine.build_problem(c, params, content_small, [style_small])
+  assert capped.mspec.history_size == 3
+  full = engine.build_problem(_config(num_steps=3, save_every=100), params, content_small,
+                              [style_small])
+  assert full.mspec.history_size == 100
+  a, b = engine.optimize(capped, params, 3, 3), engine.optimize(full, params, 3, 3)
+  assert a.losses == b.losses
+  np.testing.assert_array_equal(a.image, b.image)
+  c.optimizer.history_dtype = 'bfloat16'
+  half = engine.build_problem(c, params, content_small, [style_small])
+  h = engine.optimize(half, params, 3, 3)
+  assert h.state['S'].dtype == jnp.bfloat16
+  np.testing.assert_allclose(h.losses, a.losses, rtol=0.05)
+
+
+def test_memory_estimate_against_xla_and_refusal(params, content_small, style_small, tmp_path):
+  c = _config(size=64)
+  problem = engine.build_problem(c, params, content_small, [style_small])
+  state = engine.init_state(problem.z0, params, problem.targets, problem.weights, problem.hyper,
+                            spec=problem.spec, mspec=problem.mspec)
+  exe, _ = compile_cache.compiled(engine.run_chunk, state, params, problem.targets,
+                                  problem.weights, spec=problem.spec, mspec=problem.mspec,
+                                  length=2)
+  xla = memory.xla_estimate(exe, problem.shape, problem.mspec, rss_now=0)
+  formula = memory.estimate(problem.shape, problem.spec, problem.mspec, rss_now=0)
+  assert xla is not None and abs(formula.temp - xla.temp) < 0.2 * xla.temp, (formula, xla)
+  # Refusal: one line that says what it needs, what is free and which option makes it fit.
+  c = _config(size=1024, memory_limit_gb=0.3)
+  c.content, c.style = str(IMAGES / 'tubingen.jpg'), str(IMAGES / 'starry_night.jpg')
+  c.output = str(tmp_path / 'o.png')
+  with pytest.raises(memory.InsufficientMemoryError) as e:
+    runner.run(c, params=params, quiet=True)
+  msg = str(e.value)
+  assert '\n' not in msg and 'needs about' in msg and '0.3 GB is free' in msg, msg
+  assert 'fits with --config.' in msg, msg
+  assert not (tmp_path / 'o.png').exists()
+
+
+def test_max_pixels_reaches_the_output_size_check(params, content_small, style_small,
+                                                 monkeypatch):
+  with pytest.raises(ImageError, match='cap of 0.001 megapixels'):
+    engine.build_problem(_config(max_pixels=1000), params, content_small, [style_small])
+  seen = []
+  real = image_io.resize_image
+
+  def spy(image, size=None, shape=None, max_pixels=image_io.DEFAULT_MAX_PIXELS):
+    seen.append(max_pixels)
+    return real(image, size=size, shape=shape, max_pixels=max_pixels)
+  monkeypatch.setattr(engine.image_io, 'resize_image', spy)
+  engine.build_problem(_config(max_pixels=100_000_000, init='style'), params, content_small,
+                       [style_small])
+  assert seen and set(seen) == {100_000_000}, seen
+
+
+SHARD_SCRIPT = r'''
+import json, sys
+import jax, jax.numpy as jnp, numpy as np
+from nst_jax import config as config_lib, engine, image_io, objective, spatial, weights
+params = weights.load_vgg19(sys.argv[1], cache_dir=sys.argv[2])
+content = image_io.load_image(sys.argv[3], size=32)
+style = image_io.load_image(sys.argv[4], size=32)
+c = config_lib.base_config()
+c.height, c.width, c.conv_impl, c.num_steps = 32, 32, 'direct', 2
+p1 = engine.build_problem(c, params, content, [style])
+p4, params4 = spatial.shard_problem(p1, params, 4)
+vg = jax.jit(jax.value_and_grad(objective.objective), static_argnums=4)
+v1, g1 = vg(p1.z0, params, p1.targets, p1.weights, p1.spec)
+v4, g4 = vg(p4.z0, params4, p4.targets, p4.weights, p4.spec)
+hlo = jax.jit(jax.value_and_grad(objective.objective), static_argnums=4).lower(
+    p4.z0, params4, p4.targets, p4.weights, p4.spec).compile().as_text()
+r1, r4 = engine.optimize(p1, params, 2, 2), engine.optimize(p4, params4, 2, 2)
+print(json.dumps({'devices': len(jax.devices()), 'v': [float(v1), float(v4)],
+                  'grad_rel': float(jnp.linalg.norm(g1 - g4) / jnp.linalg.norm(g1)),
+                  'shards': len(g4.sharding.device_set), 'spec': str(p4.z0.sharding.spec),
+                  'collectives': any(k in hlo for k in ('collective-permute', 'all-reduce')),
+                  'losses': [r1.losses, r4.losses],
+                  'image_diff': int(np.abs(r1.image.astype(int) - r4.image).max())}))
+'''
+
+
+def test_spatial_sharding_on_4_host_devices_equals_single_device(tmp_path):
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4',
+             JAX_PLATFORMS='cpu', PYTHONPATH=str(ROOT))
+  r = subprocess.run([sys.executable, '-c', SHARD_SCRIPT, str(SHARED_H5), str(tmp_path),
+                      str(IMAGES / 'tubingen.jpg'), str(IMAGES / 'starry_night.jpg')],
+                     cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+  assert r.returncode == 0, r.stderr[-3000:]
+  out = json.loads(r.stdout.strip().splitlines()[-1])
+  assert out['devices'] == 4 and out['shards'] == 4 and 'rows' in out['spec']
+  assert out['collectives'], 'the sharded program has no halo exchange / reduction'
+  np.testing.assert_allclose(out['v'][1], out['v'][0], rtol=1e-5)
+  assert out['grad_rel'] < 1e-5, out
+  np.testing.assert_allclose(out['losses'][1], out['losses'][0], rtol=1e-3)
+  assert out['image_diff'] <= 2, out
