@@ -131,14 +131,19 @@ def test_memory_estimate_against_xla_and_refusal(params, content_small, style_sm
   formula = memory.estimate(problem.shape, problem.spec, problem.mspec, rss_now=0)
   assert xla is not None and abs(formula.temp - xla.temp) < 0.2 * xla.temp, (formula, xla)
   # Refusal: one line that says what it needs, what is free and which option makes it fit.
-  c = _config(size=1024, memory_limit_gb=0.3)
+  limit = round(memory.rss_bytes() / 2 ** 30 + 0.4, 1)  # 0.4 GB more than this process holds
+  c = _config(size=1024, memory_limit_gb=limit)
   c.content, c.style = str(IMAGES / 'tubingen.jpg'), str(IMAGES / 'starry_night.jpg')
   c.output = str(tmp_path / 'o.png')
   with pytest.raises(memory.InsufficientMemoryError) as e:
     runner.run(c, params=params, quiet=True)
   msg = str(e.value)
-  assert '\n' not in msg and 'needs about' in msg and '0.3 GB is free' in msg, msg
-  assert 'fits with --config.' in msg, msg
+  assert '\n' not in msg and 'needs about' in msg and f'{limit:.1f} GB is free' in msg, msg
+  assert 'fits with --config.size=' in msg, msg
+  # The user's pixel cap is answered first, before any memory arithmetic.
+  c.size, c.max_pixels = 2048, 1_000_000  # the 1024x768 source loads; the output is too big
+  with pytest.raises(ImageError, match='output 2048x1536 = 3.1 megapixels is above the cap of 1 '):
+    runner.run(c, params=params, quiet=True)
   assert not (tmp_path / 'o.png').exists()
 
 
