@@ -29,7 +29,7 @@ from typing import Optional
 import jax
 
 from nst_jax import optim
-from nst_jax.errors import NSTError
+from nst_jax.errors import ImageError, NSTError
 
 MB = 2 ** 20
 GB = 2 ** 30
@@ -157,32 +157,32 @@ def _fits(est: Estimate, free: int) -> bool:
 
 
 def suggestion(est: Estimate, shape, spec, mspec, free: int) -> str:
-  """Which option makes the run fit (the first that does, cheapest first)."""
+  """The first option (cheapest first) with which the formula says the run fits, else the
+  largest size that fits."""
   pixels = int(shape[0]) * int(shape[1])
-  tips = []
-  if mspec.name == 'lbfgs_torch' and mspec.history_dtype == 'float32':
-    half = dataclasses.replace(est, state=state_bytes(mspec._replace(history_dtype='bfloat16'),
-                                                       pixels))
-    if _fits(half, free):
-      return '--config.optimizer.history_dtype=bfloat16'
+  impl = _impl(spec.conv_impl)
+
+  def fits(state=None, impl_=impl) -> bool:
+    temp = TEMP_FIXED[impl_] + TEMP_PER_PIXEL[impl_] * pixels
+    e = dataclasses.replace(est, state=est.state if state is None else state, temp=temp,
+                            overhead=overhead(pixels, impl_))
+    return _fits(e, free)
+
+  if mspec.name == 'lbfgs_torch' and mspec.history_dtype == 'float32' and fits(
+      state_bytes(mspec._replace(history_dtype='bfloat16'), pixels)):
+    return '--config.optimizer.history_dtype=bfloat16'
   if mspec.name in ('lbfgs_torch', 'lbfgs'):
-    per_pair = optim.history_bytes(mspec._replace(history_size=1), pixels)
-    room = SAFETY * free - (est.peak - optim.history_bytes(mspec, pixels))
-    m = int(room // per_pair) if per_pair else 0
-    if m >= 5:
-      return f'--config.optimizer.history_size={min(m, mspec.history_size - 1)}'
-    tips.append('--config.optimizer.name=adam')
-  if _impl(spec.conv_impl) == 'winograd':
-    tips.append('--config.conv_impl=direct')
-  # The size at which the formula fits (memory grows with the pixel count).
-  per_px = (est.state + (TEMP_PER_PIXEL[_impl(spec.conv_impl)] + OVERHEAD_PER_PIXEL) * pixels
-            ) / pixels
+    for m in (50, 20, 10, 5):
+      if m < mspec.history_size and fits(state_bytes(mspec._replace(history_size=m), pixels)):
+        return f'--config.optimizer.history_size={m}'
+  if impl == 'winograd' and fits(impl_='direct'):
+    return '--config.conv_impl=direct'
+  per_px = (est.state + (TEMP_PER_PIXEL[impl] + OVERHEAD_PER_PIXEL) * pixels) / pixels
   fixed = est.peak - per_px * pixels
   max_px = (SAFETY * free - fixed) / per_px if per_px else 0
   if max_px > 0:
-    scale = (max_px / pixels) ** 0.5
-    tips.append(f'--config.size={int(max(shape) * scale)} (or stages ending there)')
-  return ' or '.join(tips) if tips else 'a machine with more memory'
+    return f'--config.size={int(max(shape) * (max_px / pixels) ** 0.5)} (or stages ending there)'
+  return 'a machine with more memory'
 
 
 def check(shape, spec, mspec, config=None, compiled=None, quiet: bool = False,
@@ -214,6 +214,11 @@ def check_config(config, content, styles, quiet: bool = False, stream=sys.stderr
   if content is None and not real:
     return {}
   shape = engine.output_shape(config, content, real)
+  cap = int(config.get('max_pixels', 0) or 0)
+  if cap and shape[0] * shape[1] > cap:  # The user's cap first: it is the cheaper answer.
+    raise ImageError(f'the output {shape[1]}x{shape[0]} = {shape[0] * shape[1] / 1e6:.1f} '
+                     f'megapixels is above the cap of {cap / 1e6:g} megapixels; use a smaller '
+                     'size or raise the cap with max_pixels (config field `max_pixels`)')
   spec = engine.make_spec(config)
   mspec, _ = optim.spec_and_hyper(config.optimizer, config.image_range)
   mspec = optim.fit_history(mspec, config.num_steps, bool(config.save_every or config.resume))

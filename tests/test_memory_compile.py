@@ -102,6 +102,7 @@ def test_remat_gives_the_same_gradients(params, content_small, style_small):
     vgg.parse_remat('7')
 
 
+@pytest.mark.slow  # three optimiser programs; ~20 s on a quiet 2-core CPU
 def test_history_cap_keeps_results_and_bfloat16_history(params, content_small, style_small):
   c = _config(num_steps=3)
   capped = engine.build_problem(c, params, content_small, [style_small])
@@ -131,21 +132,26 @@ def test_memory_estimate_against_xla_and_refusal(params, content_small, style_sm
   formula = memory.estimate(problem.shape, problem.spec, problem.mspec, rss_now=0)
   assert xla is not None and abs(formula.temp - xla.temp) < 0.2 * xla.temp, (formula, xla)
   # Refusal: one line that says what it needs, what is free and which option makes it fit.
-  c = _config(size=1024, memory_limit_gb=0.3)
+  limit = round(memory.rss_bytes() / 2 ** 30 + 1.0, 1)  # 1 GB more than this process holds
+  c = _config(size=1024, memory_limit_gb=limit)
   c.content, c.style = str(IMAGES / 'tubingen.jpg'), str(IMAGES / 'starry_night.jpg')
   c.output = str(tmp_path / 'o.png')
   with pytest.raises(memory.InsufficientMemoryError) as e:
     runner.run(c, params=params, quiet=True)
   msg = str(e.value)
-  assert '\n' not in msg and 'needs about' in msg and '0.3 GB is free' in msg, msg
-  assert 'fits with --config.' in msg, msg
+  assert '\n' not in msg and 'needs about' in msg and f'{limit:.1f} GB is free' in msg, msg
+  assert 'fits with --config.size=' in msg, msg
+  # The user's pixel cap is answered first, before any memory arithmetic.
+  c.size, c.max_pixels = 2048, 1_000_000  # the 1024x768 source loads; the output is too big
+  with pytest.raises(ImageError, match='output 2048x1536 = 3.1 megapixels is above the cap of 1 '):
+    runner.run(c, params=params, quiet=True)
   assert not (tmp_path / 'o.png').exists()
 
 
 def test_max_pixels_reaches_the_output_size_check(params, content_small, style_small,
                                                  monkeypatch):
-  with pytest.raises(ImageError, match='cap of 0.001 megapixels'):
-    engine.build_problem(_config(max_pixels=1000), params, content_small, [style_small])
+  with pytest.raises(ImageError, match='cap of 0.0005 megapixels'):
+    engine.build_problem(_config(max_pixels=500), params, content_small, [style_small])
   seen = []
   real = image_io.resize_image
 
@@ -184,6 +190,7 @@ print(json.dumps({'devices': len(jax.devices()), 'v': [float(v1), float(v4)],
 '''
 
 
+@pytest.mark.slow  # a subprocess compiling for 4 devices; ~30 s on a quiet 2-core CPU
 def test_spatial_sharding_on_4_host_devices_equals_single_device(tmp_path):
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4',
              JAX_PLATFORMS='cpu', PYTHONPATH=str(ROOT))
