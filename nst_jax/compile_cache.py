@@ -38,7 +38,7 @@ _CORRUPT_MESSAGE = 'persistent compilation cache entry'
 
 _lock = threading.Lock()
 _counts: collections.Counter = collections.Counter()
-_seconds: collections.Counter = collections.Counter()
+_seconds: dict[str, float] = collections.defaultdict(float)
 
 
 def _on_duration(event: str, duration_secs: float, **_: Any) -> None:
@@ -72,7 +72,7 @@ def resolve(setting: str = '') -> Optional[Path]:
 
 def current_dir() -> Optional[Path]:
   """The directory JAX's persistent cache uses now (None = off)."""
-  d = jax.config.jax_compilation_cache_dir
+  d = getattr(jax.config, 'jax_compilation_cache_dir', None)
   return Path(d) if d else None
 
 
@@ -106,7 +106,8 @@ def enable(setting: str = '') -> Optional[Path]:
       raise PermissionError(f'{path} is not writable')
   except OSError as e:
     warnings.warn(f'nst_jax: compilation cache {path} is unusable ({e}); running without it '
-                  f'(set compile_cache or ${ENV_VAR} to another directory, or to off)')
+                  f'(set compile_cache or ${ENV_VAR} to another directory, or to off)',
+                  stacklevel=2)
     disable()
     return None
   if current_dir() != path:
@@ -156,10 +157,10 @@ def _install_self_healing() -> None:
     if corrupt:
       _remove_entry(cache_key)
       warnings.warn(f'nst_jax: ignored a corrupt compilation cache entry for {module_name} in '
-                    f'{current_dir()}; removed it, it is rebuilt by this compilation')
+                    f'{current_dir()}; removed it, it is rebuilt by this compilation', stacklevel=2)
     return result
 
-  cache_read._nst_jax_healing = True  # pylint: disable=protected-access
+  cache_read._nst_jax_healing = True  # type: ignore[attr-defined]
   compiler._cache_read = cache_read  # pylint: disable=protected-access
 
 
@@ -231,7 +232,7 @@ class CompileStats:
   def __enter__(self) -> 'CompileStats':
     with _lock:
       self._counts, self._seconds = collections.Counter(_counts), collections.Counter(_seconds)
-    self._end = None
+    self._end: Optional[tuple] = None
     return self
 
   def __exit__(self, *exc) -> None:
