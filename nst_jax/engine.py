@@ -435,6 +435,7 @@ def stage_configs(config: ml_collections.ConfigDict) -> list[ml_collections.Conf
   for i, (size, steps) in enumerate(stages):
     c = config_lib.lock(ml_collections.ConfigDict(config.to_dict()))
     c.size, c.num_steps, c.stages = size, steps, ''
+    c.resume = False  # The same programs (optimiser history size) when a staged run resumes.
     if i:
       c.init = 'image'
     out.append(c)
@@ -448,7 +449,7 @@ def run_stages(config: ml_collections.ConfigDict, params: Mapping, content: Opti
                styles: Sequence[Optional[np.ndarray]], init_image: Optional[np.ndarray] = None,
                masks: Optional[Sequence[np.ndarray]] = None,
                style_masks: Optional[Sequence[Optional[np.ndarray]]] = None,
-               run_stage: Optional[StageRunner] = None
+               run_stage: Optional[StageRunner] = None, first_stage: int = 0
                ) -> list[tuple[ml_collections.ConfigDict, Problem, Result]]:
   """The one stage loop: builds and optimises each stage of :func:`stage_configs` (one stage
   without ``config.stages``), each later stage starting from the previous result.
@@ -457,12 +458,16 @@ def run_stages(config: ml_collections.ConfigDict, params: Mapping, content: Opti
   :func:`optimize` with the stage's ``num_steps`` and ``log_every``); the runner passes one that
   adds progress, metrics, checkpoints and Ctrl-C handling. A stage that returns
   ``stopped=True`` ends the loop. Returns (stage config, problem, result) per stage run.
+  ``first_stage`` skips the stages before it (a resumed run: ``init_image`` is then the image
+  that stage started from).
   """
   if run_stage is None:
     run_stage = lambda i, c, p: optimize(p, params, c.num_steps, c.log_every)
   out: list[tuple[ml_collections.ConfigDict, Problem, Result]] = []
   image = init_image
   for i, c in enumerate(stage_configs(config)):
+    if i < first_stage:
+      continue
     problem = build_problem(c, params, content, styles, image, masks, style_masks)
     result = run_stage(i, c, problem)
     out.append((c, problem, result))

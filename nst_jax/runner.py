@@ -92,13 +92,17 @@ def checkpoint_path(output: Path) -> Path:
   return output.with_name(output.stem + '.ckpt.npz')
 
 
-def save_checkpoint(path: Path, state: Any, step: int, history: dict, key: str) -> None:
-  """Writes the optimiser state's leaves, step and history atomically (plain npz)."""
+def save_checkpoint(path: Path, state: Any, step: int, history: dict, key: str,
+                    extra: Optional[dict] = None,
+                    extra_arrays: Optional[Mapping[str, np.ndarray]] = None) -> None:
+  """Writes the optimiser state's leaves, step and history atomically (plain npz); ``extra``
+  joins the JSON metadata and ``extra_arrays`` are stored as ``x_NAME``."""
   leaves = jax.tree.leaves(state)
   meta = json.dumps({'version': CHECKPOINT_VERSION, 'step': step, 'key': key,
-                     'history': history})
+                     'history': history, **(extra or {})})
   arrays: dict[str, Any] = {'__meta__': np.array(meta)}
   arrays.update({f'leaf_{i:04d}': np.asarray(x) for i, x in enumerate(leaves)})
+  arrays.update({f'x_{k}': np.asarray(v) for k, v in (extra_arrays or {}).items()})
   fileio.atomic_write(path, lambda tmp: np.savez(tmp, **arrays), '.npz')
 
 
@@ -107,11 +111,20 @@ def checkpoint_step(path: Path, key: str) -> int:
   return int(_read_checkpoint(path, key)[0]['step'])
 
 
+def read_checkpoint_meta(path: Path, key: str) -> tuple[dict, dict[str, np.ndarray]]:
+  """A checkpoint's metadata and its extra arrays (``extra_arrays`` of save_checkpoint)."""
+  meta, _ = _read_checkpoint(path, key)
+  with np.load(path, allow_pickle=False) as z:
+    extras = {f[2:]: z[f] for f in z.files if f.startswith('x_')}
+  return meta, extras
+
+
 def _read_checkpoint(path: Path, key: str) -> tuple[dict, list[np.ndarray]]:
   try:
     with np.load(path, allow_pickle=False) as z:
       meta = json.loads(str(z['__meta__']))
-      leaves = [z[f'leaf_{i:04d}'] for i in range(len(z.files) - 1)]
+      n = sum(f.startswith('leaf_') for f in z.files)
+      leaves = [z[f'leaf_{i:04d}'] for i in range(n)]
   except Exception as e:  # pylint: disable=broad-except
     raise NSTError(f'checkpoint {path} is unreadable ({e}); delete it to start over') from e
   if meta.get('key') != key:
@@ -168,8 +181,6 @@ def run_single(config: ml_collections.ConfigDict, params: Optional[Mapping] = No
   if config.mode != 'content_reconstruction' and not config.style:
     raise ConfigError(f'mode={config.mode} needs a style image: pass --style=PATH')
   staged = bool(config.stages)
-  if config.resume and staged:
-    raise ConfigError('resume is not supported with stages; run without --config.resume')
   content, styles, init = load_inputs(config)
   masks, style_masks = controls.config_masks(config, len(styles))
   if params is None:
@@ -182,6 +193,14 @@ def run_single(config: ml_collections.ConfigDict, params: Optional[Mapping] = No
   key = problem_key(config)
   ckpt = checkpoint_path(output)
   resume_step = checkpoint_step(ckpt, key) if config.resume and ckpt.exists() else None
+  # Coarse-to-fine: the checkpoint (written on Ctrl-C) holds the stage index, the image that
+  # stage started from and the summaries of the stages before it.
+  first_stage, stage_init, prev_stages = 0, init, []
+  if staged and resume_step is not None:
+    meta, extras = read_checkpoint_meta(ckpt, key)
+    first_stage, prev_stages = int(meta.get('stage', 0)), list(meta.get('stages', []))
+    if 'stage_init' in extras:
+      stage_init = extras['stage_init']
   save_every = int(config.save_every)
   stem = output.with_suffix('')
   summary: dict[str, Any] = {'config': config.to_dict(), 'output': str(output)}
@@ -191,7 +210,9 @@ def run_single(config: ml_collections.ConfigDict, params: Optional[Mapping] = No
   if not staged:
     summary.update(compile_cache=str(compile_dir or 'off'), memory=mem)
   writer = metrics.MetricsWriter(output, config, total_steps=int(config.num_steps), quiet=quiet,
-                                 progress_keys=PROGRESS_KEYS, resume_step=resume_step)
+                                 progress_keys=PROGRESS_KEYS,
+                                 resume_step=resume_step if not staged or resume_step is None
+                                 else 2**62)  # Staged: keep every record (written at a stop).
   stop = interrupt.StopOnSignal(quiet=quiet)
   done: list[tuple[ml_collections.ConfigDict, engine.Problem, engine.Result]] = []
   failed: dict[str, Any] = {}
@@ -203,7 +224,7 @@ def run_single(config: ml_collections.ConfigDict, params: Optional[Mapping] = No
       problem, params_i = spatial.from_config(problem, params, config)  # issue 10: split rows
       t_built[0] = time.perf_counter()
     state, start, history = None, 0, None
-    if resume_step is not None:
+    if resume_step is not None and i == first_stage:
       template = engine.init_state(problem.z0, params_i, problem.targets, problem.weights,
                                    problem.hyper, spec=problem.spec, mspec=problem.mspec)
       state, start, history = load_checkpoint(ckpt, template, key)
@@ -238,12 +259,12 @@ def run_single(config: ml_collections.ConfigDict, params: Optional[Mapping] = No
 
   try:
     with writer, stop:
-      stages = engine.run_stages(config, params, content, styles, init, masks, style_masks,
-                                 run_stage)
+      stages = engine.run_stages(config, params, content, styles, stage_init, masks,
+                                 style_masks, run_stage, first_stage)
   except NonFiniteLossError as e:  # Keep the last finite image and say what happened.
     image_io.save_image(output, e.image)
     if staged:
-      summary['stages'] = _stage_summaries(done, writer)
+      summary['stages'] = prev_stages + _stage_summaries(done, writer, first_stage)
       summary.update(error=f'stage {failed["stage"] + 1}: {e}',
                      steps=sum(r.steps for _, _, r in done) + e.step)
     else:
@@ -255,7 +276,7 @@ def run_single(config: ml_collections.ConfigDict, params: Optional[Mapping] = No
   timings = {'load_s': t_loaded - t_start, 'wall_s': time.perf_counter() - t_start,
              **compile_stats.stats()}
   if staged:
-    summary['stages'] = _stage_summaries(stages, writer)
+    summary['stages'] = prev_stages + _stage_summaries(stages, writer, first_stage)
     lst = summary['stages'][-1]
     summary.update(shape=lst['shape'], steps=sum(st['steps'] for st in summary['stages']),
                    evals=sum(st['evals'] for st in summary['stages']), final=lst['final'],
@@ -279,12 +300,19 @@ def run_single(config: ml_collections.ConfigDict, params: Optional[Mapping] = No
     save_checkpoint(ckpt, last.state, last.steps,
                     {'losses': last.losses, 'evals': last.evals, 'terms': last.terms}, key)
     written.append(ckpt)
+  elif staged and last.stopped:  # The stopped stage's state, index and starting image.
+    idx = first_stage + len(stages) - 1
+    start_img = stages[-2][2].image if len(stages) > 1 else stage_init
+    save_checkpoint(ckpt, last.state, last.steps,
+                    {'losses': last.losses, 'evals': last.evals, 'terms': last.terms}, key,
+                    {'stage': idx, 'stages': summary['stages'][:-1]},
+                    {} if start_img is None else {'stage_init': start_img})
+    written.append(ckpt)
   if last.stopped:
     if staged:
-      raise interrupt.Interrupted(
-          f'interrupted in stage {len(stages)} at step {last.steps}: wrote {output} and '
-          f'{output.with_suffix(".json")}; coarse-to-fine runs do not resume, run again to '
-          'start over', last.steps, written)
+      raise interrupt.Interrupted(interrupt.resume_line(
+          last.steps, written, interrupt.resume_command(),
+          f'stage {first_stage + len(stages)} step'), last.steps, written)
     raise interrupt.Interrupted(interrupt.resume_line(last.steps, written,
                                                       interrupt.resume_command()),
                                 last.steps, written)
@@ -306,10 +334,10 @@ def _terms_history(records: list[dict], result: engine.Result) -> list[dict]:
   return terms if len(terms) == len(result.terms) else result.terms
 
 
-def _stage_summaries(stages: list, writer: metrics.MetricsWriter) -> list[dict]:
+def _stage_summaries(stages: list, writer: metrics.MetricsWriter, first: int = 0) -> list[dict]:
   """One summary per coarse-to-fine stage, its loss terms from the metrics records."""
   out = []
-  for i, (c, problem, result) in enumerate(stages):
+  for i, (c, problem, result) in enumerate(stages, first):
     terms = _terms_history([r for r in writer.records if r.get('stage') == i + 1], result)
     out.append({'size': c.size, 'shape': list(problem.shape), 'steps': result.steps,
                 'evals': result.evals, 'loss_history': result.losses, 'terms_history': terms,

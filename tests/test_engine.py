@@ -170,3 +170,54 @@ def test_winograd_keeps_the_result(params, content_small, style_small):
     finals[impl] = engine.optimize(problem, params, 20, 20).terms[-1]['total']
   for impl in ('winograd2', 'winograd4'):
     assert abs(finals[impl] - finals['direct']) < 0.01 * finals['direct'], finals
+
+
+from nst_jax import interrupt as _interrupt  # noqa: E402
+_STOP_ON_SIGNAL = _interrupt.StopOnSignal
+
+
+class _StopAfter:
+  """A StopOnSignal whose ``requested`` turns true at its ``n``-th reading (no signal)."""
+
+  def __init__(self, n):
+    self.n = n
+
+  def __call__(self, quiet=False):
+    outer = self
+
+    class Stop(_STOP_ON_SIGNAL):
+      calls = 0
+
+      @property
+      def requested(self):
+        Stop.calls += 1
+        return Stop.calls >= outer.n
+    return Stop(quiet=quiet)
+
+
+def test_stages_stopped_and_resumed_equal_a_straight_run(random_params, tmp_path, monkeypatch):
+  from nst_jax import interrupt, image_io
+  c = config_lib.base_config()
+  c.content, c.style = str(IMAGES / 'tubingen.jpg'), str(IMAGES / 'starry_night.jpg')
+  c.init, c.stages, c.log_every = 'noise', '32:4,40:4', 2
+  c.output = str(tmp_path / 'a' / 'out.png')
+  straight = runner.run(ml_collections.ConfigDict(dict(c.to_dict(), output=str(
+      tmp_path / 'b' / 'out.png'))), params=random_params, quiet=True)
+  stop_at = 2  # Readings of ``requested``: stage 1 after step 2, stage 2 after step 2.
+  with monkeypatch.context() as m:
+    m.setattr(interrupt, 'StopOnSignal', _StopAfter(stop_at))
+    with pytest.raises(interrupt.Interrupted) as e:
+      runner.run(c, params=random_params, quiet=True)
+  assert f'stage {stop_at} step 2' in str(e.value) and '--config.resume=True' in str(e.value)
+  assert (tmp_path / 'a' / 'out.ckpt.npz').is_file()
+  c.resume = True
+  resumed = runner.run(c, params=random_params, quiet=True)
+  assert [s['steps'] for s in resumed['stages']] == [4, 4]
+  for a, b in zip(resumed['stages'], straight['stages']):
+    np.testing.assert_allclose(a['loss_history'], b['loss_history'], rtol=1e-4)
+  np.testing.assert_allclose(image_io.load_image(tmp_path / 'a' / 'out.png').astype(float),
+                             image_io.load_image(tmp_path / 'b' / 'out.png').astype(float),
+                             atol=1)
+  c.stages = '32:4,48:4'  # Another configuration: refused.
+  with pytest.raises(ConfigError, match='different configuration'):
+    runner.run(c, params=random_params, quiet=True)
