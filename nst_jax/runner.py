@@ -119,6 +119,11 @@ def read_checkpoint_meta(path: Path, key: str) -> tuple[dict, dict[str, np.ndarr
   return meta, extras
 
 
+def read_checkpoint(path: Path, key: str) -> tuple[dict, list[np.ndarray]]:
+  """A checkpoint's metadata and state leaves (ConfigError if it is another config's)."""
+  return _read_checkpoint(path, key)
+
+
 def _read_checkpoint(path: Path, key: str) -> tuple[dict, list[np.ndarray]]:
   try:
     with np.load(path, allow_pickle=False) as z:

@@ -53,7 +53,9 @@ with ``--config.sweep.axes``)::
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
 from pathlib import Path
 import sys
 import time
@@ -84,11 +86,15 @@ def execute(config: ml_collections.ConfigDict, params: Optional[Mapping] = None,
             images: Optional[Callable[[str], Optional[np.ndarray]]] = None, quiet: bool = True,
             cost_analysis: Optional[bool] = None,
             writer: Optional[metrics.MetricsWriter] = None,
-            stop: Optional[Callable[[], bool]] = None) -> SweepResult:
+            stop: Optional[Callable[[], bool]] = None,
+            progress: Optional['Progress'] = None) -> SweepResult:
   """Expands, groups and runs a sweep; nothing is written but ``writer``'s metrics records.
 
   ``writer`` gets one record per chunk (with ``group``); ``stop()`` ends the sweep after the
   current chunk (the result then holds the configs that ran, ``stopped=True``).
+  ``progress`` (a :class:`Progress`, e.g. from :func:`load_progress`) skips the configs it has
+  finished and continues its stopped chunk; it is updated in place with what this call ran, so
+  after a stop it is what :func:`save_progress` writes.
   """
   t0 = time.perf_counter()
   if cost_analysis is None:
@@ -107,7 +113,14 @@ def execute(config: ml_collections.ConfigDict, params: Optional[Mapping] = None,
     log = lambda m: print(m, file=sys.stderr, flush=True)
   outcomes: list[Optional[Outcome]] = [None] * len(configs)
   group_info = []
+  prog = progress if progress is not None else Progress()
+  res: Optional[BatchResult] = None
   for g, idxs in enumerate(groups):
+    if g in prog.groups and all(i in prog.finished for i in idxs):  # Finished before.
+      group_info.append(prog.groups[g])
+      for i in idxs:
+        outcomes[i] = prog.finished[i]
+      continue
     cfgs = [configs[i] for i in idxs]
     base = cfgs[0]
     if log:
@@ -119,7 +132,9 @@ def execute(config: ml_collections.ConfigDict, params: Optional[Mapping] = None,
     res = run_batch(batch, params, int(base.num_steps), int(base.log_every),
                     int(config.sweep.max_batch), bool(config.sweep.shard),
                     config.profile_dir if g == 0 else '', cost_analysis,
-                    None if writer is not None else log, record, stop)
+                    None if writer is not None else log, record, stop,
+                    sorted({prog.finished[i].chunk for i in idxs if i in prog.finished}),
+                    prog.partial if prog.partial_group == g else None)
     info = {'index': g, 'configs': idxs, 'shape': list(batch.shape),
             'static': {a.name: get_field(base, a.name) for a in axes if a.name not in BATCHABLE},
             'content_layers': list(batch.spec.content_layers),
@@ -130,6 +145,9 @@ def execute(config: ml_collections.ConfigDict, params: Optional[Mapping] = None,
             'timings': res.timings}
     group_info.append(info)
     for j, i in enumerate(idxs):
+      if i in prog.finished:
+        outcomes[i] = prog.finished[i]
+        continue
       if res.done is not None and not res.done[j]:
         continue  # Not started: the sweep was stopped.
       chunk = res.timings['chunks'][int(res.chunk[j])]
@@ -141,14 +159,93 @@ def execute(config: ml_collections.ConfigDict, params: Optional[Mapping] = None,
           bool(res.finite[j]), int(res.bad_step[j]),
           {'group_compile_s': res.timings['compile_s'], 'chunk_run_s': chunk['run_s'],
            'run_s_per_config': chunk['run_s'] / chunk['configs']})
+    partial = set() if res.resume is None else {idxs[j] for j in res.resume['configs']}
+    prog.finished.update({i: o for i in idxs if (o := outcomes[i]) is not None
+                          and i not in partial})
+    prog.partial_group, prog.partial = (g, res.resume) if res.resume is not None else (-1, None)
     if res.stopped:
       break
+    prog.groups[g] = info
   return SweepResult(axes, config.sweep.mode, [o for o in outcomes if o is not None],
                      group_info,
                      {'total_s': time.perf_counter() - t0,
                       'compile_s': sum(g['timings']['compile_s'] for g in group_info),
                       'run_s': sum(g['timings']['run_s'] for g in group_info)},
-                     len(configs), bool(group_info) and res.stopped)
+                     len(configs), res is not None and res.stopped)
+
+
+@dataclasses.dataclass
+class Progress:
+  """What a sweep has done: its finished configs' outcomes, finished groups' info and the
+  stopped chunk's state (:attr:`BatchResult.resume`) with its group."""
+  finished: dict[int, Outcome] = dataclasses.field(default_factory=dict)
+  groups: dict[int, dict] = dataclasses.field(default_factory=dict)
+  partial_group: int = -1
+  partial: Optional[dict] = None
+
+
+CHECKPOINT = 'sweep.ckpt.npz'
+_PARTIAL_ARRAYS = ('configs', 'last', 'losses', 'evals', 'finite', 'bad')
+
+
+def sweep_key(config: ml_collections.ConfigDict) -> str:
+  """The checkpoint key of a sweep: its problem key (the sweep config included) and steps."""
+  from nst_jax import runner  # pylint: disable=g-import-not-at-top
+  return f'{runner.problem_key(config)}-{int(config.num_steps)}'
+
+
+def save_progress(path: Path, progress: Progress, key: str) -> None:
+  """Writes a stopped sweep's checkpoint atomically: plain npz arrays plus JSON metadata."""
+  from nst_jax import runner  # pylint: disable=g-import-not-at-top
+  done = [progress.finished[i] for i in sorted(progress.finished)]
+  part = progress.partial
+  meta = {'outcomes': [{'index': o.index, 'group': o.group, 'chunk': o.chunk, 'terms': o.terms,
+                        'evals': o.evals, 'finite': o.finite, 'bad_step': o.bad_step,
+                        'timings': o.timings} for o in done],
+          'groups': {str(g): info for g, info in progress.groups.items()},
+          'partial': None if part is None else {'group': progress.partial_group,
+                                                'chunk': int(part['chunk'])}}
+  arrays: dict[str, np.ndarray] = {}
+  if done:
+    arrays['pixels'] = np.stack([np.asarray(o.pixels, np.float32) for o in done])
+    arrays['losses'] = np.stack([np.asarray(o.losses, np.float32) for o in done])
+  if part is not None:
+    arrays.update({f'p_{k}': np.asarray(part[k]) for k in _PARTIAL_ARRAYS})
+  runner.save_checkpoint(path, [] if part is None else part['state'],
+                         0 if part is None else int(part['step']), {}, key,
+                         {'sweep': json.loads(json.dumps(meta, default=_json_default))},
+                         arrays)
+
+
+def _json_default(x: object) -> object:
+  if isinstance(x, np.generic):
+    return x.item()
+  if isinstance(x, np.ndarray):
+    return x.tolist()
+  return str(x)
+
+
+def load_progress(path: Path, config: ml_collections.ConfigDict, key: str) -> Progress:
+  """Reads :func:`save_progress`'s checkpoint (ConfigError if it is another sweep's)."""
+  from nst_jax import runner  # pylint: disable=g-import-not-at-top
+  meta, leaves = runner.read_checkpoint(path, key)
+  _, extras = runner.read_checkpoint_meta(path, key)
+  m = meta['sweep']
+  _, points = expand(config)
+  configs = [materialize(config, p) for p in points]
+  prog = Progress()
+  for j, o in enumerate(m['outcomes']):
+    i = int(o['index'])
+    prog.finished[i] = Outcome(i, points[i], configs[i], int(o['group']), int(o['chunk']),
+                               extras['pixels'][j], o['terms'], extras['losses'][j],
+                               int(o['evals']), bool(o['finite']), int(o['bad_step']),
+                               o['timings'])
+  prog.groups = {int(g): info for g, info in m['groups'].items()}
+  if m['partial'] is not None:
+    prog.partial_group = int(m['partial']['group'])
+    prog.partial = {k: extras[f'p_{k}'] for k in _PARTIAL_ARRAYS}
+    prog.partial.update(chunk=int(m['partial']['chunk']), step=int(meta['step']), state=leaves)
+  return prog
 
 
 def _record(writer: metrics.MetricsWriter, group: int, rec: dict) -> None:
@@ -183,8 +280,14 @@ def run_sweep(config: ml_collections.ConfigDict, output_dir: Optional[str] = Non
   writer = metrics.MetricsWriter(out if writes else None, config,
                                  total_steps=int(config.num_steps), quiet=quiet,
                                  progress_keys=('group', 'chunk', 'best_loss', 'configs'))
+  key, ckpt = sweep_key(config), out / CHECKPOINT
+  progress = (load_progress(ckpt, config, key) if config.resume and ckpt.exists()
+              else Progress())
+  if progress.finished or progress.partial is not None:
+    writer.message(f'resuming from {ckpt}: {len(progress.finished)} configs done')
   with writer, interrupt.StopOnSignal(quiet=quiet) as stop:
-    result = execute(config, params, quiet=quiet, writer=writer, stop=lambda: stop.requested)
+    result = execute(config, params, quiet=quiet, writer=writer, stop=lambda: stop.requested,
+                     progress=progress)
   summary = {}
   if writes and result.outcomes:
     summary = write_report(result, config, out)
@@ -193,10 +296,15 @@ def run_sweep(config: ml_collections.ConfigDict, output_dir: Optional[str] = Non
                                           for o in result.outcomes])
   n, t = len(result.outcomes), result.timings
   if result.stopped:
-    raise interrupt.Interrupted(
-        f'interrupted: wrote {out}/contact_sheet.png, results.csv, results.json and {n} of '
-        f'{result.total} images (the last chunk at its current step); sweeps do not resume: '
-        f'run again to redo them: {interrupt.resume_command(flag="")}'.rstrip(), None, [out])
+    if writes:
+      save_progress(ckpt, progress, key)
+    raise interrupt.Interrupted(interrupt.resume_line(
+        len(progress.finished), [f'{out}/contact_sheet.png, results.csv, results.json, {n} of '
+                                 f'{result.total} images (the last chunk at its current step)',
+                                 ckpt], interrupt.resume_command(), what='config'),
+        None, [out, ckpt])
+  if writes and ckpt.exists():  # Finished: the checkpoint of a stopped run is spent.
+    ckpt.unlink()
   if not quiet:
     print(f'wrote {out}/contact_sheet.png, results.csv, results.json and {n} images '
           f'({len(result.groups)} programs, compile {t["compile_s"]:.1f} s, run '

@@ -293,13 +293,15 @@ class BatchResult:
   done: Optional[np.ndarray] = None  # (B,) bool: the config ran (False: not started, Ctrl-C)
   steps: Optional[np.ndarray] = None  # (B,) steps run per config
   stopped: bool = False   # stopped early by ``stop()``
+  resume: Optional[dict] = None  # the stopped chunk's state (see run_batch), to continue it
 
 
 def run_batch(batch: Batch, params: Mapping, num_steps: int, log_every: int = 50,
               max_batch: int = 16, shard: bool = True, profile_dir: str = '',
               cost_analysis: bool = False, log: Optional[Callable[[str], None]] = None,
               on_chunk: Optional[Callable[[dict], None]] = None,
-              stop: Optional[Callable[[], bool]] = None) -> BatchResult:
+              stop: Optional[Callable[[], bool]] = None, skip_chunks: Sequence[int] = (),
+              resume: Optional[dict] = None) -> BatchResult:
   """Optimises every config of ``batch`` for ``num_steps`` steps, ``max_batch`` at a time.
 
   Each chunk runs as one program (``log_every`` steps per call), its batch axis sharded over
@@ -308,7 +310,11 @@ def run_batch(batch: Batch, params: Mapping, num_steps: int, log_every: int = 50
   ``best_loss``, ``configs``, ``chunk_s``, ``images_per_s``: config-steps per second) and, if
   given, ``log`` a progress line. If ``stop()`` turns true the batch ends after that call: the
   configs of the running chunk keep their current images (``steps`` says how far they got),
-  later chunks are not started (``done`` False) and ``stopped`` is set.
+  later chunks are not started (``done`` False) and ``stopped`` is set; if the running chunk
+  was cut short, ``resume`` holds its ``chunk`` index, ``configs``, ``step``, stacked optimiser
+  ``state`` leaves, last finite images ``last`` and its ``losses``, ``evals``, ``finite`` and
+  ``bad`` so far (host arrays). Passing that dict back as ``resume`` continues the chunk from
+  there; chunks in ``skip_chunks`` (finished before) are not run (``done`` False).
   """
   mesh = make_mesh(shard)
   n_dev = mesh.size if mesh is not None else 1
@@ -327,6 +333,7 @@ def run_batch(batch: Batch, params: Mapping, num_steps: int, log_every: int = 50
   timings: dict[str, Any] = {'compile_s': 0., 'run_s': 0., 'chunks': []}
   compiled: dict[Any, Any] = {}
   flops = float('nan')
+  resume_out: Optional[dict] = None
 
   def compile_once(key: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
     if key not in compiled:
@@ -337,6 +344,10 @@ def run_batch(batch: Batch, params: Mapping, num_steps: int, log_every: int = 50
 
   for k, idx in enumerate(chunk_plan(n, max_batch, n_dev)):
     real = len(np.unique(idx))
+    if k in skip_chunks:  # Finished before (a resumed sweep): its results are kept elsewhere.
+      timings['chunks'].append({'configs': real, 'padded': len(idx), 'run_s': 0.,
+                                'resumed': True})
+      continue
     take = lambda x, idx=idx: np.asarray(x)[idx]
     z0, own, blend, weights, hyper = _put(jax.tree.map(
         take, (batch.z0, batch.targets, batch.blend, batch.weights, batch.hyper)), bsh)
@@ -352,6 +363,14 @@ def run_batch(batch: Batch, params: Mapping, num_steps: int, log_every: int = 50
       flops = profiling.xla_flops(
           batch_chunk.lower(state, params, shared, *per_config, **static, length=1))
     step, last = 0, take(batch.z0)
+    if resume is not None and int(resume['chunk']) == k:  # Continue a stopped chunk.
+      ref = jax.tree.leaves(state)
+      state = _put(jax.tree.unflatten(jax.tree.structure(state), [
+          np.asarray(a, b.dtype) for a, b in zip(resume['state'], ref)]), bsh)
+      step, last = int(resume['step']), np.array(resume['last'], np.float32)
+      r = idx[:real]
+      losses[r, :step] = resume['losses']
+      evals[r], finite[r], bad[r] = resume['evals'], resume['finite'], resume['bad']
     while step < num_steps:
       length = min(log_every, num_steps - step)
       run = compile_once(length, batch_chunk, state, params, shared, *per_config, **static,
@@ -382,6 +401,11 @@ def run_batch(batch: Batch, params: Mapping, num_steps: int, log_every: int = 50
                   'chunk_s': call_s, 'images_per_s': real * length / max(call_s, 1e-9)})
       if stop is not None and step < num_steps and stop():
         stopped = True
+        r = idx[:real]
+        resume_out = {'chunk': k, 'configs': r.copy(), 'step': step, 'last': last.copy(),
+                      'state': [_host(x) for x in jax.tree.leaves(state)],
+                      'losses': losses[r, :step].copy(), 'evals': evals[r].copy(),
+                      'finite': finite[r].copy(), 'bad': bad[r].copy()}
         break
     tr = time.perf_counter()
     _, chunk_terms = batch_terms(state, params, shared, *per_config, **static)
@@ -398,4 +422,4 @@ def run_batch(batch: Batch, params: Mapping, num_steps: int, log_every: int = 50
       stopped = True
       break
   return BatchResult(pixels, terms, losses, evals, finite, bad, chunk_of, timings, flops, n_dev,
-                     done, steps_of, stopped)
+                     done, steps_of, stopped, resume_out)

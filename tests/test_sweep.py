@@ -278,3 +278,41 @@ def test_presets_expand():
   mixed = sweep.materialize(c, points[2])
   assert vgg.parse_layers(mixed.style_layers) == (
       'block1_conv1', 'block2_conv2', 'block3_conv3', 'block4_conv2', 'block5_conv3')
+
+
+def _stop_at(n):
+  calls = [0]
+  def stop():
+    calls[0] += 1
+    return calls[0] >= n
+  return stop
+
+
+def test_stopped_sweep_resumes_to_the_uninterrupted_result(params, tmp_path):
+  """Stop inside group 1's second chunk, resume and stop inside group 2's first chunk, resume to
+  the end (each time through the npz checkpoint): every output equals the straight sweep's."""
+  c = small_config('content_weight=1,2,3;size=32,40', steps=4, max_batch=2)
+  straight = sweep.execute(c, params)
+  key, path = sweep.sweep_key(c), tmp_path / sweep.CHECKPOINT
+  prog = sweep.Progress()
+  first = sweep.execute(c, params, stop=_stop_at(3), progress=prog)
+  assert first.stopped and prog.partial_group == 0 and sorted(prog.finished) == [0, 2]
+  sweep.save_progress(path, prog, key)
+  prog = sweep.load_progress(path, c, key)
+  second = sweep.execute(c, params, stop=_stop_at(2), progress=prog)
+  assert second.stopped and prog.partial_group == 1 and sorted(prog.finished) == [0, 2, 4]
+  assert list(prog.groups) == [0]
+  sweep.save_progress(path, prog, key)
+  prog = sweep.load_progress(path, c, key)
+  resumed = sweep.execute(c, params, progress=prog)
+  assert not resumed.stopped and len(resumed.outcomes) == len(straight.outcomes) == 6
+  for a, b in zip(resumed.outcomes, straight.outcomes):
+    assert (a.index, a.group, a.chunk, a.evals, a.finite) == (b.index, b.group, b.chunk,
+                                                              b.evals, b.finite)
+    np.testing.assert_allclose(a.pixels, b.pixels, atol=1e-3)
+    np.testing.assert_allclose(a.losses, b.losses, rtol=1e-5)
+    for t in b.terms:
+      np.testing.assert_allclose(a.terms[t], b.terms[t], rtol=1e-5)
+  other = small_config('content_weight=1,2,4;size=32,40', steps=4, max_batch=2)
+  with pytest.raises(ConfigError, match='different configuration'):
+    sweep.load_progress(path, other, sweep.sweep_key(other))
