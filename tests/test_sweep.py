@@ -309,10 +309,42 @@ def test_stopped_sweep_resumes_to_the_uninterrupted_result(params, tmp_path):
   for a, b in zip(resumed.outcomes, straight.outcomes):
     assert (a.index, a.group, a.chunk, a.evals, a.finite) == (b.index, b.group, b.chunk,
                                                               b.evals, b.finite)
-    np.testing.assert_allclose(a.pixels, b.pixels, atol=1e-3)
-    np.testing.assert_allclose(a.losses, b.losses, rtol=1e-5)
+    # Bit-identical on CPU (the same programs from the same states); a margin for accelerators.
+    np.testing.assert_allclose(a.pixels, b.pixels, rtol=1e-6, atol=1e-4)
+    np.testing.assert_allclose(a.losses, b.losses, rtol=1e-6)
     for t in b.terms:
-      np.testing.assert_allclose(a.terms[t], b.terms[t], rtol=1e-5)
+      np.testing.assert_allclose(a.terms[t], b.terms[t], rtol=1e-6)
   other = small_config('content_weight=1,2,4;size=32,40', steps=4, max_batch=2)
   with pytest.raises(ConfigError, match='different configuration'):
     sweep.load_progress(path, other, sweep.sweep_key(other))
+
+
+def test_run_sweep_ctrl_c_writes_a_checkpoint_and_resume_continues(params, tmp_path,
+                                                                    monkeypatch):
+  from nst_jax import image_io, interrupt
+  c = small_config('content_weight=1,2,3', steps=4, max_batch=2)
+  sweep.run_sweep(c, str(tmp_path / 'b'), params, quiet=True)
+  real = interrupt.StopOnSignal
+
+  class StopSoon(real):
+    reads = 0
+
+    @property
+    def requested(self):
+      StopSoon.reads += 1
+      return StopSoon.reads >= 3  # inside the second chunk
+
+  with monkeypatch.context() as m:
+    m.setattr(interrupt, 'StopOnSignal', StopSoon)
+    with pytest.raises(interrupt.Interrupted) as e:
+      sweep.run_sweep(c, str(tmp_path / 'a'), params, quiet=True)
+  assert 'resume with: python' in str(e.value) and '--config.resume=True' in str(e.value)
+  assert (tmp_path / 'a' / sweep.CHECKPOINT).is_file()
+  c.resume = True
+  sweep.run_sweep(c, str(tmp_path / 'a'), params, quiet=True)
+  assert not (tmp_path / 'a' / sweep.CHECKPOINT).exists()  # spent
+  pngs = sorted(p.name for p in (tmp_path / 'b').glob('*.png'))
+  assert pngs == sorted(p.name for p in (tmp_path / 'a').glob('*.png')) and len(pngs) == 4
+  for name in pngs:
+    np.testing.assert_allclose(image_io.load_image(tmp_path / 'a' / name).astype(float),
+                               image_io.load_image(tmp_path / 'b' / name).astype(float), atol=1)
