@@ -173,7 +173,8 @@ def run_single(config: ml_collections.ConfigDict, params: Optional[Mapping] = No
   Writes ``OUT.png``, ``OUT.json`` (summary), ``OUT.config.json`` and ``OUT.metrics.jsonl`` (one
   record per chunk), and with ``save_every`` intermediate PNGs and ``OUT.ckpt.npz``. On SIGINT /
   SIGTERM it finishes the chunk, writes the image, the checkpoint and the JSON, and raises
-  :class:`~nst_jax.interrupt.Interrupted` whose message says how to resume.
+  :class:`~nst_jax.interrupt.Interrupted` whose message says how to resume. A staged run's
+  checkpoint (written on a stop) holds the stopped stage's index, starting image and state.
   """
   t_start = time.perf_counter()
   engine.validate(config)
@@ -313,6 +314,8 @@ def run_single(config: ml_collections.ConfigDict, params: Optional[Mapping] = No
                     {'stage': idx, 'stages': summary['stages'][:-1]},
                     {} if start_img is None else {'stage_init': start_img})
     written.append(ckpt)
+  elif staged and resume_step is not None:  # Finished: the stopped stage's checkpoint is spent.
+    ckpt.unlink(missing_ok=True)
   if last.stopped:
     if staged:
       raise interrupt.Interrupted(interrupt.resume_line(

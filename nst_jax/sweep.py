@@ -37,7 +37,10 @@ per-config targets built by :func:`engine.build_problem`; ``stages`` are not sup
 :func:`run_sweep` writes one PNG per config, ``contact_sheet.png``, ``results.csv`` and
 ``results.json`` into the output directory (``config.output_dir``, ``run.py --output_dir``;
 default ``outputs/sweep``), plus ``config.json`` and ``metrics.jsonl`` (one record per chunk,
-:mod:`nst_jax.metrics`). Ctrl-C stops after the current chunk and writes what ran so far.
+:mod:`nst_jax.metrics`). Ctrl-C stops after the current chunk, writes what ran so far and
+``sweep.ckpt.npz`` (:func:`save_progress`: the finished configs' results, the stopped chunk's
+stacked optimiser state); ``--config.resume=True`` skips the finished configs and continues
+that chunk, to the outputs of an uninterrupted sweep.
 
 The code is split along its seams: :mod:`nst_jax.sweep_grid` (axes, expansion, grouping),
 :mod:`nst_jax.sweep_batch` (stacked engine problems run as one vmapped program),
@@ -270,7 +273,9 @@ def run_sweep(config: ml_collections.ConfigDict, output_dir: Optional[str] = Non
 
   Returns the summary written as ``results.json``. On SIGINT / SIGTERM it stops after the
   current chunk, writes the report of the configs that ran (the running chunk's at their
-  current step) and raises :class:`~nst_jax.interrupt.Interrupted`.
+  current step) and the checkpoint ``sweep.ckpt.npz``, and raises
+  :class:`~nst_jax.interrupt.Interrupted` saying how to resume (``config.resume``: continue
+  from that checkpoint; a finished sweep deletes it).
   """
   compile_cache.enable(config.compile_cache)  # issue 10: persistent XLA cache
   if config.sweep.distributed:

@@ -213,11 +213,17 @@ def test_stages_stopped_and_resumed_equal_a_straight_run(random_params, tmp_path
   c.resume = True
   resumed = runner.run(c, params=random_params, quiet=True)
   assert [s['steps'] for s in resumed['stages']] == [4, 4]
+  assert not (tmp_path / 'a' / 'out.ckpt.npz').exists()  # spent
   for a, b in zip(resumed['stages'], straight['stages']):
     np.testing.assert_allclose(a['loss_history'], b['loss_history'], rtol=1e-4)
   np.testing.assert_allclose(image_io.load_image(tmp_path / 'a' / 'out.png').astype(float),
                              image_io.load_image(tmp_path / 'b' / 'out.png').astype(float),
                              atol=1)
-  c.stages = '32:4,48:4'  # Another configuration: refused.
+  c.resume = False
+  with monkeypatch.context() as m:  # Stop again, then resume another configuration: refused.
+    m.setattr(interrupt, 'StopOnSignal', _StopAfter(1))
+    with pytest.raises(interrupt.Interrupted):
+      runner.run(c, params=random_params, quiet=True)
+  c.resume, c.stages = True, '32:4,48:4'
   with pytest.raises(ConfigError, match='different configuration'):
     runner.run(c, params=random_params, quiet=True)
