@@ -96,6 +96,7 @@ def test_unwritable_output(tmp_path):
   _assert_clean_error(r, str(blocker))
 
 
+@pytest.mark.slow  # a whole subprocess run; the NaN path itself is tested in-process (test_engine)
 def test_nan_loss_exits_nonzero_and_keeps_image(tmp_path, random_weights_file):
   out = tmp_path / 'o.png'
   r = run_cli(*BASE, f'--content={TUBINGEN}', f'--style={STARRY}', f'--output={out}',

@@ -15,8 +15,13 @@ from nst_jax import config as config_lib, engine, runner
 from nst_jax.errors import ConfigError, NonFiniteLossError
 from conftest import IMAGES, ROOT, SHARED_H5
 
-PRESETS = ['gatys2015', 'keras_example', 'tf_tutorial', 'popart_portrait', 'texture_synthesis',
-           'content_reconstruction']
+# CI runs gatys2015 end to end (popart's mask run is in test_controls); the others' loss
+# formulas and modes have their own tests, and their full runs stay in `-m slow` (CI time).
+_SLOW = pytest.mark.slow
+PRESETS = ['gatys2015', pytest.param('popart_portrait', marks=_SLOW),
+           pytest.param('keras_example', marks=_SLOW),
+           pytest.param('tf_tutorial', marks=_SLOW), pytest.param('texture_synthesis', marks=_SLOW),
+           pytest.param('content_reconstruction', marks=_SLOW)]
 
 
 from nst_jax.config import load_preset
@@ -159,6 +164,7 @@ def test_nan_loss_stops_with_last_good_image(random_params, tmp_path):
   assert 'NaN' in json.loads((tmp_path / 'out.json').read_text())['error']
 
 
+@pytest.mark.slow  # 20 steps x 3 conv programs; the networks' equality is in test_vgg (CI time)
 def test_winograd_keeps_the_result(params, content_small, style_small):
   """The faster conv algorithms are a config choice that keeps final losses within 1%."""
   finals = {}
