@@ -35,11 +35,21 @@ def atomic_write(path: PathLike, write: Callable[[str], None], suffix: str = '.t
   os.close(fd)
   try:
     write(tmp)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):
       os.unlink(tmp)
     raise
+
+
+def _read_umask() -> int:
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
+
+
+_UMASK = _read_umask()
 
 
 def write_text(path: PathLike, text: str) -> None:
