@@ -358,10 +358,7 @@ def run(config: ml_collections.ConfigDict, stylizer: Optional[ArbitraryStylizer]
   from nst_jax import fast  # pylint: disable=g-import-not-at-top  # folder/video pipeline
   t0 = time.perf_counter()
   validate(config)
-  content = Path(config.content).expanduser()
-  if not content.exists():
-    raise ImageError(f'content not found: {content} (give a photo, a folder or a video)')
-  kind = 'folder' if content.is_dir() else 'video' if fast.is_video(content) else 'image'
+  content, kind = fast.content_kind(config.content)
   output = (Path(config.output).expanduser() if config.output else
             Path('outputs') / f'{content.stem}_arbitrary{".mp4" if kind == "video" else ""}'
             f'{".png" if kind == "image" else ""}')

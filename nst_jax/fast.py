@@ -275,10 +275,7 @@ def run(config: ml_collections.ConfigDict, stylizer: Optional[Stylizer] = None,
   del unused
   t0 = time.perf_counter()
   validate(config)
-  content = Path(config.content).expanduser()
-  if not content.exists():
-    raise ImageError(f'content not found: {content} (give a photo, a folder or a video)')
-  kind = 'folder' if content.is_dir() else 'video' if is_video(content) else 'image'
+  content, kind = content_kind(config.content)
   output = Path(config.output).expanduser() if config.output else default_output(content, kind)
   if kind == 'video':
     from nst_jax import video  # pylint: disable=g-import-not-at-top
@@ -334,6 +331,14 @@ def run(config: ml_collections.ConfigDict, stylizer: Optional[Stylizer] = None,
   _log(config, f'wrote {output} ({summary["count"]} {"frames" if kind == "video" else "images"}'
                f', {summary["wall_s"]:.1f} s)')
   return summary
+
+
+def content_kind(path: str) -> tuple[Path, str]:
+  """The content path and its kind (``image``, ``folder`` or ``video``); ImageError if missing."""
+  content = Path(path).expanduser()
+  if not content.exists():
+    raise ImageError(f'content not found: {content} (give a photo, a folder or a video)')
+  return content, 'folder' if content.is_dir() else 'video' if is_video(content) else 'image'
 
 
 def is_video(path: Path) -> bool:
