@@ -27,11 +27,11 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-import tempfile
 from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 
+from nst_jax import fileio
 from nst_jax import weights as weights_lib
 from nst_jax.errors import WeightsError
 
@@ -202,21 +202,17 @@ def save_arrays(path: PathLike, arrays: Arrays, meta: Optional[Dict[str, Any]] =
     if v.dtype == object:
       raise WeightsError(f'array {k!r} has dtype object; only numeric arrays can be saved')
   payload[META_KEY] = np.array(json.dumps(meta or {}, sort_keys=True))
-  tmp = None
+
+  def write(tmp: str) -> None:
+    with open(tmp, 'wb') as f:  # a file object: np.savez keeps the temp name as it is
+      np.savez(f, **payload)
+
   try:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    with os.fdopen(fd, 'wb') as f:
-      np.savez(f, **payload)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-    tmp = None
+    fileio.atomic_write(path, write, suffix='.tmp')
   except OSError as e:
     raise WeightsError(f'cannot write {path} ({e.strerror or e}); set '
                        f'{weights_lib.CACHE_ENV_VAR} to a writable directory') from e
-  finally:
-    if tmp and os.path.exists(tmp):
-      os.unlink(tmp)
   return path
 
 
