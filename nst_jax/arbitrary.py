@@ -11,12 +11,14 @@ Python: :func:`stylize_arbitrary` (re-exported as ``nst_jax.fast.stylize_arbitra
   predictor) and the painting's, as Magenta's demo does; several paintings mix by a convex
   combination of their embeddings (``style_blend_weights``).
 * ``method='adain'``: Huang & Belongie's AdaIN with a decoder trained here (``model`` = its
-  directory; :mod:`nst_jax.adain`, imported lazily): ``strength`` is the paper's alpha and
-  several styles mix their feature statistics.
+  directory; :mod:`nst_jax.adain`, imported lazily): ``strength`` is the paper's alpha,
+  several styles mix their feature statistics, and masks give each region its own painting's
+  statistics (the content's statistics taken per region; one decoding), as in the paper.
 
 Both: ``original_colors`` keeps the photo's colours (the YIQ transform of
 :mod:`nst_jax.controls`); ``mask`` (one style) or ``masks`` (one per style) put each painting's
-result in its region and keep the photo elsewhere (Ghiasi: by compositing); folders and videos go
+result in its region and keep the photo elsewhere (Ghiasi: by compositing whole results;
+AdaIN: per region in feature space); folders and videos go
 through the feed-forward job's pipeline (:mod:`nst_jax.fast`, :mod:`nst_jax.video`).
 """
 
@@ -217,7 +219,8 @@ class ArbitraryStylizer:
     style_blend_weights: one weight per style (default equal); ignored with masks.
     masks: None, or one float (H, W) mask per style (any size; resized to each photo).
     original_colors: keep the photo's colours.
-    params: Ghiasi params (default :func:`nst_jax.ghiasi.load`).
+    params: Ghiasi params (default :func:`nst_jax.ghiasi.load`); for method='adain' the VGG19
+      params of the encoder (default :func:`nst_jax.weights.load_vgg19`).
     model: AdaIN decoder directory.
     impl: Ghiasi conv formulation ('fast' or 'direct', same result).
   """
@@ -259,6 +262,10 @@ class ArbitraryStylizer:
                        'installation lacks; use method=ghiasi') from e
       self._adain = adain
       self.decoder, self.width = adain.load_decoder(model)
+      if params is None:
+        from nst_jax import weights  # pylint: disable=g-import-not-at-top
+        params = weights.load_vgg19()
+      self.vgg = params
 
   def _masks_for(self, shape: tuple[int, int]) -> jax.Array:
     if shape not in self._mask_cache:
@@ -293,18 +300,12 @@ class ArbitraryStylizer:
     return _finish(images, stylized, self._masks_for((h, w)), jnp.bool_(self.original_colors))
 
   def _adain_one(self, photo: np.ndarray) -> np.ndarray:
-    def run(styles, weights):
-      return self._adain.stylize(self.decoder, photo, list(styles), alpha=self.strength,
-                                 style_weights=weights, width=self.width)
-    if self.masks is None:
-      out = run(self.styles, self.weights)
-    else:
-      m = np.asarray(self._masks_for(photo.shape[:2]))
-      total = m.sum(0)
-      acc = photo.astype(np.float32) * (1. - np.minimum(total, 1.))[..., None]
-      for mk, s in zip(m / np.maximum(total, 1.)[None], self.styles):
-        acc += mk[..., None] * run([s], None).astype(np.float32)
-      out = image_io.to_uint8(acc)
+    # With masks: the paper's per-region AdaIN (content statistics per region, each region its
+    # own painting's statistics), one feature map decoded once (nst_jax.adain.adain_regions).
+    masks = None if self.masks is None else np.asarray(self._masks_for(photo.shape[:2]))
+    out = self._adain.stylize(self.decoder, photo, list(self.styles), alpha=self.strength,
+                              style_weights=self.weights, vgg_params=self.vgg,
+                              width=self.width, masks=masks)
     return controls.original_colors(out, photo) if self.original_colors else out
 
   def __call__(self, images: np.ndarray) -> np.ndarray:
@@ -329,7 +330,8 @@ def stylize_arbitrary(content: np.ndarray, style: Union[np.ndarray, Sequence[np.
     masks: optional float (H, W) masks in 0..1, one per style: each style in its region, the
       photo elsewhere (styles are then placed, not blended).
     original_colors: keep the photo's colours.
-    params: Ghiasi params (:func:`nst_jax.ghiasi.load`; default: the shared ONNX, converted once).
+    params: Ghiasi params (:func:`nst_jax.ghiasi.load`; default: the shared ONNX, converted
+      once); method='adain': VGG19 params (default :func:`nst_jax.weights.load_vgg19`).
     model: AdaIN decoder directory (method='adain').
     impl: Ghiasi conv formulation, 'fast' or 'direct' (same result).
 
