@@ -313,15 +313,24 @@ def load_decoder(directory) -> tuple[dict, float]:
       flat = {k: z[k] for k in z.files}
   except Exception as e:  # pylint: disable=broad-except
     raise NSTError(f'AdaIN model {d} is unreadable ({type(e).__name__}: {e})') from e
-  if meta.get('kind') != MODEL_KIND:
-    raise NSTError(f'{d} holds a {meta.get("kind")!r} model, not an AdaIN decoder')
-  width = float(meta.get('width', 1.0))
+  kind = meta.get('kind', meta.get('format')) if isinstance(meta, dict) else None
+  if kind != MODEL_KIND:
+    raise NSTError(f'{d} holds a {kind!r} model, not an AdaIN decoder (model.json kind '
+                   f'{MODEL_KIND!r})')
+  try:
+    width = float(meta.get('width', 1.0))
+    if not 0. < width <= 16.:
+      raise ValueError(f'width {width}')
+  except (TypeError, ValueError) as e:
+    raise NSTError(f'{meta_path} has an invalid decoder width ({e})') from None
   params: dict = {}
   for k, v in flat.items():
-    layer, name = k.split('/', 1)
-    params.setdefault(layer, {})[name] = jnp.asarray(v)
+    layer, _, name = k.partition('/')
+    if not name or not np.issubdtype(v.dtype, np.floating):
+      raise NSTError(f'{npz} is not an AdaIN decoder (unexpected array {k!r} of {v.dtype})')
+    params.setdefault(layer, {})[name] = jnp.asarray(v, jnp.float32)  # float16 files too
   ref = jax.eval_shape(lambda: init_decoder(0, width))
   if str(jax.tree.structure(ref)) != str(jax.tree.structure(params)) or any(
       a.shape != b.shape for a, b in zip(jax.tree.leaves(ref), jax.tree.leaves(params))):
-    raise NSTError(f'{d} is not an AdaIN decoder of width {width} (another architecture)')
+    raise NSTError(f'{d} is not an AdaIN decoder of width {width:g} (another architecture)')
   return params, width

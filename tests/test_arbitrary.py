@@ -304,6 +304,25 @@ def test_bad_inputs(tmp_path, ghiasi_npz, photo):
     (garbage / name).write_bytes(b'\x08\x07not an onnx model')
   starry, scream = str(IMAGES / 'starry_night.jpg'), str(IMAGES / 'the_scream.jpg')
   out = tmp_path / 'out' / 'o.png'
+  from nst_jax import adain  # AdaIN decoders: another width, another kind, corrupt arrays
+  narrow = tmp_path / 'narrow'
+  adain.save_decoder(narrow, adain.init_decoder(0, 0.25), 0.25)
+  other_width = tmp_path / 'other_width'
+  adain.save_decoder(other_width, adain.init_decoder(0, 0.25), 0.25)
+  (other_width / 'model.json').write_text((narrow / 'model.json').read_text().replace(
+      '"width": 0.25', '"width": 0.5'))
+  johnson = tmp_path / 'johnson'
+  johnson.mkdir()
+  (johnson / 'model.json').write_text('{"format": "nst_jax.transformer"}')
+  np.savez(johnson / 'model.npz', a=np.zeros(3))
+  corrupt = tmp_path / 'corrupt'
+  corrupt.mkdir()
+  (corrupt / 'model.json').write_text((narrow / 'model.json').read_text())
+  (corrupt / 'model.npz').write_bytes(b'PK\x03\x04 truncated')
+  keys = tmp_path / 'keys'
+  keys.mkdir()
+  (keys / 'model.json').write_text((narrow / 'model.json').read_text())
+  np.savez(keys / 'model.npz', a=np.zeros(3))
   cases = [
       (dict(style=str(tiny)), 'at least 16'),
       (dict(style=str(clear)), 'transparent'),
@@ -317,6 +336,15 @@ def test_bad_inputs(tmp_path, ghiasi_npz, photo):
       (dict(style=f'{starry},{scream}', style_blend_weights='0,0'), 'positive'),
       (dict(style=f'{starry},{scream}', mask=str(content)), 'masks'),
       (dict(method='adain'), 'decoder'),
+      (dict(method='adain', model=str(tmp_path / 'nowhere')), 'no AdaIN decoder'),
+      (dict(method='adain', model=str(other_width)), 'another architecture'),
+      (dict(method='adain', model=str(johnson)), 'not an AdaIN decoder'),
+      (dict(method='adain', model=str(corrupt)), 'unreadable'),
+      (dict(method='adain', model=str(keys)), 'not an AdaIN decoder'),
+      (dict(method='adain', model=str(narrow), strength=1.5), 'strength'),
+      (dict(method='adain', model=str(narrow), style=f'{starry},{scream}',
+            style_blend_weights='1'), '1 weight'),
+      (dict(method='adain', model=str(narrow), style=str(tiny)), 'at least 16'),
       (dict(method='magic'), 'method'),
       (dict(content=str(tmp_path / 'missing.jpg')), 'missing.jpg'),
   ]
