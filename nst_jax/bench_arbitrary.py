@@ -165,8 +165,9 @@ def distances(vgg_params, image: np.ndarray, photo: np.ndarray, painting: np.nda
 
 def quality(photos: list[str], paintings: list[str], size: int = 384,
             sheet: Optional[str] = None, weights: Optional[str] = None, method: str = 'ghiasi',
-            model: Optional[str] = None) -> dict:
-  """One method on every photo x painting pair at ``size`` px: distances (and a contact sheet)."""
+            model: Optional[str] = None, keep_outputs: bool = False) -> dict:
+  """One method on every photo x painting pair at ``size`` px: distances (and a contact sheet;
+  with ``keep_outputs`` the stylized images, rows = photos, under ``'outputs'``)."""
   from nst_jax import arbitrary, weights as weights_lib  # pylint: disable=g-import-not-at-top
   params = ghiasi.load(weights) if method == 'ghiasi' else None
   vgg_params = weights_lib.load_vgg19()
@@ -187,11 +188,63 @@ def quality(photos: list[str], paintings: list[str], size: int = 384,
     _contact_sheet(rows, arts, sheet)
   ratios = [p['style_ratio'] for p in pairs]
   contents = [p['content'] for p in pairs]
-  return {'pairs': pairs, 'style_ratio_range': [round(min(ratios), 3), round(max(ratios), 3)],
-          'style_ratio_mean': round(float(np.mean(ratios)), 3),
-          'content_range': [round(min(contents), 3), round(max(contents), 3)],
-          'content_mean': round(float(np.mean(contents)), 3), 'size': size, 'sheet': sheet,
-          'method': method}
+  res = {'pairs': pairs, 'style_ratio_range': [round(min(ratios), 3), round(max(ratios), 3)],
+         'style_ratio_mean': round(float(np.mean(ratios)), 3),
+         'content_range': [round(min(contents), 3), round(max(contents), 3)],
+         'content_mean': round(float(np.mean(contents)), 3), 'size': size, 'sheet': sheet,
+         'method': method}
+  if keep_outputs:
+    res['outputs'] = [row[1:] for row in rows]
+  return res
+
+
+def compare(photos: list[str], paintings: list[str], size: int = 384,
+            sheet: Optional[str] = None, weights: Optional[str] = None,
+            model: Optional[str] = None, cell: int = 144) -> dict:
+  """Ghiasi and AdaIN on the same pairs: both methods' distances, per pair AdaIN / Ghiasi style
+  distance and content distance difference, and a labelled sheet of stylized outputs only (rows:
+  photos; columns: painting x method; no photo or painting in it, so it can be shared)."""
+  res = {m: quality(photos, paintings, size, None, weights, m, model, keep_outputs=True)
+         for m in ('ghiasi', 'adain')}
+  per_pair = []
+  for g, a in zip(res['ghiasi']['pairs'], res['adain']['pairs']):
+    per_pair.append({'photo': g['photo'], 'painting': g['painting'],
+                     'style_adain_over_ghiasi': a['style'] / g['style'],
+                     'content_ghiasi': g['content'], 'content_adain': a['content']})
+  if sheet:
+    rows = [[im for pair in zip(go, ao) for im in pair]
+            for go, ao in zip(res['ghiasi'].pop('outputs'), res['adain'].pop('outputs'))]
+    cols = [f'{Path(p).stem[:14]} {m}' for p in paintings for m in ('ghiasi', 'adain')]
+    _labelled_sheet(rows, [Path(p).stem for p in photos], cols, sheet, cell)
+  else:
+    for m in res:
+      res[m].pop('outputs')
+  ratios = [p['style_adain_over_ghiasi'] for p in per_pair]
+  return {'ghiasi': res['ghiasi'], 'adain': res['adain'], 'per_pair': per_pair,
+          'style_adain_over_ghiasi_mean': round(float(np.mean(ratios)), 3),
+          'style_adain_over_ghiasi_range': [round(min(ratios), 3), round(max(ratios), 3)],
+          'pairs_adain_content_not_larger': sum(p['content_adain'] <= p['content_ghiasi']
+                                                for p in per_pair),
+          'sheet': sheet}
+
+
+def _labelled_sheet(rows: list[list[np.ndarray]], row_names: list[str], col_names: list[str],
+                    path: str, cell: int = 144) -> None:
+  """A grid of stylized images with the row and column names written in margins (JPEG q85)."""
+  from PIL import Image, ImageDraw  # pylint: disable=g-import-not-at-top
+  from nst_jax import fileio  # pylint: disable=g-import-not-at-top
+  left, top = 70, 18
+  canvas = Image.new('RGB', (left + cell * len(col_names), top + cell * len(rows)), 'white')
+  draw = ImageDraw.Draw(canvas)
+  for j, name in enumerate(col_names):
+    draw.text((left + j * cell + 3, 3), name, fill='black')
+  for i, (name, row) in enumerate(zip(row_names, rows)):
+    draw.text((3, top + i * cell + cell // 2 - 6), name, fill='black')
+    for j, im in enumerate(row):
+      canvas.paste(Image.fromarray(image_io.resize_image(im, shape=(cell, cell))),
+                   (left + j * cell, top + i * cell))
+  Path(path).parent.mkdir(parents=True, exist_ok=True)
+  fileio.atomic_write(Path(path), lambda tmp: canvas.save(tmp, 'JPEG', quality=85), '.jpg')
 
 
 def _contact_sheet(rows: list[list[np.ndarray]], arts: list[np.ndarray], path: str,
@@ -213,9 +266,20 @@ if __name__ == '__main__':
   ap.add_argument('--paintings', required=True, help='comma-separated painting paths')
   ap.add_argument('--size', type=int, default=384)
   ap.add_argument('--sheet', default='outputs/arbitrary_contact_sheet.jpg')
-  ap.add_argument('--method', default='ghiasi', choices=('ghiasi', 'adain'))
+  ap.add_argument('--method', default='ghiasi', choices=('ghiasi', 'adain', 'both'),
+                  help='both: the two methods on the same pairs, a labelled sheet of outputs')
   ap.add_argument('--model', default=None, help='AdaIN decoder directory (--method=adain)')
   a = ap.parse_args()
+  if a.method == 'both':
+    both = compare(a.photos.split(','), a.paintings.split(','), a.size, a.sheet, model=a.model)
+    for p in both['per_pair']:
+      print(f"{p['photo']:>12} x {p['painting']:<28} style adain/ghiasi "
+            f"{p['style_adain_over_ghiasi']:.2f}  content ghiasi {p['content_ghiasi']:.3f} "
+            f"adain {p['content_adain']:.3f}")
+    for m in ('ghiasi', 'adain'):
+      print(m, json.dumps({k: v for k, v in both[m].items() if k != 'pairs'}))
+    print(json.dumps({k: v for k, v in both.items() if k not in ('ghiasi', 'adain', 'per_pair')}))
+    raise SystemExit(0)
   res = quality(a.photos.split(','), a.paintings.split(','), a.size, a.sheet,
                 method=a.method, model=a.model)
   for p in res['pairs']:
