@@ -283,12 +283,13 @@ def decoder_width(decoder_params: Mapping) -> float:
 MODEL_KIND = 'adain_decoder'
 
 
-def save_decoder(directory, params: Mapping, width: float = 1.0) -> None:
-  """Writes ``model.npz`` (plain float32 arrays, no pickle) and ``model.json``, atomically."""
+def save_decoder(directory, params: Mapping, width: float = 1.0, dtype=np.float32) -> None:
+  """Writes ``model.npz`` (plain arrays, no pickle; ``dtype`` float32, or float16 to ship: half
+  the size, loaded back as float32) and ``model.json``, atomically."""
   from nst_jax import fileio  # pylint: disable=g-import-not-at-top
   directory = Path(directory)
   directory.mkdir(parents=True, exist_ok=True)
-  flat = {f'{layer}/{name}': np.asarray(v, np.float32)
+  flat = {f'{layer}/{name}': np.asarray(v, np.float32).astype(dtype)
           for layer, p in params.items() for name, v in p.items()}
   fileio.atomic_write(directory / 'model.npz', lambda tmp: np.savez(tmp, **flat), '.npz')  # type: ignore[arg-type]
   fileio.write_json(directory / 'model.json', {

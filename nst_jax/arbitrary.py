@@ -40,6 +40,9 @@ from nst_jax import controls, fileio, ghiasi, image_io
 from nst_jax.errors import ConfigError, ImageError, NSTError
 
 METHODS = ('ghiasi', 'adain')
+# The AdaIN decoder shipped with the repository (trained here, float16), used when no model is
+# given; see README, "AdaIN: arbitrary styles with a trained decoder".
+DEFAULT_ADAIN_MODEL = Path(__file__).resolve().parent.parent / 'weights' / 'adain_decoder'
 MIN_STYLE_SIDE = 16
 MIN_CONTENT_SIDE = 16
 
@@ -66,7 +69,7 @@ def arbitrary_config() -> ml_collections.ConfigDict:
   c.skip_existing = False       # folders: skip photos whose output exists (resume after Ctrl-C)
   c.max_pixels = image_io.DEFAULT_MAX_PIXELS  # refuse larger source images
   c.weights = ''                # Ghiasi: converted .npz or a folder with the two ONNX files
-  c.model = ''                  # AdaIN: decoder directory from configs/adain2017.py (--model)
+  c.model = ''                  # AdaIN: decoder dir; '' = the shipped weights/adain_decoder
   c.impl = 'fast'               # Ghiasi convs: fast (strips, space-to-depth) | direct (same result)
   c.quiet = False               # no progress lines
   return config_lib.lock(c)
@@ -93,6 +96,16 @@ def blend_weights(weights: Union[str, Sequence[float], np.ndarray, None], n: int
     raise ConfigError(f'style_blend_weights must be >= 0 with a positive sum, got '
                       f'{[float(v) for v in w]}')
   return (w / w.sum()).astype(np.float32)
+
+
+def adain_model(model: Optional[str]) -> str:
+  """The AdaIN decoder directory: ``model``, else the shipped one; ConfigError if neither."""
+  if model:
+    return str(model)
+  if (DEFAULT_ADAIN_MODEL / 'model.npz').is_file():
+    return str(DEFAULT_ADAIN_MODEL)
+  raise ConfigError('method=adain needs a trained decoder: --model=MODEL_DIR (train one with '
+                    'run.py --config=configs/adain2017.py --output=DIR)')
 
 
 def check_strength(strength: Any) -> float:
@@ -134,9 +147,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f'max_frames must be >= 0, got {config.max_frames}')
   if config.impl not in ('fast', 'direct'):
     raise ConfigError(f'unknown impl {config.impl!r}; choose fast or direct')
-  if config.method == 'adain' and not config.model:
-    raise ConfigError('method=adain needs a trained decoder: --model=MODEL_DIR (train one with '
-                      'run.py --config=configs/adain2017.py --output=DIR)')
+  if config.method == 'adain':
+    adain_model(config.model)
 
 
 # --- Inputs ----------------------------------------------------------------------------------
@@ -221,7 +233,7 @@ class ArbitraryStylizer:
     original_colors: keep the photo's colours.
     params: Ghiasi params (default :func:`nst_jax.ghiasi.load`); for method='adain' the VGG19
       params of the encoder (default :func:`nst_jax.weights.load_vgg19`).
-    model: AdaIN decoder directory.
+    model: AdaIN decoder directory (default: the shipped ``weights/adain_decoder``).
     impl: Ghiasi conv formulation ('fast' or 'direct', same result).
   """
 
@@ -252,9 +264,7 @@ class ArbitraryStylizer:
       self.style_embs = embs if self.masks else jnp.tensordot(jnp.asarray(self.weights), embs,
                                                               1)[None]
     else:
-      if not model:
-        raise ConfigError('method=adain needs a trained decoder: model=MODEL_DIR (train one '
-                          'with run.py --config=configs/adain2017.py --output=DIR)')
+      model = adain_model(model)
       try:
         adain = importlib.import_module('nst_jax.adain')  # the AdaIN module, loaded lazily
       except ImportError as e:
@@ -332,7 +342,7 @@ def stylize_arbitrary(content: np.ndarray, style: Union[np.ndarray, Sequence[np.
     original_colors: keep the photo's colours.
     params: Ghiasi params (:func:`nst_jax.ghiasi.load`; default: the shared ONNX, converted
       once); method='adain': VGG19 params (default :func:`nst_jax.weights.load_vgg19`).
-    model: AdaIN decoder directory (method='adain').
+    model: AdaIN decoder directory (method='adain'; default: the shipped one).
     impl: Ghiasi conv formulation, 'fast' or 'direct' (same result).
 
   Returns:

@@ -25,7 +25,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from nst_jax import ghiasi, image_io, onnx_convert, profiling
-from nst_jax.errors import NSTError
 
 
 def _inputs(content: str, style: str, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -122,9 +121,8 @@ def bench_adain(size: int = 384, repeats: int = 5, model: Optional[str] = None,
                 content: str = '../shared/images/tubingen.jpg',
                 style: str = '../shared/images/starry_night.jpg') -> dict:
   """Times AdaIN stylization (style statistics + encoder + decoder) through nst_jax.adain."""
-  if not model:
-    raise NSTError('--network=adain needs a trained decoder: --model=MODEL_DIR (train one with '
-                   'run.py --config=configs/adain2017.py --output=DIR)')
+  from nst_jax import arbitrary  # pylint: disable=g-import-not-at-top
+  model = arbitrary.adain_model(model)  # default: the shipped decoder
   adain = importlib.import_module('nst_jax.adain')  # the AdaIN module, loaded lazily
   decoder, width = adain.load_decoder(model)
   c = image_io.load_image(content, shape=(size, size))
