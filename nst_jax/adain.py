@@ -109,6 +109,39 @@ def _reflect_pad(x: jax.Array, p: int = 1) -> jax.Array:
   return jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)), mode='reflect')
 
 
+def _conv(x: jax.Array, kernel: jax.Array, padding: str) -> jax.Array:
+  return jax.lax.conv_general_dilated(x, kernel, (1, 1), padding,
+                                      dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+
+def conv3x3_reflect(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """A 3x3 conv of ``x`` reflection-padded by 1 (NHWC x HWIO), computed as XLA:CPU likes it.
+
+  Equal to ``VALID`` conv of ``_reflect_pad(x)``, but that ran 1.5-2x slower on XLA:CPU (forward
+  and kernel gradient) than a ``SAME`` (zero-padded) conv of the same size; the outputs differ
+  only on the border, so the interior comes from the ``SAME`` conv and the four border lines
+  from ``VALID`` convs of 3-wide strips of the reflection-padded input (2/H + 2/W extra work).
+  """
+  xp = _reflect_pad(x)
+  y = _conv(x, kernel, 'SAME')
+  top, bottom = _conv(xp[:, :3], kernel, 'VALID'), _conv(xp[:, -3:], kernel, 'VALID')
+  y = jnp.concatenate([top, y[:, 1:-1], bottom], axis=1)
+  left, right = _conv(xp[:, :, :3], kernel, 'VALID'), _conv(xp[:, :, -3:], kernel, 'VALID')
+  return jnp.concatenate([left, y[:, :, 1:-1], right], axis=2)
+
+
+class _Conv3x3Reflect(nn.Module):
+  """nn.Conv's parameters (LeCun-normal 'kernel' HWIO, zero 'bias'), reflection padding."""
+  features: int
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    kernel = self.param('kernel', nn.initializers.lecun_normal(),
+                        (3, 3, x.shape[-1], self.features))
+    bias = self.param('bias', nn.initializers.zeros_init(), (self.features,))
+    return conv3x3_reflect(x, kernel) + bias
+
+
 def upsample_nearest(x: jax.Array) -> jax.Array:
   """2x nearest-neighbour upsampling of NHWC."""
   return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
@@ -133,7 +166,7 @@ class Decoder(nn.Module):
       i += 1
       last = i == n_conv
       ch = 3 if last else max(1, int(round(float(v) * self.width)))
-      x = nn.Conv(ch, (3, 3), padding='VALID', name=f'conv{i}')(_reflect_pad(x))
+      x = _Conv3x3Reflect(ch, name=f'conv{i}')(x)
       if not last:
         x = nn.relu(x)
     return x
