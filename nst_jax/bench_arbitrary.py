@@ -228,7 +228,7 @@ def compare(photos: list[str], paintings: list[str], size: int = 384,
 
 def _labelled_sheet(rows: list[list[np.ndarray]], row_names: list[str], col_names: list[str],
                     path: str, cell: int = 144) -> None:
-  """A grid of stylized images with the row and column names written in margins (JPEG q85)."""
+  """A grid of stylized images, row and column names written in the margins (JPEG quality 75)."""
   from PIL import Image, ImageDraw  # pylint: disable=g-import-not-at-top
   from nst_jax import fileio  # pylint: disable=g-import-not-at-top
   left, top = 70, 18
@@ -242,7 +242,7 @@ def _labelled_sheet(rows: list[list[np.ndarray]], row_names: list[str], col_name
       canvas.paste(Image.fromarray(image_io.resize_image(im, shape=(cell, cell))),
                    (left + j * cell, top + i * cell))
   Path(path).parent.mkdir(parents=True, exist_ok=True)
-  fileio.atomic_write(Path(path), lambda tmp: canvas.save(tmp, 'JPEG', quality=85), '.jpg')
+  fileio.atomic_write(Path(path), lambda tmp: canvas.save(tmp, 'JPEG', quality=75), '.jpg')
 
 
 def _contact_sheet(rows: list[list[np.ndarray]], arts: list[np.ndarray], path: str,
