@@ -40,7 +40,11 @@ def bench_train(network: str = 'slim', size: int = 256, batch: int = 4,
   c.style = ','.join(['../shared/images/starry_night.jpg'] * styles)
   c.num_images, c.sample_every = 16, 0
   for k, v in (overrides or {}).items():
-    c[k] = v
+    *parents, leaf = k.split('.')
+    node = c
+    for part in parents:
+      node = node[part]
+    node[leaf] = v
   train_config.validate(c)
   if vgg_params is None:
     from nst_jax import weights  # pylint: disable=g-import-not-at-top
@@ -96,7 +100,9 @@ def main(argv=None) -> None:
   overrides = {}
   for s in a.set:
     k, _, v = s.partition('=')
-    ref = train_config.train_config()[k]
+    ref = train_config.train_config()
+    for part in k.split('.'):
+      ref = ref[part]
     overrides[k] = type(ref)(v) if not isinstance(ref, bool) else v.lower() in ('1', 'true')
   result = bench_train(a.network, a.size, a.batch, [int(x) for x in a.chunk.split(',')],
                        a.repeats, a.styles, overrides=overrides)

@@ -163,7 +163,7 @@ def style_task(config, vgg_params: Mapping) -> train_lib.Task:
   netcfg = network_config(config, n)
   spec = objective_spec(config)
   weights = objective_weights(config, spec)
-  impl = config.net.get('impl', 'fast')
+  impl = config.net.get('impl', 'direct')
   grams = style_targets(vgg_params, spec, styles)
   params = networks.nested_from_flax(networks.init_params(netcfg, int(config.seed)))
   params = jax.tree.map(jnp.asarray, params)
@@ -173,7 +173,8 @@ def style_task(config, vgg_params: Mapping) -> train_lib.Task:
   eye = jnp.eye(n, dtype=jnp.float32)
   loss = batch_loss_fn(netcfg, spec, impl == 'fast')
   photo = train_lib.sample_photo(config)
-  apply = jax.jit(lambda p, x, sw: networks.apply_params(netcfg, p, x, sw, impl == 'fast'))
+  # Samples are inference: the reformulated convolutions, whatever the training step uses.
+  apply = jax.jit(lambda p, x, sw: networks.apply_params(netcfg, p, x, sw, True))
 
   def sample(p, consts):
     del consts

@@ -196,6 +196,35 @@ def test_checkpoint_of_another_configuration_is_refused(trained, tiny_photos, pa
     train.run(_config(tiny_photos, out, resume=True, num_steps=6, style_weight=1.), params)
 
 
+def test_two_style_training_lowers_each_styles_loss_and_mixes(tiny_photos, params, tmp_path):
+  """Dumoulin et al.: one network, conditional instance norm, a random style per batch element."""
+  styles = f"{IMAGES / 'starry_night.jpg'},{IMAGES / 'the_scream.jpg'}"
+  c = _config(tiny_photos, tmp_path / 'two', style=styles, crop_size=32, style_size=32,
+              num_steps=6, chunk=6, learning_rate=2e-2)
+  summary = train.run(c, params)
+  assert summary['task'] == 'dumoulin' and summary['steps'] == 6
+  model = model_io.load_model(tmp_path / 'two')
+  assert model.config.num_styles == 2 and model.styles == ['starry_night', 'the_scream']
+  # Each style's loss falls: the loss of the network on a fixed batch, per style index.
+  netcfg, spec = model.config, train_style.objective_spec(c)
+  task = train_style.style_task(c, params)
+  batch = {'content': np.stack([task.samplers['content'].batch(0)[0]] * 2),
+           'style_index': np.array([0, 1], np.int32)}
+  loss = jax.jit(train_style.batch_loss_fn(netcfg, spec, False))
+  per_style = lambda p: [float(loss(p, {'content': batch['content'][i:i + 1],
+                                        'style_index': batch['style_index'][i:i + 1]},
+                                    task.consts)[0]) for i in range(2)]
+  before, after = per_style(task.params), per_style(jax.tree.map(np.asarray, model.params))
+  assert after[0] < before[0] and after[1] < before[1], (before, after)
+  # The two conditional rows differ, and a 50/50 mix lies between the two styles' outputs.
+  photo = image_io.load_image(IMAGES / 'tubingen.jpg', size=33)
+  y0, y1 = fast.stylize(model, photo, 0), fast.stylize(model, photo, 1)
+  ym = fast.stylize(model, photo, '0:0.5,1:0.5').astype(float)
+  assert np.abs(y0.astype(float) - y1).mean() > 1.0
+  assert np.abs(ym - y0).mean() < np.abs(y1.astype(float) - y0).mean()
+  assert np.abs(ym - y1).mean() < np.abs(y1.astype(float) - y0).mean()
+
+
 def test_adain_training_lowers_the_loss(tiny_photos, params, tmp_path):
   styles = tmp_path / 'styles'
   styles.mkdir()
