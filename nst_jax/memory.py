@@ -219,7 +219,7 @@ def check_config(config, content, styles, quiet: bool = False, stream=sys.stderr
     raise ImageError(f'the output {shape[1]}x{shape[0]} = {shape[0] * shape[1] / 1e6:.1f} '
                      f'megapixels is above the cap of {cap / 1e6:g} megapixels; use a smaller '
                      'size or raise the cap with max_pixels (config field `max_pixels`)')
-  spec = engine.make_spec(config)
+  spec = engine.make_spec(config)._replace(conv_impl=engine.run_conv_impl(config, shape))
   mspec, _ = optim.spec_and_hyper(config.optimizer, config.image_range)
   mspec = optim.fit_history(mspec, config.num_steps, bool(config.save_every or config.resume))
   return check(shape, spec, mspec, config, quiet=quiet, stream=stream)
