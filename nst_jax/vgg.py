@@ -139,12 +139,12 @@ def pool2x2(x: jax.Array, pooling: str) -> jax.Array:
   raise ConfigError(f'unknown pooling {pooling!r}; choose one of {", ".join(POOLINGS)}')
 
 
-# Below this many pixel-evaluations (H x W x steps) ``auto`` picks direct convolutions on CPU:
-# Winograd's chunk program takes ~4 s longer to compile (cold cache, 2-core CPU: 5.5 s vs 1.4 s
-# at 192x256) and saves ~1.3-1.7 us per pixel per evaluation (README: Performance), so short
-# runs (1 step at any size up to ~2 MP, 60 steps at 192x256) finish sooner, and need ~0.3 GB
-# less memory, with direct ones.
-AUTO_WINOGRAD_MIN_PIXEL_EVALS = 3e6
+# Below this many pixel-evaluations (H x W x evaluations) ``auto`` picks direct convolutions on
+# CPU: Winograd's chunk program takes longer to compile (cold cache; 2-core CPUs: ~4 s more at
+# 192x256 in the Performance table, ~14 s more on the 2026-11-25 machine) and saves ~20-25% of
+# an evaluation (~1.5-3 us per pixel), so short runs (1 step at any size up to ~2 MP, ~80 steps
+# at 192x256) finish sooner, and need ~0.3 GB less memory, with direct ones.
+AUTO_WINOGRAD_MIN_PIXEL_EVALS = 4e6
 
 
 def resolve_conv_impl(conv_impl: str, pixels: int, evals: int) -> str:

@@ -169,7 +169,7 @@ def test_auto_conv_impl_by_run_length():
   if jax.default_backend() != 'cpu':
     pytest.skip('auto is direct on accelerators')
   assert vgg.resolve_conv_impl('auto', 192 * 256, 2) == 'direct'
-  assert vgg.resolve_conv_impl('auto', 192 * 256, 101) == 'winograd2'
+  assert vgg.resolve_conv_impl('auto', 192 * 256, 101) == 'winograd2'  # 4.96e6 pixel-evals
   assert vgg.resolve_conv_impl('auto', 1536 * 2048, 2) == 'winograd2'
   assert vgg.resolve_conv_impl('winograd4', 1, 1) == 'winograd4'
   c = _config(conv_impl='auto', height=192, width=256)
