@@ -36,11 +36,12 @@ GB = 2 ** 30
 # Calibration (XLA memory analysis of the chunk program, gatys2015 layers, 128-512 px on CPU).
 TEMP_PER_PIXEL = {'direct': 2180, 'winograd': 2500}   # bytes per output pixel
 TEMP_FIXED = {'direct': 53 * MB, 'winograd': 264 * MB}  # flipped / transformed kernels
-# What measured peaks add to the model (fit on runs at 192x256 and 384x512 on CPU): allocator
-# slack and host copies, plus XLA's own memory while compiling the programs (a cold compilation
-# cache; a warm one needs less, so the estimate errs on the safe side).
-OVERHEAD_FIXED = 280 * MB
-OVERHEAD_PER_PIXEL = 120
+# What measured peaks add to the model: allocator slack and host copies, plus XLA's own memory
+# while compiling the programs (a cold compilation cache; a warm one needs less, so the estimate
+# errs on the safe side). Winograd: fit on runs at 192x256 and 384x512; direct: fit on whole
+# `run.py` runs of 3 steps at 384x512 and 768x1024, cold cache (2026-11-25, README: Measured).
+OVERHEAD_FIXED = {'direct': 60 * MB, 'winograd': 280 * MB}
+OVERHEAD_PER_PIXEL = {'direct': 650, 'winograd': 120}
 COMPILE = {'direct': 100 * MB, 'winograd': 420 * MB}
 SAFETY = 0.95         # refuse when the estimate is above this share of the free memory
 
@@ -134,7 +135,7 @@ def estimate(shape, spec, mspec, rss_now: Optional[int] = None) -> Estimate:
 
 
 def overhead(pixels: int, impl: str) -> int:
-  return OVERHEAD_FIXED + OVERHEAD_PER_PIXEL * pixels + COMPILE[impl]
+  return OVERHEAD_FIXED[impl] + OVERHEAD_PER_PIXEL[impl] * pixels + COMPILE[impl]
 
 
 def xla_estimate(compiled, shape, mspec, rss_now: Optional[int] = None,
@@ -177,7 +178,7 @@ def suggestion(est: Estimate, shape, spec, mspec, free: int) -> str:
         return f'--config.optimizer.history_size={m}'
   if impl == 'winograd' and fits(impl_='direct'):
     return '--config.conv_impl=direct'
-  per_px = (est.state + (TEMP_PER_PIXEL[impl] + OVERHEAD_PER_PIXEL) * pixels) / pixels
+  per_px = (est.state + (TEMP_PER_PIXEL[impl] + OVERHEAD_PER_PIXEL[impl]) * pixels) / pixels
   fixed = est.peak - per_px * pixels
   max_px = (SAFETY * free - fixed) / per_px if per_px else 0
   if max_px > 0:
@@ -219,7 +220,7 @@ def check_config(config, content, styles, quiet: bool = False, stream=sys.stderr
     raise ImageError(f'the output {shape[1]}x{shape[0]} = {shape[0] * shape[1] / 1e6:.1f} '
                      f'megapixels is above the cap of {cap / 1e6:g} megapixels; use a smaller '
                      'size or raise the cap with max_pixels (config field `max_pixels`)')
-  spec = engine.make_spec(config)
+  spec = engine.make_spec(config)._replace(conv_impl=engine.run_conv_impl(config, shape))
   mspec, _ = optim.spec_and_hyper(config.optimizer, config.image_range)
   mspec = optim.fit_history(mspec, config.num_steps, bool(config.save_every or config.resume))
   return check(shape, spec, mspec, config, quiet=quiet, stream=stream)

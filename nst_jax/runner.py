@@ -27,7 +27,7 @@ import numpy as np
 
 from nst_jax import config as config_lib
 from nst_jax import compile_cache, controls, engine, fileio, image_io, interrupt, memory, metrics
-from nst_jax import profiling, spatial
+from nst_jax import profiling, spatial, vgg
 from nst_jax.errors import ConfigError, NonFiniteLossError, NSTError
 
 CHECKPOINT_VERSION = 1
@@ -191,7 +191,9 @@ def run_single(config: ml_collections.ConfigDict, params: Optional[Mapping] = No
   masks, style_masks = controls.config_masks(config, len(styles))
   if params is None:
     from nst_jax import weights  # pylint: disable=g-import-not-at-top
-    params = weights.load_vgg19(config.weights or None)
+    content_layers, style_layers, _ = config_lib.layer_choice(config)
+    deepest = max(content_layers + style_layers, key=vgg.layer_index)  # issue 10: no deeper
+    params = weights.load_vgg19(config.weights or None, upto=deepest)   # weights in memory
   t_loaded = time.perf_counter()
   # issue 10: estimate every stage's memory first; refuse (one line) rather than run out of it.
   mem = [memory.check_config(c, content, styles, quiet) for c in engine.stage_configs(config)][-1]

@@ -139,6 +139,24 @@ def pool2x2(x: jax.Array, pooling: str) -> jax.Array:
   raise ConfigError(f'unknown pooling {pooling!r}; choose one of {", ".join(POOLINGS)}')
 
 
+# Below this many pixel-evaluations (H x W x evaluations) ``auto`` picks direct convolutions on
+# CPU: Winograd's chunk program takes longer to compile (cold cache; 2-core CPUs: ~4 s more at
+# 192x256 in the Performance table, ~14 s more on the 2026-11-25 machine) and saves ~20-25% of
+# an evaluation (~1.5-3 us per pixel), so short runs (1 step at any size up to ~2 MP, ~80 steps
+# at 192x256) finish sooner, and need ~0.3 GB less memory, with direct ones.
+AUTO_WINOGRAD_MIN_PIXEL_EVALS = 4e6
+
+
+def resolve_conv_impl(conv_impl: str, pixels: int, evals: int) -> str:
+  """``conv_impl`` for a run of ``evals`` evaluations of ``pixels`` (H x W) pixels: ``auto``
+  becomes ``direct`` on accelerators and for short CPU runs, else ``winograd2``."""
+  if conv_impl != 'auto':
+    return conv_impl
+  if jax.default_backend() != 'cpu':
+    return 'direct'
+  return 'winograd2' if pixels * evals >= AUTO_WINOGRAD_MIN_PIXEL_EVALS else 'direct'
+
+
 def layer_conv_impl(layer: str, conv_impl: str) -> str:
   """The algorithm a layer actually uses under the network-wide ``conv_impl`` choice.
 

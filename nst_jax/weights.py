@@ -398,20 +398,25 @@ def resolve_weights(path: Optional[PathLike] = None, cache_dir: Optional[PathLik
 
 
 @functools.lru_cache(maxsize=4)
-def _load_jax(path: str, mtime_ns: int) -> Params:
+def _load_jax(path: str, mtime_ns: int, upto: Optional[str] = None) -> Params:
   del mtime_ns  # Only part of the cache key, so a rewritten file is re-read.
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top  # Keep the converter jax-free.
+  order = list(VGG19_CONV_SHAPES)
+  last = order.index(upto) if upto in order else len(order) - 1
   return {layer: {k: jnp.asarray(v, jnp.float32) for k, v in p.items()}
-          for layer, p in load_params(path).items()}
+          for layer, p in load_params(path).items() if order.index(layer) <= last}
 
 
-def load_vgg19(path: Optional[PathLike] = None, **kwargs: Any) -> Params:
+def load_vgg19(path: Optional[PathLike] = None, upto: Optional[str] = None,
+               **kwargs: Any) -> Params:
   """The VGG19 params as jnp float32 arrays; cached in-process per resolved file.
 
   Args:
     path: explicit weights file; see :func:`resolve_weights`.
+    upto: keep only the conv layers up to this one (canonical ``blockB_convC`` name; a run
+      needs none deeper, e.g. 28 MB of conv5_2..conv5_4 for the usual conv5_1). Default: all.
     **kwargs: ``cache_dir``, ``shared_dir``, ``allow_download`` for :func:`resolve_weights`.
   """
   resolved = resolve_weights(path, **kwargs).resolve()
-  params = _load_jax(str(resolved), resolved.stat().st_mtime_ns)
+  params = _load_jax(str(resolved), resolved.stat().st_mtime_ns, upto)
   return {layer: dict(p) for layer, p in params.items()}

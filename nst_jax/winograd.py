@@ -134,16 +134,28 @@ def _output_transform(m: list, tile: int, n: int, nh: int, nw: int) -> jax.Array
   return y.reshape(n, nh * tile, nw * tile, c)
 
 
-def _winograd(x: jax.Array, u: jax.Array, tile: int, contract_out: bool = False) -> jax.Array:
+# F(2x2,3x3): G J = P G (J reverses the 3 taps, P swaps G's rows 0 and 3), so the transform of
+# the flipped kernel is the kernel's transform with tile positions 0 <-> 3 swapped in both axes:
+# U_flip[4i + j] = U[4 p(i) + p(j)]. The input gradient reuses the forward's U (no second
+# transformed kernel in memory: ~16/9 x the kernel bytes per layer).
+_FLIP2 = tuple(4 * (3 - i if i in (0, 3) else i) + (3 - j if j in (0, 3) else j)
+               for i in range(4) for j in range(4))
+
+
+def _winograd(x: jax.Array, u: jax.Array, tile: int, contract_out: bool = False,
+              order: tuple = ()) -> jax.Array:
   """Winograd convolution of x with an already transformed kernel u (a*a, I, O).
 
   With ``contract_out`` the kernel is used transposed (x has O channels and the
-  result I), which the input gradient needs.
+  result I), which the input gradient needs; ``order`` picks u's tile positions
+  (position p uses ``u[order[p]]``; default: in order).
   """
   n, h, w, _ = x.shape
   v, nh, nw = _input_transform(x, tile)
   dims = (((1,), (1 if contract_out else 0,)), ((), ()))
-  m = [lax.dot_general(vp, u[p], dims, precision=lax.Precision.HIGHEST) for p, vp in enumerate(v)]
+  order = order or tuple(range(len(v)))
+  m = [lax.dot_general(vp, u[order[p]], dims, precision=lax.Precision.HIGHEST)
+       for p, vp in enumerate(v)]
   return _output_transform(m, tile, n, nh, nw)[:, :h, :w, :]
 
 
@@ -167,7 +179,10 @@ def _conv_bwd(tile, res, g):
   else:
     # SAME, stride 1, odd kernel: dx is the correlation of g with the flipped,
     # in/out-swapped kernel (the swap is done by contracting U's output axis).
-    dx = _winograd(g, transform_kernel(kernel[::-1, ::-1], tile), tile, contract_out=True)
+    if tile == 2:
+      dx = _winograd(g, transform_kernel(kernel, tile), tile, contract_out=True, order=_FLIP2)
+    else:
+      dx = _winograd(g, transform_kernel(kernel[::-1, ::-1], tile), tile, contract_out=True)
   # Kernel gradient via the direct conv's VJP; dead code when unused.
   _, vjp_k = jax.vjp(lambda k: direct_conv3x3(x, k), kernel)
   (dk,) = vjp_k(g)
