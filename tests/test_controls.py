@@ -1,9 +1,6 @@
 """Perceptual controls (Gatys et al. 2016): guided Grams, masks, preserved regions, colour and
 scale control, with the real weights at small sizes."""
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
@@ -11,7 +8,7 @@ import nst_jax
 from nst_jax import config as config_lib, controls, engine, image_io, losses, objective, runner
 from nst_jax import vgg
 from nst_jax.errors import ConfigError, ImageError
-from conftest import IMAGES, ROOT
+from conftest import IMAGES, run_cli
 
 PORTRAIT, PORTRAIT_MASK = IMAGES / 'brad_pitt.jpg', IMAGES / 'brad_pitt_mask.png'
 SHALLOW = 'conv1_1,conv2_1,conv3_1'
@@ -253,12 +250,12 @@ def test_scale_mix_takes_coarse_and_fine_layers_from_two_styles(params, content_
 def test_run_py_mask_errors_are_one_line(tmp_path):
   black = tmp_path / 'black.png'
   image_io.save_image(black, np.zeros((10, 10, 3), np.uint8))
-  base = [sys.executable, str(ROOT / 'run.py'), '--config=configs/gatys2015.py',
-          f'--content={PORTRAIT}', f'--output={tmp_path / "o.png"}']
+  base = ['--config=configs/gatys2015.py', f'--content={PORTRAIT}',
+          f'--output={tmp_path / "o.png"}']
   for extra, want in (([f'--style={PORTRAIT}', f'--mask={black}'], 'is empty (all black)'),
                       ([f'--style={PORTRAIT}', f'--masks={PORTRAIT_MASK},{PORTRAIT_MASK}'],
                        '2 masks need one style image each')):
-    p = subprocess.run(base + extra, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    p = run_cli(*base, *extra, tmp_path=tmp_path, timeout=120)
     assert p.returncode == 1, p.stderr
     lines = [l for l in p.stderr.splitlines() if l.startswith('error:')]
     assert len(lines) == 1 and want in lines[0], p.stderr
