@@ -115,7 +115,10 @@ def synthetic_files(tmp_path_factory):
 @pytest.fixture(scope='session', autouse=True)
 def compile_cache_dir(tmp_path_factory):
   """One persistent compilation cache per test session (never the user's ~/.cache): in-process
-  runs and run.py subprocesses (which inherit the environment) reuse each other's programs."""
+  runs and run.py subprocesses (which inherit the environment) reuse each other's programs.
+
+  Under pytest-xdist every worker has its own (its own basetemp): JAX writes cache entries
+  without a lock or a rename, so a worker could read another's half-written entry."""
   import os
   path = tmp_path_factory.mktemp('jax_cache')
   old = os.environ.get('NST_JAX_COMPILE_CACHE')
