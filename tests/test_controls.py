@@ -21,7 +21,8 @@ def small_config(**overrides):
   """Gatys-style transfer on shallow layers: cheap to compile and run on CPU."""
   c = config_lib.base_config()
   c.update(dict(size=48, num_steps=20, log_every=20, content_layers='conv3_2',
-                style_layers=SHALLOW, pooling='avg', init='content'))
+                style_layers=SHALLOW, pooling='avg', init='content',
+                conv_impl='direct'))  # Winograd: test_vgg, test_winograd, test_cli (CI time)
   c.update(overrides)
   return c
 
@@ -150,7 +151,7 @@ def test_popart_preset_with_mask_preserves_background(tmp_path, params):
   c = load_preset('popart_portrait')
   c.update(dict(content=str(PORTRAIT), style=str(IMAGES / 'picasso_selfport1907.jpg'),
                 mask=str(PORTRAIT_MASK), output=str(tmp_path / 'popart.png'), size=64,
-                num_steps=30, log_every=30))
+                num_steps=30, log_every=30, conv_impl='direct'))  # the preset's Winograd: CI time
   c.optimizer.learning_rate = 3.
   summary = runner.run(c, params=params, quiet=True)
   out = image_io.load_image(tmp_path / 'popart.png').astype(float)
