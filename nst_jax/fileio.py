@@ -7,7 +7,8 @@ so a crash or Ctrl-C never leaves a half-written PNG, JSON or checkpoint behind.
   from nst_jax import fileio
   fileio.check_writable(Path('outputs/x.png'))   # before minutes of work
   fileio.write_json(Path('outputs/x.json'), {'steps': 10})
-  fileio.atomic_write(Path('outputs/x.npz'), lambda tmp: np.savez(tmp, a=a), suffix='.npz')
+  fileio.write_npz(Path('outputs/x.npz'), {'a': a})
+  fileio.atomic_write(Path('outputs/x.bin'), lambda tmp: Path(tmp).write_bytes(data))
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import json
 import os
 from pathlib import Path
 import tempfile
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 from nst_jax.errors import ImageError
 
@@ -41,6 +42,16 @@ def atomic_write(path: PathLike, write: Callable[[str], None], suffix: str = '.t
     if os.path.exists(tmp):
       os.unlink(tmp)
     raise
+
+
+def write_npz(path: PathLike, arrays: Mapping[str, Any]) -> None:
+  """Atomic ``np.savez`` of named arrays (uncompressed) to exactly ``path``."""
+  import numpy as np  # pylint: disable=g-import-not-at-top  # Only the callers that save arrays.
+
+  def write(tmp: str) -> None:
+    with open(tmp, 'wb') as f:  # a file object: np.savez keeps the temp name as it is
+      np.savez(f, **arrays)
+  atomic_write(path, write)
 
 
 def _read_umask() -> int:

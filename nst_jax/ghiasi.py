@@ -33,7 +33,6 @@ import functools
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union, cast
 
@@ -43,7 +42,7 @@ import jax.numpy as jnp
 from jax import lax
 import numpy as np
 
-from nst_jax import networks, onnx_convert
+from nst_jax import fileio, networks, onnx_convert
 from nst_jax.errors import WeightsError
 
 PathLike = Union[str, os.PathLike]
@@ -432,19 +431,12 @@ def convert(predict_onnx: PathLike, transform_onnx: PathLike, out_path: PathLike
   meta = {'format_version': FORMAT_VERSION, 'predict': str(predict_onnx.resolve()),
           'transform': str(transform_onnx.resolve())}
   flat['__meta__'] = np.array([json.dumps(meta, sort_keys=True)])
-  out_path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=f'.{out_path.name}.', suffix='.tmp')
   try:
-    with os.fdopen(fd, 'wb') as f:
-      np.savez(f, **flat)  # type: ignore[arg-type]
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fileio.write_npz(out_path, flat)
   except OSError as e:
     raise WeightsError(f'cannot write {out_path} ({e}); set $NST_JAX_CACHE to a writable '
                        'directory') from e
-  finally:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
   return out_path
 
 

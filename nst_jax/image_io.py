@@ -50,17 +50,7 @@ def _one_line(err: BaseException) -> str:
 
 def _check_max_pixels(max_pixels: Optional[int]) -> Optional[int]:
   """Validates ``max_pixels`` (a positive integer, or None for no cap)."""
-  if max_pixels is None:
-    return None
-  try:
-    if isinstance(max_pixels, bool):
-      raise TypeError
-    value = operator.index(max_pixels)
-  except TypeError:
-    raise ImageError(f'max_pixels must be a positive integer, got {max_pixels!r}') from None
-  if value <= 0:
-    raise ImageError(f'max_pixels must be a positive integer, got {max_pixels!r}')
-  return value
+  return None if max_pixels is None else _positive_int('max_pixels', max_pixels)
 
 
 def _check_cap(path: Optional[PathLike], what: str, h: int, w: int,

@@ -24,12 +24,11 @@ import io
 import json
 import os
 from pathlib import Path
-import tempfile
 from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from nst_jax import networks
+from nst_jax import fileio, networks
 from nst_jax.errors import ConfigError, NSTError
 
 PathLike = Union[str, os.PathLike]
@@ -58,18 +57,12 @@ class Model:
 
 
 def _atomic_bytes(path: Path, data: bytes) -> None:
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-  try:
-    with os.fdopen(fd, 'wb') as f:
+  def write(tmp: str) -> None:
+    with open(tmp, 'wb') as f:
       f.write(data)
       f.flush()
       os.fsync(f.fileno())
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
+  fileio.atomic_write(path, write)
 
 
 def save_model(model_dir: PathLike, config: networks.NetworkConfig, params: Mapping[str, Any],

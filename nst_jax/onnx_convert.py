@@ -203,13 +203,9 @@ def save_arrays(path: PathLike, arrays: Arrays, meta: Optional[Dict[str, Any]] =
       raise WeightsError(f'array {k!r} has dtype object; only numeric arrays can be saved')
   payload[META_KEY] = np.array(json.dumps(meta or {}, sort_keys=True))
 
-  def write(tmp: str) -> None:
-    with open(tmp, 'wb') as f:  # a file object: np.savez keeps the temp name as it is
-      np.savez(f, **payload)
-
   try:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fileio.atomic_write(path, write, suffix='.tmp')
+    fileio.write_npz(path, payload)
   except OSError as e:
     raise WeightsError(f'cannot write {path} ({e.strerror or e}); set '
                        f'{weights_lib.CACHE_ENV_VAR} to a writable directory') from e

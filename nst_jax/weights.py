@@ -17,7 +17,6 @@ import json
 import os
 from pathlib import Path
 import re
-import tempfile
 from typing import Any, Dict, Optional, Tuple, Union
 import urllib.error
 import urllib.request
@@ -26,6 +25,7 @@ from absl import logging
 import h5py
 import numpy as np
 
+from nst_jax import fileio
 from nst_jax.errors import WeightsError
 
 PathLike = Union[str, os.PathLike]
@@ -225,17 +225,10 @@ def save_params(params: Params, path: PathLike, metadata: Optional[Dict[str, Any
   meta = {'format_version': FORMAT_VERSION, **(metadata or {})}
   arrays = {f'{layer}/{name}': arr for layer, p in params.items() for name, arr in p.items()}
   arrays[META_KEY] = np.array([json.dumps(meta, sort_keys=True)])
-  tmp = None
   try:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    with os.fdopen(fd, 'wb') as f:
-      np.savez(f, **arrays)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    fileio.write_npz(path, arrays)
   except OSError as e:
-    if tmp and os.path.exists(tmp):
-      os.unlink(tmp)
     raise WeightsError(f'cannot write {path} ({e}); set {CACHE_ENV_VAR} to a writable '
                        'directory') from e
   return path
@@ -316,12 +309,12 @@ def download(url: str, dest: PathLike, md5: Optional[str] = None,
   """
   dest = Path(dest)
   dest.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f'.{dest.name}.', suffix='.part')
-  hashers = {'md5': hashlib.md5(), 'sha256': hashlib.sha256()}
-  try:
+
+  def fetch(tmp: str) -> None:  # A mismatch raises: atomic_write removes the temp file.
+    hashers = {'md5': hashlib.md5(), 'sha256': hashlib.sha256()}
     try:
       logging.info('downloading %s -> %s', url, dest)
-      with os.fdopen(fd, 'wb') as out, urllib.request.urlopen(url, timeout=60) as resp:
+      with open(tmp, 'wb') as out, urllib.request.urlopen(url, timeout=60) as resp:
         for chunk in iter(lambda: resp.read(1 << 20), b''):
           out.write(chunk)
           for h in hashers.values():
@@ -333,11 +326,8 @@ def download(url: str, dest: PathLike, md5: Optional[str] = None,
       if expected and actual != expected.lower():
         raise WeightsError(f'{name} mismatch for {url}: expected {expected}, got {actual}; '
                            f'retry, or {_HOW_TO}')
-    os.replace(tmp, dest)
-    os.chmod(dest, 0o644)
-  finally:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
+
+  fileio.atomic_write(dest, fetch, suffix='.part')
   return dest
 
 

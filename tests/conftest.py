@@ -1,6 +1,9 @@
 """Shared fixtures: the real VGG19 weights and real images from ../shared, at small sizes."""
 
+import os
 from pathlib import Path
+import subprocess
+import sys
 
 import pytest
 
@@ -9,6 +12,20 @@ SHARED = ROOT.parent / 'shared'
 IMAGES = SHARED / 'images'
 SHARED_H5 = SHARED / 'weights' / 'vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5'
 REFERENCE = SHARED / 'weights' / 'vgg19_reference_activations.npz'
+
+
+def cli_env(tmp_path: Path) -> dict:
+  """A run.py subprocess's environment: a private weights cache under ``tmp_path``, the CPU, no
+  ``$NST_VGG19_WEIGHTS``; it inherits the session's compile cache (see compile_cache_dir)."""
+  env = dict(os.environ, NST_JAX_CACHE=str(tmp_path / 'cache'), JAX_PLATFORMS='cpu')
+  env.pop('NST_VGG19_WEIGHTS', None)
+  return env
+
+
+def run_cli(*args: str, tmp_path: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+  """``python run.py ARGS...`` from the project root in :func:`cli_env`; output captured."""
+  return subprocess.run([sys.executable, str(ROOT / 'run.py'), *args], cwd=ROOT,
+                        env=cli_env(tmp_path), capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope='session')
@@ -98,7 +115,10 @@ def synthetic_files(tmp_path_factory):
 @pytest.fixture(scope='session', autouse=True)
 def compile_cache_dir(tmp_path_factory):
   """One persistent compilation cache per test session (never the user's ~/.cache): in-process
-  runs and run.py subprocesses (which inherit the environment) reuse each other's programs."""
+  runs and run.py subprocesses (which inherit the environment) reuse each other's programs.
+
+  Under pytest-xdist every worker has its own (its own basetemp): JAX writes cache entries
+  without a lock or a rename, so a worker could read another's half-written entry."""
   import os
   path = tmp_path_factory.mktemp('jax_cache')
   old = os.environ.get('NST_JAX_COMPILE_CACHE')

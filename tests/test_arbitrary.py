@@ -4,10 +4,7 @@ The reference sizes (style 256x256, content 384x384) compile once per session; e
 uses one small content shape so the transform compiles once more.
 """
 
-import os
 from pathlib import Path
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -17,6 +14,7 @@ import pytest
 
 from nst_jax import arbitrary, ghiasi, image_io, runner
 from nst_jax.errors import NSTError
+from conftest import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / 'shared'
@@ -359,11 +357,9 @@ def test_bad_inputs(tmp_path, ghiasi_npz, photo):
 
 def test_cli_error_line(tmp_path):
   out = tmp_path / 'o.png'
-  env = dict(os.environ, NST_JAX_CACHE=str(tmp_path / 'cache'), JAX_PLATFORMS='cpu')
-  r = subprocess.run([sys.executable, str(ROOT / 'run.py'), '--config=configs/arbitrary.py',
-                      f'--content={IMAGES / "tubingen.jpg"}', f'--output={out}',
-                      f'--style={IMAGES / "starry_night.jpg"}', '--config.strength=2'],
-                     cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+  r = run_cli('--config=configs/arbitrary.py', f'--content={IMAGES / "tubingen.jpg"}',
+              f'--output={out}', f'--style={IMAGES / "starry_night.jpg"}',
+              '--config.strength=2', tmp_path=tmp_path)
   assert r.returncode == 1, (r.stdout, r.stderr)
   lines = [l for l in r.stderr.splitlines() if l.startswith('error: ')]
   assert len(lines) == 1 and 'strength' in lines[0] and 'Traceback' not in r.stderr

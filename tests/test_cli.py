@@ -2,24 +2,14 @@
 line and exit status 1, never a traceback."""
 
 import json
-import os
 from pathlib import Path
-import subprocess
-import sys
 
 import pytest
 
-from conftest import IMAGES, ROOT, SHARED_H5
+from conftest import IMAGES, SHARED_H5, run_cli
 
 TUBINGEN = str(IMAGES / 'tubingen.jpg')
 STARRY = str(IMAGES / 'starry_night.jpg')
-
-
-def run_cli(*args, tmp_path):
-  env = dict(os.environ, NST_JAX_CACHE=str(tmp_path / 'cache'), JAX_PLATFORMS='cpu')
-  env.pop('NST_VGG19_WEIGHTS', None)
-  return subprocess.run([sys.executable, str(ROOT / 'run.py'), *args], cwd=ROOT, env=env,
-                        capture_output=True, text=True, timeout=300)
 
 
 def test_run_writes_png_and_json(tmp_path, random_weights_file):

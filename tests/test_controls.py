@@ -1,9 +1,6 @@
 """Perceptual controls (Gatys et al. 2016): guided Grams, masks, preserved regions, colour and
 scale control, with the real weights at small sizes."""
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
@@ -11,7 +8,7 @@ import nst_jax
 from nst_jax import config as config_lib, controls, engine, image_io, losses, objective, runner
 from nst_jax import vgg
 from nst_jax.errors import ConfigError, ImageError
-from conftest import IMAGES, ROOT
+from conftest import IMAGES, run_cli
 
 PORTRAIT, PORTRAIT_MASK = IMAGES / 'brad_pitt.jpg', IMAGES / 'brad_pitt_mask.png'
 SHALLOW = 'conv1_1,conv2_1,conv3_1'
@@ -24,7 +21,8 @@ def small_config(**overrides):
   """Gatys-style transfer on shallow layers: cheap to compile and run on CPU."""
   c = config_lib.base_config()
   c.update(dict(size=48, num_steps=20, log_every=20, content_layers='conv3_2',
-                style_layers=SHALLOW, pooling='avg', init='content'))
+                style_layers=SHALLOW, pooling='avg', init='content',
+                conv_impl='direct'))  # Winograd: test_vgg, test_winograd, test_cli (CI time)
   c.update(overrides)
   return c
 
@@ -153,7 +151,7 @@ def test_popart_preset_with_mask_preserves_background(tmp_path, params):
   c = load_preset('popart_portrait')
   c.update(dict(content=str(PORTRAIT), style=str(IMAGES / 'picasso_selfport1907.jpg'),
                 mask=str(PORTRAIT_MASK), output=str(tmp_path / 'popart.png'), size=64,
-                num_steps=30, log_every=30))
+                num_steps=30, log_every=30, conv_impl='direct'))  # the preset's Winograd: CI time
   c.optimizer.learning_rate = 3.
   summary = runner.run(c, params=params, quiet=True)
   out = image_io.load_image(tmp_path / 'popart.png').astype(float)
@@ -253,12 +251,12 @@ def test_scale_mix_takes_coarse_and_fine_layers_from_two_styles(params, content_
 def test_run_py_mask_errors_are_one_line(tmp_path):
   black = tmp_path / 'black.png'
   image_io.save_image(black, np.zeros((10, 10, 3), np.uint8))
-  base = [sys.executable, str(ROOT / 'run.py'), '--config=configs/gatys2015.py',
-          f'--content={PORTRAIT}', f'--output={tmp_path / "o.png"}']
+  base = ['--config=configs/gatys2015.py', f'--content={PORTRAIT}',
+          f'--output={tmp_path / "o.png"}']
   for extra, want in (([f'--style={PORTRAIT}', f'--mask={black}'], 'is empty (all black)'),
                       ([f'--style={PORTRAIT}', f'--masks={PORTRAIT_MASK},{PORTRAIT_MASK}'],
                        '2 masks need one style image each')):
-    p = subprocess.run(base + extra, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    p = run_cli(*base, *extra, tmp_path=tmp_path, timeout=120)
     assert p.returncode == 1, p.stderr
     lines = [l for l in p.stderr.splitlines() if l.startswith('error:')]
     assert len(lines) == 1 and want in lines[0], p.stderr

@@ -17,7 +17,9 @@ from conftest import IMAGES, ROOT, SHARED_H5
 
 # Each preset through runner.run: kept in `-m slow` (CI time). In CI, gatys2015 runs end to end
 # through run.py (test_cli), popart's mask run is in test_controls, every preset loads locked in
-# test_structure, and the loss formulas and modes have their own tests.
+# test_structure, and the loss formulas and modes have their own tests. In-process runs here use
+# conv_impl='direct': Winograd (the CPU default) compiles for 10-25 s per program; it runs end to
+# end in test_cli and test_sweep's run_sweep, and matches the direct network in test_vgg.
 PRESETS = ['gatys2015', 'keras_example', 'tf_tutorial', 'popart_portrait', 'texture_synthesis',
            'content_reconstruction']
 
@@ -78,10 +80,11 @@ def test_texture_synthesis_from_noise(params, style_small):
 
 def test_python_api_stylize(params, content_small, style_small):
   out = nst_jax.stylize(content_small, style_small, params=params, size=32, num_steps=3,
-                        log_every=3)
+                        log_every=3, conv_impl='direct')
   assert out.dtype == np.uint8 and out.shape == (24, 32, 3)
   two = nst_jax.stylize(content_small, [style_small, content_small], params=params, size=32,
-                        num_steps=2, log_every=2, style_blend_weights='0.7,0.3')
+                        num_steps=2, log_every=2, style_blend_weights='0.7,0.3',
+                        conv_impl='direct')
   assert two.shape == (24, 32, 3)
 
 
@@ -127,6 +130,7 @@ def test_intermediate_images_checkpoint_and_resume(random_params, tmp_path):
   c = config_lib.base_config()
   c.content, c.style = str(IMAGES / 'tubingen.jpg'), str(IMAGES / 'starry_night.jpg')
   c.size, c.num_steps, c.log_every, c.save_every = 32, 4, 4, 2
+  c.conv_impl = 'direct'  # Winograd compiles 10-25 s per program (CI time)
   c.output = str(tmp_path / 'a' / 'out.png')
   runner.run(c, params=params, quiet=True)
   assert sorted(p.name for p in (tmp_path / 'a').glob('out_step*.png')) == [
@@ -151,7 +155,7 @@ def test_nan_loss_stops_with_last_good_image(random_params, tmp_path):
   params = random_params  # structural: no real weights needed
   c = config_lib.base_config()
   c.content, c.style = str(IMAGES / 'tubingen.jpg'), str(IMAGES / 'starry_night.jpg')
-  c.size, c.num_steps, c.log_every = 32, 4, 2
+  c.size, c.num_steps, c.log_every, c.conv_impl = 32, 4, 2, 'direct'
   c.output = str(tmp_path / 'out.png')
   c.optimizer.name, c.optimizer.learning_rate = 'adam', float('nan')
   with pytest.raises(NonFiniteLossError, match='NaN/Inf'):
@@ -207,6 +211,7 @@ def test_stages_stopped_and_resumed_equal_a_straight_run(random_params, syntheti
   c.content, c.style = synthetic_files['content'], synthetic_files['style']
   c.init, c.stages, c.log_every = 'noise', '32:4,40:4', 2
   c.content_layers, c.style_layers = 'conv2_2', 'conv1_1,conv2_1'  # a short VGG prefix: fast
+  c.conv_impl = 'direct'
   c.output = str(tmp_path / 'a' / 'out.png')
   straight = runner.run(ml_collections.ConfigDict(dict(c.to_dict(), output=str(
       tmp_path / 'b' / 'out.png'))), params=random_params, quiet=True)

@@ -3,15 +3,10 @@ sharing compiled programs), the built-in network from the command line, style mi
 processing, video I/O (frame count, size, fps, audio), and bad inputs (one `error:` line, exit 1,
 nothing half-written)."""
 
-import os
-from pathlib import Path
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
-from conftest import IMAGES, ROOT, SHARED
+from conftest import IMAGES, SHARED, run_cli
 
 from nst_jax import fast, image_io, model_io, networks, video
 from nst_jax.errors import NSTError
@@ -169,9 +164,7 @@ def test_bad_inputs_in_process(tmp_path, model_dir, tiny_video):
 
 
 def _cli(*args, tmp_path):
-  env = dict(os.environ, NST_JAX_CACHE=str(tmp_path / 'cache'), JAX_PLATFORMS='cpu')
-  return subprocess.run([sys.executable, str(ROOT / 'run.py'), '--config=configs/fast.py',
-                         *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+  return run_cli('--config=configs/fast.py', *args, tmp_path=tmp_path)
 
 
 def test_cli_model_style_mix(tmp_path, model_dir):

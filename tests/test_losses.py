@@ -90,9 +90,10 @@ def test_gradient_matches_finite_differences(params):
     p64 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), params)
     targets = objective.compute_targets(p64, spec, jnp.asarray(content), [jnp.asarray(style)])
     weights = objective.make_weights(spec, 1., 1e2, 1e-1)
-    f = lambda z: objective.objective(z, p64, targets, weights, spec)
+    # Jitted: two small programs instead of compiling every float64 op one by one.
+    f = jax.jit(lambda z: objective.objective(z, p64, targets, weights, spec))
     z = jnp.asarray(rng.uniform(20, 230, (16, 16, 3)))
-    g = jax.grad(f)(z)
+    g = jax.jit(jax.grad(f))(z)
     for seed in range(3):
       v = jnp.asarray(np.random.default_rng(seed + 10).normal(size=z.shape))
       eps = 1e-3

@@ -133,6 +133,7 @@ def test_every_optimizer_lowers_the_style_transfer_loss(params, content_small, s
                                                         lr, schedule):
   c = config_lib.base_config()
   c.size, c.num_steps, c.log_every = 32, 6, 6
+  c.conv_impl = 'direct'  # Winograd compiles 10-25 s per program; it has its own tests (CI time)
   c.optimizer.name, c.optimizer.learning_rate, c.optimizer.schedule = name, lr, schedule
   c.optimizer.decay_steps = 2
   problem = engine.build_problem(c, params, content_small, [style_small])

@@ -18,7 +18,7 @@ from nst_jax import config as config_lib
 from nst_jax import metrics, runner, sweep
 from nst_jax.errors import ConfigError
 
-from conftest import ROOT
+from conftest import ROOT, cli_env, run_cli
 
 PRESETS = sorted(p for p in (ROOT / 'configs').glob('*.py') if p.name != '__init__.py')
 
@@ -80,16 +80,9 @@ def test_sweep_modules_have_no_import_circle():
   assert r.returncode == 0, r.stderr
 
 
-def _env(tmp_path):
-  env = dict(os.environ, NST_JAX_CACHE=str(tmp_path / 'cache'), JAX_PLATFORMS='cpu')
-  env.pop('NST_VGG19_WEIGHTS', None)
-  return env
-
-
 def test_cli_misspelt_config_field_is_one_error_line(tmp_path):
-  r = subprocess.run([sys.executable, str(ROOT / 'run.py'), '--config=configs/gatys2015.py',
-                      '--config.num_stpes=5'], cwd=ROOT, env=_env(tmp_path),
-                     capture_output=True, text=True, timeout=120)
+  r = run_cli('--config=configs/gatys2015.py', '--config.num_stpes=5', tmp_path=tmp_path,
+              timeout=120)
   assert r.returncode == 1 and 'Traceback' not in r.stderr, r.stderr
   lines = [l for l in r.stderr.splitlines() if l.startswith('error: ')]
   assert len(lines) == 1 and "did you mean 'num_steps'" in lines[0], r.stderr
@@ -103,7 +96,7 @@ def test_ctrl_c_saves_image_checkpoint_metrics_then_resumes(tmp_path, synthetic_
           f'--output={out}', f'--weights={random_weights_file}', '--config.size=32',
           '--config.conv_impl=direct', '--config.optimizer.name=adam',
           '--config.optimizer.learning_rate=2', '--config.log_every=2']
-  proc = subprocess.Popen([*args, '--config.num_steps=100000'], cwd=ROOT, env=_env(tmp_path),
+  proc = subprocess.Popen([*args, '--config.num_steps=100000'], cwd=ROOT, env=cli_env(tmp_path),
                           stderr=subprocess.PIPE, text=True)
   metrics_file = tmp_path / 'o.metrics.jsonl'
   deadline = time.time() + 240

@@ -31,6 +31,7 @@ def small_config(axes: str, mode: str = 'product', steps: int = 3, **sweep_field
   c.content, c.style, c.size, c.num_steps, c.log_every = CONTENT, STYLE, 32, steps, 2
   c.optimizer.name, c.optimizer.learning_rate = 'adam', 2.
   c.optimizer.decay_steps, c.optimizer.decay_rate = 1, 0.5
+  c.conv_impl = 'direct'  # Winograd compiles 10-25 s per program: one run below keeps it
   c.sweep.axes, c.sweep.mode, c.sweep.cost_analysis = axes, mode, False
   c.sweep.update(sweep_fields)
   return c
@@ -173,7 +174,7 @@ import jax, numpy as np
 from nst_jax import config as config_lib, sweep, weights
 c = config_lib.base_config()
 c.content, c.style, c.size, c.num_steps, c.log_every = sys.argv[2], sys.argv[3], 32, 2, 2
-c.optimizer.name, c.optimizer.learning_rate = 'adam', 3.
+c.optimizer.name, c.optimizer.learning_rate, c.conv_impl = 'adam', 3., 'direct'
 c.sweep.axes = 'style_weight=1e2,1e3,1e4; content_layers=conv4_2,conv3_1+conv5_1'
 params = weights.load_vgg19(sys.argv[1])
 runs = {}
@@ -236,6 +237,7 @@ def test_contact_sheet_geometry_and_labels():
 def test_run_sweep_writes_sheet_csv_json(params, tmp_path):
   c = small_config('content_weight=1,1e3; optimizer.learning_rate=2,4', steps=2, cell_size=24,
                    cost_analysis=True)
+  c.conv_impl = 'auto'  # the CPU default (Winograd) through a whole sweep
   summary = sweep.run_sweep(c, str(tmp_path), params, quiet=True)
   files = sorted(p.name for p in tmp_path.glob('*.png'))
   assert len(files) == 5 and 'contact_sheet.png' in files

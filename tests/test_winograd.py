@@ -24,24 +24,31 @@ def _rel(a, b):
 
 
 TOL = {2: 2e-6, 4: 1e-5}
+# Jitted: one compiled program per shape, not dozens of small ops compiled one by one (CI time).
+conv = jax.jit(conv3x3, static_argnums=2)
+direct = jax.jit(direct_conv3x3)
+
+
+@jax.jit
+def _direct_vjp(x, k, g):
+  return jax.vjp(direct_conv3x3, x, k)[1](g)
 
 
 @pytest.mark.parametrize('tile', [2, 4])
 @pytest.mark.parametrize('shape', SHAPES)
 def test_forward_matches_direct(tile, shape):
   x, k, _ = _data(*shape)
-  y = conv3x3(x, k, tile)
+  y = conv(x, k, tile)
   assert y.shape == shape[:3] + (shape[4],)
-  assert _rel(y, direct_conv3x3(x, k)) < TOL[tile]
+  assert _rel(y, direct(x, k)) < TOL[tile]
 
 
 @pytest.mark.parametrize('tile', [2, 4])
 @pytest.mark.parametrize('shape', SHAPES[:2])
 def test_vjp_matches_direct(tile, shape):
   x, k, g = _data(*shape)
-  _, vjp = jax.vjp(lambda a, b: conv3x3(a, b, tile), x, k)
-  _, vjp_ref = jax.vjp(direct_conv3x3, x, k)
-  for got, want in zip(vjp(g), vjp_ref(g)):
+  got_vjp = jax.jit(lambda a, b, c: jax.vjp(lambda a, b: conv3x3(a, b, tile), a, b)[1](c))
+  for got, want in zip(got_vjp(x, k, g), _direct_vjp(x, k, g)):
     assert _rel(got, want) < TOL[tile]
 
 
@@ -50,12 +57,12 @@ def test_jit_and_vmap(tile):
   x, k, _ = _data(2, 6, 5, 3, 4)
   xs = jnp.stack([x, 2 * x + 1, -x])  # extra leading vmap axis over (N, H, W, C) batches
   f = jax.jit(jax.vmap(lambda a: conv3x3(a, k, tile)))
-  want = jnp.stack([direct_conv3x3(a, k) for a in xs])
+  want = jnp.stack([direct(a, k) for a in xs])
   assert _rel(f(xs), want) < TOL[tile]
   # Gradient through vmap + jit.
   loss = lambda a: jnp.sum(jax.vmap(lambda b: conv3x3(b, k, tile))(a) ** 2)
   loss_ref = lambda a: jnp.sum(jax.vmap(lambda b: direct_conv3x3(b, k))(a) ** 2)
-  assert _rel(jax.jit(jax.grad(loss))(xs), jax.grad(loss_ref)(xs)) < 10 * TOL[tile]
+  assert _rel(jax.jit(jax.grad(loss))(xs), jax.jit(jax.grad(loss_ref))(xs)) < 10 * TOL[tile]
 
 
 def test_transform_kernel_shape_and_bad_tile():
@@ -72,6 +79,6 @@ def test_grad_finite_differences_float64(tile):
     rng = np.random.default_rng(1)
     x = jnp.asarray(rng.normal(size=(1, 5, 3, 2)))
     k = jnp.asarray(rng.normal(size=(3, 3, 2, 2)))
-    f = lambda a, b: jnp.sum(jnp.sin(conv3x3(a, b, tile)))
+    f = jax.jit(lambda a, b: jnp.sum(jnp.sin(conv3x3(a, b, tile))))
     assert conv3x3(x, k, tile).dtype == jnp.float64
     jax.test_util.check_grads(f, (x, k), order=1, modes=['rev'], eps=1e-6, atol=1e-7, rtol=1e-7)
