@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nst_jax import image_io, vgg
+from nst_jax import controls, image_io, vgg
 from nst_jax.errors import ConfigError
 
 ENCODER_LAYER = 'block4_conv1'  # relu4_1
@@ -241,11 +241,10 @@ def _stylize(decoder_params, vgg_params, content, mus, sds, weights, alpha, widt
   return Decoder(width).apply({'params': decoder_params}, t)
 
 
-def masks_to_grid(masks: jax.Array, k: int = 8) -> jax.Array:
-  """(K, H, W) masks (H, W multiples of k) -> (K, H/k, W/k) by k x k area averages (the
-  relu4_1 grid: three 2x2 poolings)."""
-  n, h, w = masks.shape
-  return jnp.mean(jnp.reshape(masks, (n, h // k, k, w // k, k)), axis=(2, 4))
+def masks_to_grid(masks: jax.Array) -> jax.Array:
+  """(K, H, W) masks -> the relu4_1 grid (K, H/8, W/8), pooled as the Gatys masks are
+  (:func:`nst_jax.controls.layer_masks`: 2x2 area averages at each pooling stage)."""
+  return controls.layer_masks(masks, (ENCODER_LAYER,))[ENCODER_LAYER]
 
 
 @functools.partial(jax.jit, static_argnames=('width', 'conv_impl'))
