@@ -273,10 +273,18 @@ def _pad_to_multiple(image: np.ndarray, k: int = 8) -> tuple[np.ndarray, tuple[i
   return image, (h, w)
 
 
+def style_statistics(vgg_params: Mapping, styles: Sequence[np.ndarray],
+                     conv_impl: str = 'direct') -> tuple[jax.Array, jax.Array]:
+  """The paintings' relu4_1 channel means and standard deviations, stacked: ((K, C), (K, C))."""
+  stats = [_style_stats(vgg_params, jnp.asarray(s, jnp.float32)[None], conv_impl) for s in styles]
+  return jnp.stack([m for m, _ in stats]), jnp.stack([s for _, s in stats])
+
+
 def stylize(decoder_params: Mapping, content: np.ndarray, style, alpha: float = 1.0,
             style_weights: Optional[Sequence[float]] = None, vgg_params: Optional[Mapping] = None,
             width: Optional[float] = None, conv_impl: str = 'direct',
-            masks: Optional[np.ndarray] = None) -> np.ndarray:
+            masks: Optional[np.ndarray] = None,
+            statistics: Optional[tuple[jax.Array, jax.Array]] = None) -> np.ndarray:
   """Stylizes one photo with one or several paintings in one forward pass.
 
   Args:
@@ -294,6 +302,8 @@ def stylize(decoder_params: Mapping, content: np.ndarray, style, alpha: float = 
     masks: optional (K, H, W) float masks in 0..1 at the photo's size, one per style: per-region
       AdaIN (:func:`adain_regions`; the masks averaged onto the relu4_1 grid), decoded once; the
       photo where no mask covers. ``style_weights`` is then unused.
+    statistics: the paintings' :func:`style_statistics`, when computed once for many photos
+      (folders, video frames); default: computed here.
 
   Returns:
     (H, W, 3) uint8 RGB.
@@ -313,9 +323,8 @@ def stylize(decoder_params: Mapping, content: np.ndarray, style, alpha: float = 
     from nst_jax import weights as weights_lib  # pylint: disable=g-import-not-at-top
     vgg_params = weights_lib.load_vgg19()
   width = decoder_width(decoder_params) if width is None else width
-  stats = [_style_stats(vgg_params, jnp.asarray(s, jnp.float32)[None], conv_impl) for s in styles]
-  mus = jnp.stack([m for m, _ in stats])
-  sds = jnp.stack([s for _, s in stats])
+  mus, sds = (style_statistics(vgg_params, styles, conv_impl) if statistics is None
+              else statistics)
   padded, (h, wd) = _pad_to_multiple(np.asarray(content))
   if masks is not None:
     m = np.asarray(masks, np.float32)

@@ -276,6 +276,8 @@ class ArbitraryStylizer:
         from nst_jax import weights  # pylint: disable=g-import-not-at-top
         params = weights.load_vgg19()
       self.vgg = params
+      # The paintings' statistics once, not once per photo or video frame.
+      self.adain_stats = adain.style_statistics(params, list(self.styles))
 
   def _masks_for(self, shape: tuple[int, int]) -> jax.Array:
     if shape not in self._mask_cache:
@@ -315,7 +317,7 @@ class ArbitraryStylizer:
     masks = None if self.masks is None else np.asarray(self._masks_for(photo.shape[:2]))
     out = self._adain.stylize(self.decoder, photo, list(self.styles), alpha=self.strength,
                               style_weights=self.weights, vgg_params=self.vgg,
-                              width=self.width, masks=masks)
+                              width=self.width, masks=masks, statistics=self.adain_stats)
     return controls.original_colors(out, photo) if self.original_colors else out
 
   def __call__(self, images: np.ndarray) -> np.ndarray:
