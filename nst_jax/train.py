@@ -253,9 +253,12 @@ def train(config: ml_collections.ConfigDict, task: Task, quiet: bool = False) ->
     image_io.save_image(samples_dir / f'step_{s:06d}.png', task.sample(c[0], consts))
     timings['sample_s'] += time.perf_counter() - ts
 
-  prefetcher = data.Prefetcher(task.samplers, start, num_steps, chunk, int(config.prefetch))
+  prefetcher: Optional[data.Prefetcher] = None
   try:
     with writer, interrupt.StopOnSignal(quiet=quiet) as stop:
+      # The loader thread starts once the signal handler is in place, so a Ctrl-C while it
+      # prepares the first chunks also stops at a chunk boundary.
+      prefetcher = data.Prefetcher(task.samplers, start, num_steps, chunk, int(config.prefetch))
       if start == 0 and sample_every and num_steps:
         sample(0, carry)
       while step < num_steps:
@@ -311,7 +314,8 @@ def train(config: ml_collections.ConfigDict, task: Task, quiet: bool = False) ->
     _write_summary(out, summary, writer, timings, step, num_steps, t_start)
     raise
   finally:
-    prefetcher.close()
+    if prefetcher is not None:
+      prefetcher.close()
   result = _write_summary(out, summary, writer, timings, step, num_steps, t_start)
   result['params'] = jax.device_get(carry[0])
   if not quiet:
