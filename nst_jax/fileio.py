@@ -44,14 +44,54 @@ def atomic_write(path: PathLike, write: Callable[[str], None], suffix: str = '.t
     raise
 
 
-def write_npz(path: PathLike, arrays: Mapping[str, Any]) -> None:
-  """Atomic ``np.savez`` of named arrays (uncompressed) to exactly ``path``."""
+META_KEY = '__meta__'  # the JSON metadata entry of every .npz the project writes
+
+
+def write_npz(path: PathLike, arrays: Mapping[str, Any], meta: Optional[Mapping] = None) -> None:
+  """Atomic ``np.savez`` of named arrays (uncompressed) to exactly ``path``; ``meta`` (a JSON
+  object) is stored as the string array ``__meta__`` (read back by :func:`read_npz`)."""
   import numpy as np  # pylint: disable=g-import-not-at-top  # Only the callers that save arrays.
+
+  if meta is not None:
+    if META_KEY in arrays:
+      raise ValueError(f'array name {META_KEY!r} is reserved for the metadata')
+    arrays = {META_KEY: np.array(json.dumps(dict(meta), sort_keys=True,
+                                                  default=to_jsonable)), **arrays}
 
   def write(tmp: str) -> None:
     with open(tmp, 'wb') as f:  # a file object: np.savez keeps the temp name as it is
       np.savez(f, **arrays)
   atomic_write(path, write)
+
+
+def read_npz(path: PathLike, names: Optional[Callable[[str], bool]] = None
+             ) -> tuple[dict[str, Any], dict[str, Any]]:
+  """``(arrays, meta)`` of an ``.npz`` written by :func:`write_npz`, never unpickling anything.
+
+  ``names`` selects which arrays are read (all by default); ``meta`` is ``{}`` when the file has
+  none. Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for anything that is
+  not such an archive (corrupt, truncated, metadata that is not a JSON object); callers turn
+  both into their one-line errors.
+  """
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  try:
+    with np.load(path, allow_pickle=False) as z:
+      if not isinstance(z, np.lib.npyio.NpzFile):
+        raise ValueError('not an .npz archive')
+      arrays = {k: z[k] for k in z.files if k != META_KEY and (names is None or names(k))}
+      raw = z[META_KEY] if META_KEY in z.files else None
+  except FileNotFoundError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except  # BadZipFile, EOFError, zlib.error...
+    raise ValueError(' '.join(str(e).split()) or type(e).__name__) from e
+  if raw is None:
+    return arrays, {}
+  # A 0-d string array; files from before this helper stored a 1-element one.
+  meta = json.loads(str(raw.reshape(-1)[0]))
+  if not isinstance(meta, dict):
+    raise ValueError('metadata is not a JSON object')
+  return arrays, meta
 
 
 def _read_umask() -> int:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import os
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union, cast
@@ -430,10 +429,9 @@ def convert(predict_onnx: PathLike, transform_onnx: PathLike, out_path: PathLike
   validate(flat, f'{predict_onnx} + {transform_onnx}')
   meta = {'format_version': FORMAT_VERSION, 'predict': str(predict_onnx.resolve()),
           'transform': str(transform_onnx.resolve())}
-  flat['__meta__'] = np.array([json.dumps(meta, sort_keys=True)])
   try:
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    fileio.write_npz(out_path, flat)
+    fileio.write_npz(out_path, flat, meta)
   except OSError as e:
     raise WeightsError(f'cannot write {out_path} ({e}); set $NST_JAX_CACHE to a writable '
                        'directory') from e
@@ -481,13 +479,12 @@ def _load_cached(path: str, mtime_ns: int) -> dict:
   del mtime_ns
   p = Path(path)
   try:
-    with np.load(p, allow_pickle=False) as z:
-      flat = {k: z[k] for k in z.files}
-  except Exception as e:  # pylint: disable=broad-except  # BadZipFile, ValueError, OSError
+    flat = fileio.read_npz(p)[0]
+  except (OSError, ValueError) as e:
     raise WeightsError(f'{p} is corrupt or not a converted Ghiasi .npz ({e}); delete it and '
                        're-run to re-convert') from e
   validate(flat, str(p))
-  tree = _nest({k: v for k, v in flat.items() if not k.startswith('__')})
+  tree = _nest(dict(flat))
   tree['eps'] = float(flat['eps'])
   return jax.tree.map(jnp.asarray, tree)
 

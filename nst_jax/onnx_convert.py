@@ -24,7 +24,6 @@ names the command to run (``python weights/convert_onnx.py ...``).
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
@@ -39,7 +38,7 @@ PathLike = Union[str, os.PathLike]
 Arrays = Dict[str, np.ndarray]
 
 CONVERTER_VERSION = 1
-META_KEY = '__meta__'
+META_KEY = fileio.META_KEY
 ONNX_MAGIC = b'\x08'  # ModelProto field 1 (ir_version, varint): every ONNX file starts with it.
 _INSTALL = 'pip install "nst_jax[onnx]" (or pip install onnx)'
 
@@ -201,11 +200,9 @@ def save_arrays(path: PathLike, arrays: Arrays, meta: Optional[Dict[str, Any]] =
   for k, v in payload.items():
     if v.dtype == object:
       raise WeightsError(f'array {k!r} has dtype object; only numeric arrays can be saved')
-  payload[META_KEY] = np.array(json.dumps(meta or {}, sort_keys=True))
-
   try:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fileio.write_npz(path, payload)
+    fileio.write_npz(path, payload, meta or {})
   except OSError as e:
     raise WeightsError(f'cannot write {path} ({e.strerror or e}); set '
                        f'{weights_lib.CACHE_ENV_VAR} to a writable directory') from e
@@ -222,13 +219,7 @@ def load_arrays(path: PathLike) -> Tuple[Arrays, Dict[str, Any]]:
   if not path.is_file():
     raise WeightsError(f'{path} does not exist')
   try:
-    with np.load(path, allow_pickle=False) as z:
-      if not isinstance(z, np.lib.npyio.NpzFile):
-        raise ValueError('not an .npz archive')
-      arrays = {k: z[k] for k in z.files}
-    meta = json.loads(str(arrays.pop(META_KEY))) if META_KEY in arrays else {}
-    if not isinstance(meta, dict):
-      raise ValueError('metadata is not a JSON object')
+    arrays, meta = fileio.read_npz(path)
     for alias, name in meta.get('aliases', {}).items():
       arrays.setdefault(alias, arrays[name])  # The same array under the other graph name.
   except Exception as e:  # pylint: disable=broad-except  # BadZipFile, ValueError, EOFError...

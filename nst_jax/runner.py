@@ -98,12 +98,11 @@ def save_checkpoint(path: Path, state: Any, step: int, history: dict, key: str,
   """Writes the optimiser state's leaves, step and history atomically (plain npz); ``extra``
   joins the JSON metadata and ``extra_arrays`` are stored as ``x_NAME``."""
   leaves = jax.tree.leaves(state)
-  meta = json.dumps({'version': CHECKPOINT_VERSION, 'step': step, 'key': key,
-                     'history': history, **(extra or {})})
-  arrays: dict[str, Any] = {'__meta__': np.array(meta)}
-  arrays.update({f'leaf_{i:04d}': np.asarray(x) for i, x in enumerate(leaves)})
+  meta = {'version': CHECKPOINT_VERSION, 'step': step, 'key': key, 'history': history,
+          **(extra or {})}
+  arrays: dict[str, Any] = {f'leaf_{i:04d}': np.asarray(x) for i, x in enumerate(leaves)}
   arrays.update({f'x_{k}': np.asarray(v) for k, v in (extra_arrays or {}).items()})
-  fileio.atomic_write(path, lambda tmp: np.savez(tmp, **arrays), '.npz')
+  fileio.write_npz(path, arrays, meta)
 
 
 def checkpoint_step(path: Path, key: str) -> int:
@@ -114,9 +113,8 @@ def checkpoint_step(path: Path, key: str) -> int:
 def read_checkpoint_meta(path: Path, key: str) -> tuple[dict, dict[str, np.ndarray]]:
   """A checkpoint's metadata and its extra arrays (``extra_arrays`` of save_checkpoint)."""
   meta, _ = _read_checkpoint(path, key)
-  with np.load(path, allow_pickle=False) as z:
-    extras = {f[2:]: z[f] for f in z.files if f.startswith('x_')}
-  return meta, extras
+  extras = fileio.read_npz(path, lambda name: name.startswith('x_'))[0]
+  return meta, {k[2:]: v for k, v in extras.items()}
 
 
 def read_checkpoint(path: Path, key: str) -> tuple[dict, list[np.ndarray]]:
@@ -126,11 +124,11 @@ def read_checkpoint(path: Path, key: str) -> tuple[dict, list[np.ndarray]]:
 
 def _read_checkpoint(path: Path, key: str) -> tuple[dict, list[np.ndarray]]:
   try:
-    with np.load(path, allow_pickle=False) as z:
-      meta = json.loads(str(z['__meta__']))
-      n = sum(f.startswith('leaf_') for f in z.files)
-      leaves = [z[f'leaf_{i:04d}'] for i in range(n)]
-  except Exception as e:  # pylint: disable=broad-except
+    arrays, meta = fileio.read_npz(path, lambda name: name.startswith('leaf_'))
+    if 'key' not in meta:
+      raise ValueError('no checkpoint metadata')
+    leaves = [arrays[f'leaf_{i:04d}'] for i in range(len(arrays))]
+  except (OSError, ValueError, KeyError) as e:
     raise NSTError(f'checkpoint {path} is unreadable ({e}); delete it to start over') from e
   if meta.get('key') != key:
     raise ConfigError(f'checkpoint {path} belongs to a different configuration; delete it or '

@@ -155,19 +155,18 @@ def _paths(tree) -> list[str]:
 def save_checkpoint(path: Path, carry, step: int, key: str) -> None:
   leaves = jax.tree.leaves(carry)
   arrays = {f'leaf_{i:04d}': np.asarray(x) for i, x in enumerate(leaves)}
-  meta = json.dumps({'version': CHECKPOINT_VERSION, 'step': int(step), 'key': key,
-                     'paths': _paths(carry)})
-  fileio.atomic_write(path, lambda tmp: np.savez(tmp, __meta__=np.array(meta), **arrays),  # type: ignore[arg-type]
-                     '.npz')
+  fileio.write_npz(path, arrays, {'version': CHECKPOINT_VERSION, 'step': int(step), 'key': key,
+                                  'paths': _paths(carry)})
 
 
 def load_checkpoint(path: Path, template, key: str) -> tuple[Any, int]:
   """(carry, step) restored into the structure of ``template``."""
   try:
-    with np.load(path, allow_pickle=False) as z:
-      meta = json.loads(str(z['__meta__']))
-      leaves = [z[f'leaf_{i:04d}'] for i in range(len(z.files) - 1)]
-  except Exception as e:  # pylint: disable=broad-except
+    arrays, meta = fileio.read_npz(path)
+    if 'key' not in meta:
+      raise ValueError('no checkpoint metadata')
+    leaves = [arrays[f'leaf_{i:04d}'] for i in range(len(arrays))]
+  except (OSError, ValueError, KeyError) as e:
     raise NSTError(f'checkpoint {path} is unreadable ({type(e).__name__}: {e}); delete it to '
                    'start over') from e
   if meta.get('key') != key:
@@ -324,8 +323,7 @@ def train(config: ml_collections.ConfigDict, task: Task, quiet: bool = False) ->
 
 
 def _ckpt_step(path: Path) -> int:
-  with np.load(path, allow_pickle=False) as z:
-    return int(json.loads(str(z['__meta__']))['step'])
+  return int(fileio.read_npz(path, lambda name: False)[1]['step'])
 
 
 def _write_summary(out: Path, summary: dict, writer, timings: dict, step: int, num_steps: int,

@@ -52,7 +52,7 @@ ENV_VAR = 'NST_VGG19_WEIGHTS'
 CACHE_ENV_VAR = 'NST_JAX_CACHE'
 CACHE_NPZ = 'vgg19.npz'
 FORMAT_VERSION = 1
-META_KEY = '__meta__'
+META_KEY = fileio.META_KEY
 
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
 _HDF5_MAGIC = b'\x89HDF\r\n\x1a\n'
@@ -224,10 +224,9 @@ def save_params(params: Params, path: PathLike, metadata: Optional[Dict[str, Any
     raise WeightsError(f'refusing to save invalid VGG19 params to {path}: {e}') from e
   meta = {'format_version': FORMAT_VERSION, **(metadata or {})}
   arrays = {f'{layer}/{name}': arr for layer, p in params.items() for name, arr in p.items()}
-  arrays[META_KEY] = np.array([json.dumps(meta, sort_keys=True)])
   try:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fileio.write_npz(path, arrays)
+    fileio.write_npz(path, arrays, meta)
   except OSError as e:
     raise WeightsError(f'cannot write {path} ({e}); set {CACHE_ENV_VAR} to a writable '
                        'directory') from e
@@ -271,7 +270,7 @@ def load_metadata(path: PathLike) -> Dict[str, Any]:
     if META_KEY not in z.files:
       return {}
     try:
-      return json.loads(str(z[META_KEY][0]))
+      return json.loads(str(z[META_KEY].reshape(-1)[0]))  # 0-d (1-element before 2026-12)
     except Exception as e:  # pylint: disable=broad-except
       raise WeightsError(f'{path} has corrupt metadata ({e}); delete it and re-run') from e
 

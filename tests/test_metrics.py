@@ -97,3 +97,31 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
     fileio.atomic_write(target, fail)
   assert json.loads(target.read_text()) == {'a': 1}
   assert sorted(p.name for p in tmp_path.iterdir()) == ['x.json']
+
+
+def test_npz_with_metadata_round_trip_and_bad_files(tmp_path):
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  path = tmp_path / 'a.npz'
+  a, b = np.arange(6, dtype=np.float32).reshape(2, 3), np.array(7, np.int32)
+  fileio.write_npz(path, {'leaf_0': a, 'x_b': b}, {'step': np.int64(3), 'key': 'k'})
+  arrays, meta = fileio.read_npz(path)
+  assert meta == {'step': 3, 'key': 'k'} and sorted(arrays) == ['leaf_0', 'x_b']
+  np.testing.assert_array_equal(arrays['leaf_0'], a)
+  assert list(fileio.read_npz(path, lambda n: n.startswith('x_'))[0]) == ['x_b']
+  # Files of the earlier format (metadata as a 1-element array) and without metadata.
+  np.savez(tmp_path / 'old.npz', __meta__=np.array([json.dumps({'v': 1})]), w=a)
+  assert fileio.read_npz(tmp_path / 'old.npz')[1] == {'v': 1}
+  fileio.write_npz(tmp_path / 'plain.npz', {'w': a})
+  assert fileio.read_npz(tmp_path / 'plain.npz')[1] == {}
+  with pytest.raises(ValueError, match='reserved'):
+    fileio.write_npz(path, {'__meta__': a}, {})
+  # Truncated, not an archive, a pickled object array, metadata that is not an object.
+  (tmp_path / 'cut.npz').write_bytes(path.read_bytes()[:100])
+  (tmp_path / 'text.npz').write_text('hello')
+  np.savez(tmp_path / 'obj.npz', o=np.array([{'a': 1}], dtype=object))
+  np.savez(tmp_path / 'list.npz', __meta__=np.array('[1, 2]'))
+  for name in ('cut', 'text', 'obj', 'list'):
+    with pytest.raises(ValueError):
+      fileio.read_npz(tmp_path / f'{name}.npz')
+  with pytest.raises(FileNotFoundError):
+    fileio.read_npz(tmp_path / 'missing.npz')
