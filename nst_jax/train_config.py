@@ -42,6 +42,14 @@ def train_config() -> ml_collections.ConfigDict:
   # Network (johnson / slim: passed to nst_jax.networks; adain: decoder width multiplier).
   c.net = n = ml_collections.ConfigDict()
   n.width = 1.0                    # adain: decoder width multiplier
+  # johnson / slim: change the named layout ('' / -1 = as the layout has it), e.g.
+  # --config.net.down_widths=16,32,64 --config.net.up_widths=32,16 --config.net.residual_blocks=3
+  n.down_widths = ''               # first conv, then one stride-2 conv each (comma separated)
+  n.residual_blocks = -1           # residual blocks at the last down width
+  n.up_widths = ''                 # one nearest-x2 resize + 3x3 conv each
+  n.output_activation = ''         # sigmoid | tanh | linear
+  n.norm_last = ''                 # true | false: instance norm on the output conv
+  n.use_bias = ''                  # true | false: conv biases
   # johnson / slim: how the training step computes the network. 'direct' (plain convolutions) or
   # 'fast' (the space-to-depth / sub-pixel reformulations inference uses; the same function). On
   # XLA:CPU 'fast' is 2.6x faster forward but its weight gradients are slow: forward + backward of

@@ -25,12 +25,34 @@ from nst_jax import train_config as schema
 from nst_jax.errors import ConfigError
 
 def network_config(config, num_styles: int) -> networks.NetworkConfig:
-  """The transformer architecture the config names (``johnson`` or ``slim``) for N styles."""
+  """The transformer architecture the config names (``johnson`` or ``slim``) for N styles,
+  with the ``net.*`` fields that are set (widths, residual blocks, output activation, ...)
+  replacing the layout's own."""
   if config.network == 'johnson':
-    return networks.johnson2016(num_styles)
-  if config.network == 'slim':
-    return dataclasses.replace(networks.multistyle26(), num_styles=num_styles)
-  raise ConfigError(f'network {config.network!r} is not a transformer (johnson | slim)')
+    base = networks.johnson2016(num_styles)
+  elif config.network == 'slim':
+    base = dataclasses.replace(networks.multistyle26(), num_styles=num_styles)
+  else:
+    raise ConfigError(f'network {config.network!r} is not a transformer (johnson | slim)')
+  d = base.to_dict()
+  n = config.net
+  for f in ('down_widths', 'up_widths'):
+    if str(n.get(f, '')).strip():
+      try:
+        d[f] = [int(w) for w in str(n[f]).split(',')]
+      except ValueError as e:
+        raise ConfigError(f'net.{f} must be comma-separated channel counts, got {n[f]!r}') from e
+  if int(n.get('residual_blocks', -1)) >= 0:
+    d['residual_blocks'] = int(n.residual_blocks)
+  if str(n.get('output_activation', '')):
+    d['output_activation'] = str(n.output_activation)
+  for f in ('norm_last', 'use_bias'):
+    v = str(n.get(f, '')).strip().lower()
+    if v:
+      if v not in ('true', 'false'):
+        raise ConfigError(f'net.{f} must be true or false, got {n[f]!r}')
+      d[f] = v == 'true'
+  return networks.NetworkConfig.from_dict(d)
 
 
 def objective_spec(config) -> objective.Spec:

@@ -196,15 +196,38 @@ def test_checkpoint_of_another_configuration_is_refused(trained, tiny_photos, pa
     train.run(_config(tiny_photos, out, resume=True, num_steps=6, style_weight=1.), params)
 
 
+def test_network_fields_change_the_named_layout(tiny_photos, tmp_path):
+  c = _config(tiny_photos, tmp_path)
+  assert train_style.network_config(c, 2) == networks.NetworkConfig(
+      down_widths=(32, 32, 32), residual_blocks=6, up_widths=(8, 4), num_styles=2,
+      output_activation='sigmoid', norm_last=True, use_bias=False)
+  c.update(dict(network='johnson'))
+  c.net.update(dict(down_widths='16,32,64', up_widths='32,16', residual_blocks=0,
+                    output_activation='sigmoid', norm_last='true', use_bias='False'))
+  got = train_style.network_config(c, 1)
+  assert (got.down_widths, got.up_widths, got.residual_blocks, got.output_activation,
+          got.norm_last, got.use_bias) == ((16, 32, 64), (32, 16), 0, 'sigmoid', True, False)
+  for field, value, message in (('down_widths', '16,x', 'comma-separated'),
+                                ('up_widths', '0,8', 'must be positive'),
+                                ('output_activation', 'relu', 'unknown output_activation'),
+                                ('norm_last', 'yes', 'true or false')):
+    bad = _config(tiny_photos, tmp_path)
+    bad.net[field] = value
+    with pytest.raises(ConfigError, match=message):
+      train_style.network_config(bad, 1)
+
+
 def test_two_style_training_lowers_each_styles_loss_and_mixes(tiny_photos, params, tmp_path):
   """Dumoulin et al.: one network, conditional instance norm, a random style per batch element."""
   styles = f"{IMAGES / 'starry_night.jpg'},{IMAGES / 'the_scream.jpg'}"
   c = _config(tiny_photos, tmp_path / 'two', style=styles, crop_size=32, style_size=32,
               num_steps=6, chunk=6, learning_rate=2e-2)
+  c.net.residual_blocks, c.net.up_widths = 3, '8,8'  # the architecture's config fields
   summary = train.run(c, params)
   assert summary['task'] == 'dumoulin' and summary['steps'] == 6
   model = model_io.load_model(tmp_path / 'two')
   assert model.config.num_styles == 2 and model.styles == ['starry_night', 'the_scream']
+  assert (model.config.residual_blocks, model.config.up_widths) == (3, (8, 8))
   # The loss falls: the network's loss on a fixed photo for each style index, summed (6 steps
   # with a random style per element do not guarantee that each style alone improves).
   netcfg, spec = model.config, train_style.objective_spec(c)
