@@ -122,7 +122,7 @@ def test_metadata_records_source(converted):
 
 def test_npz_loads_without_pickle(converted):
   with np.load(converted, allow_pickle=False) as z:
-    assert json.loads(str(z['__meta__'][0]))['source_sha256'] == weights.SHARED_SHA256
+    assert json.loads(str(z['__meta__']))['source_sha256'] == weights.SHARED_SHA256
     assert 'block1_conv1/kernel' in z.files
 
 
