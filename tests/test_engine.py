@@ -2,7 +2,6 @@
 modes, the Python API, every preset, resume, NaN handling."""
 
 import json
-from pathlib import Path
 
 import jax.numpy as jnp
 import ml_collections
@@ -13,7 +12,7 @@ import pytest
 import nst_jax
 from nst_jax import config as config_lib, engine, runner
 from nst_jax.errors import ConfigError, NonFiniteLossError
-from conftest import IMAGES, ROOT, SHARED_H5
+from conftest import IMAGES
 
 # Each preset through runner.run: kept in `-m slow` (CI time). In CI, gatys2015 runs end to end
 # through run.py (test_cli), popart's mask run is in test_controls, every preset loads locked in

@@ -7,7 +7,6 @@ import pytest
 
 from nst_jax import engine, losses, objective, vgg
 from nst_jax.errors import ConfigError
-from conftest import ROOT
 
 
 from nst_jax.config import load_preset

@@ -3,7 +3,6 @@ schedules, pixel range, and every optimiser lowering the real style-transfer los
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 

@@ -4,7 +4,6 @@ of these needs ../shared."""
 
 import json
 import os
-from pathlib import Path
 import signal
 import subprocess
 import sys
