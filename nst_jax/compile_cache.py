@@ -220,8 +220,10 @@ def compiled(jitted, *args, **static) -> tuple[Any, float]:
 # serialize_executable``) under ``<cache dir>/executables``, keyed by the function, the argument
 # shapes/dtypes, the static arguments and a fingerprint of everything else that shapes the
 # program: nst_jax's source files, the versions of jax, jaxlib, flax and optax, JAX's tracing
-# flags, ``XLA_FLAGS`` and the device. Any change there is a different key (a miss, never a stale
-# program). One-device processes only (a deserialised executable is bound to its devices).
+# flags, ``XLA_FLAGS``, the device and the host CPU's features. Any change there is a different
+# key (a miss, never a stale program). One-device processes only (a deserialised executable is
+# bound to its devices). The files are pickles run on load: like JAX's own entries they are
+# trusted as the user's own cache; never point the cache at a directory others can write.
 
 EXE_DIR = 'executables'
 MAX_EXES = 200  # Oldest entries beyond this many are removed after a write.
@@ -254,9 +256,26 @@ def _environment_fingerprint() -> str:
       'jax_numpy_dtype_promotion', 'jax_default_prng_impl', 'jax_threefry_partitionable')]
   device = jax.devices()[0]
   h.update(repr((flags, os.environ.get('XLA_FLAGS', ''), device.platform, device.device_kind,
-                 device.client.platform_version, jax.device_count())).encode())
+                 device.client.platform_version, jax.device_count(), _cpu_features())).encode())
   _fingerprint.append(h.hexdigest())
   return _fingerprint[0]
+
+
+def _cpu_features() -> str:
+  """The host CPU's model and feature flags (XLA:CPU compiles for them; a cache directory shared
+  between machines must not hand one's programs to another)."""
+  import platform  # pylint: disable=g-import-not-at-top
+  lines = []
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        if line.startswith(('model name', 'flags', 'Features')):
+          lines.append(line.strip())
+        elif not line.strip() and lines:
+          break  # The first processor is enough.
+  except OSError:
+    pass
+  return '\n'.join([platform.machine(), platform.processor(), *lines])
 
 
 def _exe_path(jitted, treedef, leaf_keys: tuple, static: dict) -> Optional[Path]:
