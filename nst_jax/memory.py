@@ -8,8 +8,8 @@ Where the memory of a run goes (measured with XLA's memory analysis on CPU, gaty
   vectors (100 pairs at 1024x768 are 1.9 GB; :func:`nst_jax.optim.fit_history` caps the history
   at ``num_steps``, ``optimizer.history_dtype=bfloat16`` halves it);
 * the temporaries of one evaluation (forward activations kept for the backward pass and their
-  cotangents, dominated by VGG block 1 at full resolution, ~2.2 KB per pixel; Winograd adds its
-  transformed and flipped kernels, ~210 MB, and transformed tiles, ~0.3 KB per pixel);
+  cotangents, dominated by VGG block 1 at full resolution, ~1.8 KB per pixel; Winograd adds its
+  transformed and flipped kernels, ~210 MB, and transformed tiles, ~0.2 KB per pixel);
 * an overhead: allocator slack and XLA's memory while compiling (~420 MB for the Winograd
   programs with a cold compilation cache), fit on measured runs.
 
@@ -34,7 +34,8 @@ from nst_jax.errors import ImageError, NSTError
 MB = 2 ** 20
 GB = 2 ** 30
 # Calibration (XLA memory analysis of the chunk program, gatys2015 layers, 128-512 px on CPU).
-TEMP_PER_PIXEL = {'direct': 2180, 'winograd': 2500}   # bytes per output pixel
+# (Refit 2026-12-02 on the chunk programs at 192x256 and 384x512 after losses.gram's own VJP.)
+TEMP_PER_PIXEL = {'direct': 1820, 'winograd': 2000}   # bytes per output pixel
 TEMP_FIXED = {'direct': 53 * MB, 'winograd': 264 * MB}  # flipped / transformed kernels
 # What measured peaks add to the model: allocator slack and host copies, plus XLA's own memory
 # while compiling the programs (a cold compilation cache; a warm one needs less, so the estimate
