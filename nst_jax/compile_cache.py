@@ -285,7 +285,11 @@ def _exe_path(jitted, treedef, leaf_keys: tuple, static: dict) -> Optional[Path]
     return None
   import hashlib  # pylint: disable=g-import-not-at-top
   name = f'{getattr(jitted, "__module__", "")}.{getattr(jitted, "__qualname__", repr(jitted))}'
-  text = repr((name, str(treedef), [k[:3] for k in leaf_keys], sorted(static.items()),
+  # Two jit wrappers of one function (say, with and without donation) are different programs.
+  info = getattr(jitted, '_jit_info', None)
+  options = [repr(getattr(info, k, None)) for k in (
+      'donate_argnums', 'donate_argnames', 'static_argnums', 'static_argnames', 'keep_unused')]
+  text = repr((name, options, str(treedef), [k[:3] for k in leaf_keys], sorted(static.items()),
                _environment_fingerprint()))
   return d / EXE_DIR / f'{name.rsplit(".", 1)[-1]}-{hashlib.sha256(text.encode()).hexdigest()}'
 

@@ -94,10 +94,11 @@ def test_executables_stored_whole_and_loaded_without_tracing(tmp_path):
   session_dir = compile_cache.current_dir()
   traced = []
 
-  @jax.jit
-  def f(x, y):
+  def body(x, y):
     traced.append(x.shape)
     return {'s': jnp.sin(x) * y + 0.5}
+
+  f = jax.jit(body)
 
   try:
     d = compile_cache.enable(str(tmp_path / 'cc'))
@@ -116,6 +117,9 @@ def test_executables_stored_whole_and_loaded_without_tracing(tmp_path):
     compile_cache.clear_compiled()  # Another shape: another program, another file.
     compile_cache.compiled(f, jnp.ones((4,)), y)
     assert len(traced) == 2 and len(list((d / compile_cache.EXE_DIR).iterdir())) == 2
+    # A donating wrapper of the same function is another program, stored apart.
+    compile_cache.compiled(jax.jit(body, donate_argnums=(0,)), jnp.ones((4,)), y)
+    assert len(list((d / compile_cache.EXE_DIR).iterdir())) == 3
     stored[0].write_bytes(b'not an executable')  # Corrupt: a warning, rebuilt, never a crash.
     compile_cache.clear_compiled()
     with pytest.warns(UserWarning, match='unreadable stored executable'):
@@ -125,7 +129,7 @@ def test_executables_stored_whole_and_loaded_without_tracing(tmp_path):
     compile_cache.enable('off')  # Cache off: nothing stored.
     compile_cache.clear_compiled()
     compile_cache.compiled(f, jnp.ones((5,)), y)
-    assert len(list((d / compile_cache.EXE_DIR).iterdir())) == 2
+    assert len(list((d / compile_cache.EXE_DIR).iterdir())) == 3
   finally:
     compile_cache.clear_compiled()
     compile_cache.enable(str(session_dir) if session_dir else 'off')
