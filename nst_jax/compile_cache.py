@@ -231,20 +231,25 @@ _fingerprint: list[str] = []
 
 
 def _environment_fingerprint() -> str:
-  """A hash of what, besides a function's arguments, decides the program it compiles to."""
-  if _fingerprint:
-    return _fingerprint[0]
-  import hashlib  # pylint: disable=g-import-not-at-top
-  import importlib.metadata as md  # pylint: disable=g-import-not-at-top
-  h = hashlib.sha256()
-  package = Path(__file__).resolve().parent
-  for f in sorted(package.rglob('*.py')):
-    h.update(str(f.relative_to(package)).encode() + b'\0' + f.read_bytes() + b'\0')
-  for dist in ('jax', 'jaxlib', 'flax', 'optax', 'numpy'):
-    try:
-      h.update(f'{dist}={md.version(dist)};'.encode())
-    except md.PackageNotFoundError:
-      h.update(f'{dist}=none;'.encode())
+  """A hash of what, besides a function's arguments, decides the program it compiles to (the
+  sources, versions, device and CPU, computed once; JAX's tracing flags, read at every call, as a
+  process may change them: ``jax_enable_x64`` in a test)."""
+  if not _fingerprint:
+    import hashlib  # pylint: disable=g-import-not-at-top
+    import importlib.metadata as md  # pylint: disable=g-import-not-at-top
+    h = hashlib.sha256()
+    package = Path(__file__).resolve().parent
+    for f in sorted(package.rglob('*.py')):
+      h.update(str(f.relative_to(package)).encode() + b'\0' + f.read_bytes() + b'\0')
+    for dist in ('jax', 'jaxlib', 'flax', 'optax', 'numpy'):
+      try:
+        h.update(f'{dist}={md.version(dist)};'.encode())
+      except md.PackageNotFoundError:
+        h.update(f'{dist}=none;'.encode())
+    device = jax.devices()[0]
+    h.update(repr((os.environ.get('XLA_FLAGS', ''), device.platform, device.device_kind,
+                   device.client.platform_version, jax.device_count(), _cpu_features())).encode())
+    _fingerprint.append(h.hexdigest())
   try:
     from jax._src import config as jax_config  # pylint: disable=g-import-not-at-top
     flags = [v for v in jax_config.trace_context()
@@ -254,11 +259,7 @@ def _environment_fingerprint() -> str:
   flags += [getattr(jax.config, n, None) for n in (
       'jax_enable_x64', 'jax_default_matmul_precision', 'jax_numpy_rank_promotion',
       'jax_numpy_dtype_promotion', 'jax_default_prng_impl', 'jax_threefry_partitionable')]
-  device = jax.devices()[0]
-  h.update(repr((flags, os.environ.get('XLA_FLAGS', ''), device.platform, device.device_kind,
-                 device.client.platform_version, jax.device_count(), _cpu_features())).encode())
-  _fingerprint.append(h.hexdigest())
-  return _fingerprint[0]
+  return f'{_fingerprint[0]}:{flags!r}'
 
 
 def _cpu_features() -> str:
