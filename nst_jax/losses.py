@@ -75,10 +75,10 @@ def _gram_product(f: jax.Array) -> jax.Array:
   """``F^T F`` of (..., M, C) features, with a memory-lean gradient.
 
   Autodiff's gradient is two products ``F dG^T + F dG``, each in a transposed (C, M) layout,
-  which XLA:CPU computed as soon as the loss was known and kept through the whole backward pass:
-  ~1 KB per pixel for the gatys2015 style layers, about half of an evaluation's temporaries.
+  which XLA:CPU computed as soon as the loss was known and kept through the whole backward pass.
   Here it is one (M, C) product ``F (dG + dG^T)`` from the features (kept for the backward pass
-  anyway), the same up to float rounding.
+  anyway), the same up to float rounding: with the gatys2015 style layers, an evaluation's
+  temporaries at 384x512 fell from 481 to 394 MB (~0.45 KB per pixel).
   """
   return _product(f)
 
