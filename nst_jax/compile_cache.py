@@ -9,7 +9,8 @@
   with a warning, removed and rebuilt by the compilation that follows (never a crash).
 * :func:`compiled` memoises ``jitted.lower(...).compile()`` per argument shapes and static
   arguments, so a process that runs the same problem twice (stages, notebooks, tests) compiles
-  it once.
+  it once; with the persistent cache on it also stores the executable whole, so a later process
+  loads it without tracing or lowering (the "Executables on disk" section below).
 * :class:`CompileStats` counts XLA compilations and their seconds (JAX's monitoring events) so
   runs report compile and run time separately and tests can assert "nothing compiled twice".
 """
@@ -34,6 +35,7 @@ OFF = ('off', '0', 'false', 'no', 'none', 'disabled')
 MIN_COMPILE_S = 0.2
 BACKEND_COMPILE_EVENT = '/jax/core/compile/backend_compile_duration'
 CACHE_HIT_EVENT = '/jax/compilation_cache/cache_hits'
+EXE_LOADED_EVENT = 'nst_jax/executables_loaded'  # counted here, not a JAX event
 _CORRUPT_MESSAGE = 'persistent compilation cache entry'
 
 _lock = threading.Lock()
@@ -182,16 +184,26 @@ def _leaf_key(x) -> tuple:
 
 def compiled(jitted, *args, **static) -> tuple[Any, float]:
   """``jitted.lower(*args, **static).compile()``, memoised on shapes, dtypes, shardings and the
-  static arguments; returns (executable, seconds spent compiling now: 0 when reused)."""
+  static arguments; returns (executable, seconds spent compiling now: 0 when reused).
+
+  With the persistent cache on (and one device), the executable is also stored on disk
+  (:func:`_exe_path`), so a later process loads it without tracing or lowering the program.
+  """
   leaves, treedef = jax.tree.flatten(args)
-  key = (jitted, treedef, tuple(_leaf_key(x) for x in leaves), tuple(sorted(static.items())))
+  leaf_keys = tuple(_leaf_key(x) for x in leaves)
+  key = (jitted, treedef, leaf_keys, tuple(sorted(static.items())))
   with _lock:
     hit = _compiled.get(key)
     if hit is not None:
       _compiled.move_to_end(key)
       return hit, 0.
   t = time.perf_counter()
-  exe = jitted.lower(*args, **static).compile()
+  path = _exe_path(jitted, treedef, leaf_keys, static)
+  exe = _load_exe(path) if path is not None else None
+  if exe is None:
+    exe = jitted.lower(*args, **static).compile()
+    if path is not None:
+      _store_exe(path, exe)
   seconds = time.perf_counter() - t
   release_memory()
   with _lock:
@@ -199,6 +211,127 @@ def compiled(jitted, *args, **static) -> tuple[Any, float]:
     while len(_compiled) > _MAX_COMPILED:
       _compiled.popitem(last=False)
   return exe, seconds
+
+
+# --- Executables on disk: a warm process skips tracing and lowering -------------------------
+# JAX's persistent cache is keyed by the lowered program, so every process still traces and
+# lowers each program to look it up (~2 s of a warm 1-step run at 256 px on 2 cores). Programs
+# compiled through :func:`compiled` are also stored whole (``jax.experimental.
+# serialize_executable``) under ``<cache dir>/executables``, keyed by the function, the argument
+# shapes/dtypes, the static arguments and a fingerprint of everything else that shapes the
+# program: nst_jax's source files, the versions of jax, jaxlib, flax and optax, JAX's tracing
+# flags, ``XLA_FLAGS``, the device and the host CPU's features. Any change there is a different
+# key (a miss, never a stale program). One-device processes only (a deserialised executable is
+# bound to its devices). The files are pickles run on load: like JAX's own entries they are
+# trusted as the user's own cache; never point the cache at a directory others can write.
+
+EXE_DIR = 'executables'
+MAX_EXES = 200  # Oldest entries beyond this many are removed after a write.
+_fingerprint: list[str] = []
+
+
+def _environment_fingerprint() -> str:
+  """A hash of what, besides a function's arguments, decides the program it compiles to (the
+  sources, versions, device and CPU, computed once; JAX's tracing flags, read at every call, as a
+  process may change them: ``jax_enable_x64`` in a test)."""
+  if not _fingerprint:
+    import hashlib  # pylint: disable=g-import-not-at-top
+    import importlib.metadata as md  # pylint: disable=g-import-not-at-top
+    h = hashlib.sha256()
+    package = Path(__file__).resolve().parent
+    for f in sorted(package.rglob('*.py')):
+      h.update(str(f.relative_to(package)).encode() + b'\0' + f.read_bytes() + b'\0')
+    for dist in ('jax', 'jaxlib', 'flax', 'optax', 'numpy'):
+      try:
+        h.update(f'{dist}={md.version(dist)};'.encode())
+      except md.PackageNotFoundError:
+        h.update(f'{dist}=none;'.encode())
+    device = jax.devices()[0]
+    h.update(repr((os.environ.get('XLA_FLAGS', ''), device.platform, device.device_kind,
+                   device.client.platform_version, jax.device_count(), _cpu_features())).encode())
+    _fingerprint.append(h.hexdigest())
+  try:
+    from jax._src import config as jax_config  # pylint: disable=g-import-not-at-top
+    flags = [v for v in jax_config.trace_context()
+             if v is None or isinstance(v, (bool, int, float, str, tuple))]
+  except Exception:  # pylint: disable=broad-except
+    flags = []
+  flags += [getattr(jax.config, n, None) for n in (
+      'jax_enable_x64', 'jax_default_matmul_precision', 'jax_numpy_rank_promotion',
+      'jax_numpy_dtype_promotion', 'jax_default_prng_impl', 'jax_threefry_partitionable')]
+  return f'{_fingerprint[0]}:{flags!r}'
+
+
+def _cpu_features() -> str:
+  """The host CPU's model and feature flags (XLA:CPU compiles for them; a cache directory shared
+  between machines must not hand one's programs to another)."""
+  import platform  # pylint: disable=g-import-not-at-top
+  lines = []
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        if line.startswith(('model name', 'flags', 'Features')):
+          lines.append(line.strip())
+        elif not line.strip() and lines:
+          break  # The first processor is enough.
+  except OSError:
+    pass
+  return '\n'.join([platform.machine(), platform.processor(), *lines])
+
+
+def _exe_path(jitted, treedef, leaf_keys: tuple, static: dict) -> Optional[Path]:
+  """Where the executable of this call is stored (None: not stored, see above)."""
+  d = current_dir()
+  if d is None or jax.device_count() != 1:
+    return None
+  import hashlib  # pylint: disable=g-import-not-at-top
+  name = f'{getattr(jitted, "__module__", "")}.{getattr(jitted, "__qualname__", repr(jitted))}'
+  # Two jit wrappers of one function (say, with and without donation) are different programs.
+  info = getattr(jitted, '_jit_info', None)
+  options = [repr(getattr(info, k, None)) for k in (
+      'donate_argnums', 'donate_argnames', 'static_argnums', 'static_argnames', 'keep_unused')]
+  text = repr((name, options, str(treedef), [k[:3] for k in leaf_keys], sorted(static.items()),
+               _environment_fingerprint()))
+  return d / EXE_DIR / f'{name.rsplit(".", 1)[-1]}-{hashlib.sha256(text.encode()).hexdigest()}'
+
+
+def _load_exe(path: Path) -> Any:
+  """The executable stored at ``path``; None when there is none (or it is unreadable: then it
+  is removed with a warning and rebuilt by the compilation that follows)."""
+  try:
+    data = path.read_bytes()
+  except OSError:
+    return None
+  try:
+    import pickle  # pylint: disable=g-import-not-at-top
+    from jax.experimental import serialize_executable  # pylint: disable=g-import-not-at-top
+    payload, in_tree, out_tree = pickle.loads(data)
+    exe = serialize_executable.deserialize_and_load(payload, in_tree, out_tree)
+    with _lock:
+      _counts[EXE_LOADED_EVENT] += 1
+    return exe
+  except Exception as e:  # pylint: disable=broad-except
+    warnings.warn(f'nst_jax: ignored an unreadable stored executable {path} ({type(e).__name__}); '
+                  'removed it, it is rebuilt by this compilation', stacklevel=3)
+    path.unlink(missing_ok=True)
+    return None
+
+
+def _store_exe(path: Path, exe: Any) -> None:
+  """Stores ``exe`` at ``path`` (atomically; silently skipped where that is impossible)."""
+  try:
+    import pickle  # pylint: disable=g-import-not-at-top
+    from jax.experimental import serialize_executable  # pylint: disable=g-import-not-at-top
+    data = pickle.dumps(serialize_executable.serialize(exe))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f'{path.name}.{os.getpid()}.tmp')
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    entries = sorted(path.parent.iterdir(), key=lambda p: p.stat().st_mtime)
+    for old in entries[:-MAX_EXES]:
+      old.unlink(missing_ok=True)
+  except Exception:  # pylint: disable=broad-except
+    pass
 
 
 def release_memory() -> None:
@@ -222,7 +355,8 @@ class CompileStats:
   """Counts XLA compilations inside a ``with`` block (all threads of this process).
 
   ``stats()`` -> ``{'compilations': programs compiled by XLA, 'xla_compile_s': their seconds
-  (persistent-cache reads included), 'cache_hits': programs read from the persistent cache}``.
+  (persistent-cache reads included), 'cache_hits': programs read from the persistent cache,
+  'executables_loaded': programs loaded whole from disk, neither traced nor compiled}``.
   """
 
   @classmethod
@@ -247,4 +381,6 @@ class CompileStats:
     n = counts[BACKEND_COMPILE_EVENT] - self._counts[BACKEND_COMPILE_EVENT]
     hits = counts[CACHE_HIT_EVENT] - self._counts[CACHE_HIT_EVENT]
     secs = seconds[BACKEND_COMPILE_EVENT] - self._seconds[BACKEND_COMPILE_EVENT]
-    return {'compilations': n - hits, 'cache_hits': hits, 'xla_compile_s': round(secs, 3)}
+    loaded = counts[EXE_LOADED_EVENT] - self._counts[EXE_LOADED_EVENT]
+    return {'compilations': n - hits, 'cache_hits': hits, 'xla_compile_s': round(secs, 3),
+            'executables_loaded': loaded}

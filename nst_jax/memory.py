@@ -8,8 +8,8 @@ Where the memory of a run goes (measured with XLA's memory analysis on CPU, gaty
   vectors (100 pairs at 1024x768 are 1.9 GB; :func:`nst_jax.optim.fit_history` caps the history
   at ``num_steps``, ``optimizer.history_dtype=bfloat16`` halves it);
 * the temporaries of one evaluation (forward activations kept for the backward pass and their
-  cotangents, dominated by VGG block 1 at full resolution, ~2.2 KB per pixel; Winograd adds its
-  transformed and flipped kernels, ~210 MB, and transformed tiles, ~0.3 KB per pixel);
+  cotangents, dominated by VGG block 1 at full resolution, ~1.8 KB per pixel; Winograd adds its
+  transformed and flipped kernels, ~210 MB, and transformed tiles, ~0.2 KB per pixel);
 * an overhead: allocator slack and XLA's memory while compiling (~420 MB for the Winograd
   programs with a cold compilation cache), fit on measured runs.
 
@@ -34,8 +34,19 @@ from nst_jax.errors import ImageError, NSTError
 MB = 2 ** 20
 GB = 2 ** 30
 # Calibration (XLA memory analysis of the chunk program, gatys2015 layers, 128-512 px on CPU).
-TEMP_PER_PIXEL = {'direct': 2180, 'winograd': 2500}   # bytes per output pixel
+# (Refit 2026-12-02 on the chunk programs at 192x256 and 384x512 after losses.gram's own VJP.)
+TEMP_PER_PIXEL = {'direct': 1820, 'winograd': 2000}   # bytes per output pixel
 TEMP_FIXED = {'direct': 53 * MB, 'winograd': 264 * MB}  # flipped / transformed kernels
+# Max pooling's gradient (a mask per 2x2 block) keeps more than average pooling's (measured on the
+# same chunk programs with pooling=max: +530 bytes per pixel; gatys2015 uses avg).
+TEMP_MAX_POOL_PER_PIXEL = 530
+
+
+def temp_per_pixel(impl: str, pooling: str = 'avg') -> int:
+  """Bytes of evaluation temporaries per output pixel (``impl``: 'direct' or 'winograd')."""
+  return TEMP_PER_PIXEL[impl] + (TEMP_MAX_POOL_PER_PIXEL if pooling == 'max' else 0)
+
+
 # What measured peaks add to the model: allocator slack and host copies, plus XLA's own memory
 # while compiling the programs (a cold compilation cache; a warm one needs less, so the estimate
 # errs on the safe side). Winograd: fit on runs at 192x256 and 384x512; direct: fit on whole
@@ -129,7 +140,7 @@ def estimate(shape, spec, mspec, rss_now: Optional[int] = None) -> Estimate:
   """The calibrated formula for an (H, W) problem (no compilation)."""
   pixels = int(shape[0]) * int(shape[1])
   impl = _impl(spec.conv_impl)
-  temp = TEMP_FIXED[impl] + TEMP_PER_PIXEL[impl] * pixels
+  temp = TEMP_FIXED[impl] + temp_per_pixel(impl, spec.pooling) * pixels
   return Estimate(rss_bytes() if rss_now is None else rss_now, state_bytes(mspec, pixels), temp,
                   overhead(pixels, impl), 'formula')
 
@@ -164,7 +175,7 @@ def suggestion(est: Estimate, shape, spec, mspec, free: int) -> str:
   impl = _impl(spec.conv_impl)
 
   def fits(state=None, impl_=impl) -> bool:
-    temp = TEMP_FIXED[impl_] + TEMP_PER_PIXEL[impl_] * pixels
+    temp = TEMP_FIXED[impl_] + temp_per_pixel(impl_, spec.pooling) * pixels
     e = dataclasses.replace(est, state=est.state if state is None else state, temp=temp,
                             overhead=overhead(pixels, impl_))
     return _fits(e, free)
@@ -178,7 +189,8 @@ def suggestion(est: Estimate, shape, spec, mspec, free: int) -> str:
         return f'--config.optimizer.history_size={m}'
   if impl == 'winograd' and fits(impl_='direct'):
     return '--config.conv_impl=direct'
-  per_px = (est.state + (TEMP_PER_PIXEL[impl] + OVERHEAD_PER_PIXEL[impl]) * pixels) / pixels
+  per_px = (est.state + (temp_per_pixel(impl, spec.pooling) + OVERHEAD_PER_PIXEL[impl]) * pixels
+            ) / pixels
   fixed = est.peak - per_px * pixels
   max_px = (SAFETY * free - fixed) / per_px if per_px else 0
   if max_px > 0:

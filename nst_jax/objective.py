@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nst_jax import controls, losses, vgg
+from nst_jax import compile_cache, controls, losses, vgg
 
 
 class Spec(NamedTuple):
@@ -146,9 +146,10 @@ def compute_targets(params: Mapping, spec: Spec, content: Optional[jax.Array],
   """
   f32 = lambda a: None if a is None else np.asarray(a, np.float32)
   style_masks = None if style_masks is None else [f32(m) for m in style_masks]
-  return _targets_jit(params, [np.asarray(s) for s in styles],
-                      None if content is None else np.asarray(content), f32(blend_weights),
-                      f32(masks), style_masks, f32(hold), spec=target_spec(spec))
+  args = (params, [np.asarray(s) for s in styles], None if content is None else
+          np.asarray(content), f32(blend_weights), f32(masks), style_masks, f32(hold))
+  exe, _ = compile_cache.compiled(_targets_jit, *args, spec=target_spec(spec))
+  return exe(*args)
 
 
 def target_spec(spec: Spec) -> Spec:

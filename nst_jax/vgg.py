@@ -130,10 +130,18 @@ def conv3x3(x: jax.Array, kernel: jax.Array, impl: str = 'direct') -> jax.Array:
 
 
 def pool2x2(x: jax.Array, pooling: str) -> jax.Array:
-  """2x2 stride-2 pooling ('VALID': odd trailing rows/columns are dropped, as in Keras/Torch)."""
+  """2x2 stride-2 pooling ('VALID': odd trailing rows/columns are dropped, as in Keras/Torch).
+
+  Max pooling is a maximum over reshaped 2x2 blocks, not ``reduce_window``: the same values, but
+  its gradient is a fused elementwise mask instead of XLA:CPU's ``select_and_scatter``, which
+  took ~55 ms per evaluation at 192x256 for pool1 alone (~7 ms now). The one difference: a
+  gradient is shared equally among exactly tied maxima (``reduce_window`` gives it to the first).
+  """
   dims, strides = (1, 2, 2, 1), (1, 2, 2, 1)
   if pooling == 'max':
-    return lax.reduce_window(x, -jnp.inf, lax.max, dims, strides, 'VALID')
+    *lead, h, w, c = x.shape
+    x = x[..., :h // 2 * 2, :w // 2 * 2, :].reshape(*lead, h // 2, 2, w // 2, 2, c)
+    return jnp.max(x, axis=(-4, -2))
   if pooling == 'avg':
     return lax.reduce_window(x, 0., lax.add, dims, strides, 'VALID') * 0.25
   raise ConfigError(f'unknown pooling {pooling!r}; choose one of {", ".join(POOLINGS)}')

@@ -88,6 +88,53 @@ def test_compile_cache_on_off_corrupt_and_default_dirs(tmp_path, monkeypatch):
     compile_cache.enable(str(session_dir) if session_dir else 'off')
 
 
+def test_executables_stored_whole_and_loaded_without_tracing(tmp_path):
+  """A program compiled through compile_cache.compiled is stored whole; a later process (here:
+  after clearing the in-process memo) loads it without tracing; a corrupt file is rebuilt."""
+  session_dir = compile_cache.current_dir()
+  traced = []
+
+  def body(x, y):
+    traced.append(x.shape)
+    return {'s': jnp.sin(x) * y + 0.5}
+
+  f = jax.jit(body)
+
+  try:
+    d = compile_cache.enable(str(tmp_path / 'cc'))
+    x, y = jnp.arange(6.).reshape(2, 3), jnp.float32(3.)
+    want = np.sin(np.arange(6.).reshape(2, 3)) * 3. + 0.5
+    exe, _ = compile_cache.compiled(f, x, y)
+    stored = list((d / compile_cache.EXE_DIR).iterdir())
+    assert len(stored) == 1 and len(traced) == 1
+    compile_cache.clear_compiled()
+    jax.clear_caches()  # As in a new process: JAX's own trace cache is empty too.
+    with compile_cache.CompileStats() as stats:
+      exe, _ = compile_cache.compiled(f, x, y)
+      np.testing.assert_allclose(exe(x, y)['s'], want, rtol=1e-6)
+    assert len(traced) == 1, 'the stored executable was traced again'
+    assert stats.stats()['executables_loaded'] == 1 and stats.stats()['compilations'] == 0
+    compile_cache.clear_compiled()  # Another shape: another program, another file.
+    compile_cache.compiled(f, jnp.ones((4,)), y)
+    assert len(traced) == 2 and len(list((d / compile_cache.EXE_DIR).iterdir())) == 2
+    # A donating wrapper of the same function is another program, stored apart.
+    compile_cache.compiled(jax.jit(body, donate_argnums=(0,)), jnp.ones((4,)), y)
+    assert len(list((d / compile_cache.EXE_DIR).iterdir())) == 3
+    stored[0].write_bytes(b'not an executable')  # Corrupt: a warning, rebuilt, never a crash.
+    compile_cache.clear_compiled()
+    with pytest.warns(UserWarning, match='unreadable stored executable'):
+      exe, _ = compile_cache.compiled(f, x, y)
+    np.testing.assert_allclose(exe(x, y)['s'], want, rtol=1e-6)
+    assert stored[0].read_bytes() != b'not an executable'
+    compile_cache.enable('off')  # Cache off: nothing stored.
+    compile_cache.clear_compiled()
+    compile_cache.compiled(f, jnp.ones((5,)), y)
+    assert len(list((d / compile_cache.EXE_DIR).iterdir())) == 3
+  finally:
+    compile_cache.clear_compiled()
+    compile_cache.enable(str(session_dir) if session_dir else 'off')
+
+
 def test_remat_gives_the_same_gradients(params, content_small, style_small):
   problem = engine.build_problem(_config(), params, content_small, [style_small])
   grad = jax.jit(jax.grad(objective.objective), static_argnums=4)

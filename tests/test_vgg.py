@@ -69,6 +69,15 @@ def test_average_and_max_pooling(params):
   np.testing.assert_allclose(av, blocks.mean(axis=(2, 4)))
   with pytest.raises(ConfigError):
     vgg.pool2x2(x, 'median')
+  # Max pooling's gradient (a reshaped maximum) equals reduce_window's (no ties), odd sizes too.
+  from jax import lax
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(2, 7, 9, 3)), jnp.float32)
+  ct = jnp.asarray(rng.normal(size=(2, 3, 4, 3)), jnp.float32)
+  ref = lambda x: lax.reduce_window(x, -jnp.inf, lax.max, (1, 2, 2, 1), (1, 2, 2, 1), 'VALID')
+  np.testing.assert_array_equal(vgg.pool2x2(x, 'max'), ref(x))
+  np.testing.assert_array_equal(jax.vjp(lambda x: vgg.pool2x2(x, 'max'), x)[1](ct)[0],
+                                jax.vjp(ref, x)[1](ct)[0])
 
 
 def test_avg_pooling_changes_deep_features_only_after_first_pool(params, content_small):
