@@ -222,8 +222,9 @@ def compiled(jitted, *args, **static) -> tuple[Any, float]:
 # program: nst_jax's source files, the versions of jax, jaxlib, flax and optax, JAX's tracing
 # flags, ``XLA_FLAGS``, the device and the host CPU's features. Any change there is a different
 # key (a miss, never a stale program). One-device processes only (a deserialised executable is
-# bound to its devices). The files are pickles run on load: like JAX's own entries they are
-# trusted as the user's own cache; never point the cache at a directory others can write.
+# bound to its devices). The files are pickles run on load, so they are written 0600 in a 0700
+# directory and loaded only when this user owns them and no one else can write them or their
+# directory (:func:`_private`); anything else is ignored with a warning and compiled afresh.
 
 EXE_DIR = 'executables'
 MAX_EXES = 200  # Oldest entries beyond this many are removed after a write.
@@ -295,9 +296,35 @@ def _exe_path(jitted, treedef, leaf_keys: tuple, static: dict) -> Optional[Path]
   return d / EXE_DIR / f'{name.rsplit(".", 1)[-1]}-{hashlib.sha256(text.encode()).hexdigest()}'
 
 
+def _private(*paths: Path) -> bool:
+  """Whether every one of ``paths`` is owned by this process's user and writable by no one
+  else: only such files, in such a directory, are unpickled. Without POSIX owners: never."""
+  if not hasattr(os, 'getuid'):
+    return False
+  try:
+    return all(st.st_uid == os.getuid() and not st.st_mode & 0o022
+               for st in (p.stat() for p in paths))
+  except OSError:
+    return False
+
+
+_untrusted_warned: set[str] = set()
+
+
 def _load_exe(path: Path) -> Any:
   """The executable stored at ``path``; None when there is none (or it is unreadable: then it
-  is removed with a warning and rebuilt by the compilation that follows)."""
+  is removed with a warning and rebuilt by the compilation that follows). A file that another
+  user owns or could have written (or that sits in such a directory) is never unpickled: it is
+  ignored, with one warning per directory, and the program is compiled as usual."""
+  if not path.exists():
+    return None
+  if not _private(path, path.parent):
+    if str(path.parent) not in _untrusted_warned:
+      _untrusted_warned.add(str(path.parent))
+      warnings.warn(f'nst_jax: not loading stored executables from {path.parent}: they must be '
+                    'owned by you and writable by no one else (they are pickles, run on load)',
+                    stacklevel=3)
+    return None
   try:
     data = path.read_bytes()
   except OSError:
@@ -323,9 +350,13 @@ def _store_exe(path: Path, exe: Any) -> None:
     import pickle  # pylint: disable=g-import-not-at-top
     from jax.experimental import serialize_executable  # pylint: disable=g-import-not-at-top
     data = pickle.dumps(serialize_executable.serialize(exe))
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not _private(path.parent):  # a directory others can write: store nothing there
+      return
     tmp = path.with_name(f'{path.name}.{os.getpid()}.tmp')
-    tmp.write_bytes(data)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, 'wb') as f:
+      f.write(data)
     os.replace(tmp, path)
     entries = sorted(path.parent.iterdir(), key=lambda p: p.stat().st_mtime)
     for old in entries[:-MAX_EXES]:

@@ -126,6 +126,17 @@ def test_executables_stored_whole_and_loaded_without_tracing(tmp_path):
       exe, _ = compile_cache.compiled(f, x, y)
     np.testing.assert_allclose(exe(x, y)['s'], want, rtol=1e-6)
     assert stored[0].read_bytes() != b'not an executable'
+    assert stored[0].stat().st_mode & 0o777 == 0o600
+    # A file others could have written is never unpickled: a warning, then a normal compile.
+    stored[0].chmod(0o666)
+    compile_cache.clear_compiled()
+    jax.clear_caches()
+    n = len(traced)
+    with pytest.warns(UserWarning, match='owned by you and writable by no one else'):
+      with compile_cache.CompileStats() as stats:
+        exe, _ = compile_cache.compiled(f, x, y)
+    assert stats.stats()['executables_loaded'] == 0 and len(traced) == n + 1
+    np.testing.assert_allclose(exe(x, y)['s'], want, rtol=1e-6)
     compile_cache.enable('off')  # Cache off: nothing stored.
     compile_cache.clear_compiled()
     compile_cache.compiled(f, jnp.ones((5,)), y)
