@@ -63,7 +63,7 @@ def gram(features: jax.Array, mask: Optional[jax.Array] = None,
   area = jnp.maximum(jnp.sum(jnp.square(mask), axis=(-2, -1)), 1e-8)[..., None, None]
   *lead, h, w, c = f.shape
   f = f.reshape(*lead, h * w, c)
-  return jnp.einsum('...mc,...md->...cd', f, f, precision=jax.lax.Precision.HIGHEST) / area
+  return _product(f) / area
 
 
 def _product(f: jax.Array) -> jax.Array:

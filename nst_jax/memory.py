@@ -47,6 +47,11 @@ def temp_per_pixel(impl: str, pooling: str = 'avg') -> int:
   return TEMP_PER_PIXEL[impl] + (TEMP_MAX_POOL_PER_PIXEL if pooling == 'max' else 0)
 
 
+def temp_bytes(impl: str, pooling: str, pixels: int) -> int:
+  """Bytes of one evaluation's temporaries at ``pixels`` output pixels."""
+  return TEMP_FIXED[impl] + temp_per_pixel(impl, pooling) * pixels
+
+
 # What measured peaks add to the model: allocator slack and host copies, plus XLA's own memory
 # while compiling the programs (a cold compilation cache; a warm one needs less, so the estimate
 # errs on the safe side). Winograd: fit on runs at 192x256 and 384x512; direct: fit on whole
@@ -140,7 +145,7 @@ def estimate(shape, spec, mspec, rss_now: Optional[int] = None) -> Estimate:
   """The calibrated formula for an (H, W) problem (no compilation)."""
   pixels = int(shape[0]) * int(shape[1])
   impl = _impl(spec.conv_impl)
-  temp = TEMP_FIXED[impl] + temp_per_pixel(impl, spec.pooling) * pixels
+  temp = temp_bytes(impl, spec.pooling, pixels)
   return Estimate(rss_bytes() if rss_now is None else rss_now, state_bytes(mspec, pixels), temp,
                   overhead(pixels, impl), 'formula')
 
@@ -175,7 +180,7 @@ def suggestion(est: Estimate, shape, spec, mspec, free: int) -> str:
   impl = _impl(spec.conv_impl)
 
   def fits(state=None, impl_=impl) -> bool:
-    temp = TEMP_FIXED[impl_] + temp_per_pixel(impl_, spec.pooling) * pixels
+    temp = temp_bytes(impl_, spec.pooling, pixels)
     e = dataclasses.replace(est, state=est.state if state is None else state, temp=temp,
                             overhead=overhead(pixels, impl_))
     return _fits(e, free)

@@ -107,38 +107,47 @@ def save_checkpoint(path: Path, state: Any, step: int, history: dict, key: str,
 
 def checkpoint_step(path: Path, key: str) -> int:
   """The step a checkpoint was saved at; raises if it is unreadable or of another config."""
-  return int(_read_checkpoint(path, key)[0]['step'])
+  return int(_read_checkpoint(path, key, lambda name: False)[0]['step'])
 
 
 def read_checkpoint_meta(path: Path, key: str) -> tuple[dict, dict[str, np.ndarray]]:
   """A checkpoint's metadata and its extra arrays (``extra_arrays`` of save_checkpoint)."""
-  meta, _ = _read_checkpoint(path, key)
-  extras = fileio.read_npz(path, lambda name: name.startswith('x_'))[0]
+  meta, extras = _read_checkpoint(path, key, lambda name: name.startswith('x_'))
   return meta, {k[2:]: v for k, v in extras.items()}
 
 
 def read_checkpoint(path: Path, key: str) -> tuple[dict, list[np.ndarray]]:
   """A checkpoint's metadata and state leaves (ConfigError if it is another config's)."""
-  return _read_checkpoint(path, key)
-
-
-def _read_checkpoint(path: Path, key: str) -> tuple[dict, list[np.ndarray]]:
+  meta, arrays = _read_checkpoint(path, key)
   try:
-    arrays, meta = fileio.read_npz(path, lambda name: name.startswith('leaf_'))
+    return meta, [arrays[f'leaf_{i:04d}'] for i in range(len(arrays))]
+  except KeyError as e:
+    raise NSTError(f'checkpoint {path} is unreadable (no array {e}); delete it to start over'
+                   ) from e
+
+
+def _is_leaf(name: str) -> bool:
+  return name.startswith('leaf_')
+
+
+def _read_checkpoint(path: Path, key: str, names: Callable[[str], bool] = _is_leaf
+                     ) -> tuple[dict, dict[str, np.ndarray]]:
+  """The metadata and the arrays ``names`` selects (only those are read from the file)."""
+  try:
+    arrays, meta = fileio.read_npz(path, names)
     if 'key' not in meta:
       raise ValueError('no checkpoint metadata')
-    leaves = [arrays[f'leaf_{i:04d}'] for i in range(len(arrays))]
-  except (OSError, ValueError, KeyError) as e:
+  except (OSError, ValueError) as e:
     raise NSTError(f'checkpoint {path} is unreadable ({e}); delete it to start over') from e
   if meta.get('key') != key:
     raise ConfigError(f'checkpoint {path} belongs to a different configuration; delete it or '
                       'run without --config.resume')
-  return meta, leaves
+  return meta, arrays
 
 
 def load_checkpoint(path: Path, template_state: Any, key: str) -> tuple[Any, int, dict]:
   """Returns (state, step, history) restored into the structure of ``template_state``."""
-  meta, leaves = _read_checkpoint(path, key)
+  meta, leaves = read_checkpoint(path, key)
   treedef = jax.tree.structure(template_state)
   ref = jax.tree.leaves(template_state)
   if len(ref) != len(leaves) or any(a.shape != np.shape(b) for a, b in zip(leaves, ref)):
