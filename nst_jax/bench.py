@@ -31,6 +31,7 @@ _SIZE = flags.DEFINE_integer('size', 256, 'Longest side of the image (px).')
 _STEPS = flags.DEFINE_integer('steps', 15, 'Evaluations per timed scan.')
 _REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed repetitions; the best is reported.')
 _CONV = flags.DEFINE_string('conv_impl', 'auto', 'auto | direct | winograd2 | winograd4')
+_DTYPE = flags.DEFINE_string('conv_dtype', 'float32', 'float32 | bfloat16 (convolution operands)')
 _POOLING = flags.DEFINE_string('pooling', 'max', 'max | avg')
 _CONTENT_LAYERS = flags.DEFINE_string('content_layers', 'conv4_2', 'Content layers.')
 _STYLE_LAYERS = flags.DEFINE_string('style_layers', 'conv1_1,conv2_1,conv3_1,conv4_1,conv5_1',
@@ -51,11 +52,12 @@ _MEMORY = flags.DEFINE_bool('memory', False, 'A real run: seconds per evaluation
 
 def bench_eval(content, style, size, steps, repeats=3, conv_impl='direct', pooling='max',
                content_layers='conv4_2', style_layers='conv1_1,conv2_1,conv3_1,conv4_1,conv5_1',
-               params=None) -> dict:
+               params=None, conv_dtype='float32') -> dict:
   """Times one objective evaluation (forward + gradient to the image) at ``size`` px."""
   params = params if params is not None else weights.load_vgg19()
   c = config_lib.base_config()
   c.size, c.conv_impl, c.pooling, c.tv_weight = size, conv_impl, pooling, 1e-3
+  c.conv_dtype = conv_dtype
   c.content_layers, c.style_layers = content_layers, style_layers
   problem = engine.build_problem(c, params, content, [style])
   args = (params, problem.targets, problem.weights)
@@ -86,7 +88,7 @@ def bench_eval(content, style, size, steps, repeats=3, conv_impl='direct', pooli
           'compile_s': round(compile_s, 2), 'peak_rss_mb': round(profiling.peak_rss_mb(), 1),
           'gflop_per_eval': round(flops / 1e9, 2),
           'gflop_per_s': round(flops / 1e9 / best, 1),
-          'conv_impl': conv_impl, 'pooling': pooling, 'steps': steps,
+          'conv_impl': conv_impl, 'conv_dtype': conv_dtype, 'pooling': pooling, 'steps': steps,
           'device': str(jax.devices()[0]), 'backend': jax.default_backend()}
 
 
@@ -125,7 +127,8 @@ def main(argv):
                                    params=params)
   else:
     result = bench_eval(content, style, _SIZE.value, _STEPS.value, _REPEATS.value, _CONV.value,
-                        _POOLING.value, _CONTENT_LAYERS.value, _STYLE_LAYERS.value, params)
+                        _POOLING.value, _CONTENT_LAYERS.value, _STYLE_LAYERS.value, params,
+                        _DTYPE.value)
   print(json.dumps(result))
   sys.stdout.flush()
 

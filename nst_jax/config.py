@@ -52,6 +52,7 @@ def base_config() -> ml_collections.ConfigDict:
   # Network.
   c.pooling = 'max'                # max | avg
   c.conv_impl = 'direct'           # direct | winograd2 | winograd4 | auto (CPU: winograd2)
+  c.conv_dtype = 'float32'         # float32 | bfloat16 (operands of the VGG convolutions' products)
   # Loss.
   c.content_layers = 'block4_conv2'
   c.content_layer_weights = ''     # '' = 1/L each
@@ -150,6 +151,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if not 0. <= c.init_noise_ratio <= 1.:
     raise ConfigError(f'init_noise_ratio must be in [0, 1], got {c.init_noise_ratio}')
   for what, allowed in (('pooling', vgg.POOLINGS), ('conv_impl', vgg.CONV_IMPLS),
+                        ('conv_dtype', vgg.CONV_DTYPES),
                         ('loss_norm', losses.LOSS_NORMS), ('tv_type', losses.TV_TYPES),
                         ('color_control', controls.COLOR_CONTROLS),
                         ('color_match_mode', controls.COLOR_MATCH_MODES),

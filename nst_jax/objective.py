@@ -41,6 +41,7 @@ class Spec(NamedTuple):
   project: bool = False          # compose held (unstyled) pixels from the content image
   use_hold: bool = False         # add the hold term ``preserve * mean(hold * (x - content)^2)``
   remat: str = 'none'            # VGG blocks rematerialised in the backward pass (vgg.parse_remat)
+  conv_dtype: str = 'float32'    # the VGG convolutions' operand dtype (vgg.CONV_DTYPES)
 
   @property
   def layers(self) -> tuple[str, ...]:
@@ -156,10 +157,13 @@ def target_spec(spec: Spec) -> Spec:
   """The spec targets (and reported loss terms) are computed with: direct convolutions.
 
   They run once (per chunk), so Winograd's speed does not pay for its ~5x longer compilation;
-  direct convolutions are also the exact reference (Winograd differs by ~1e-6 relative).
-  Fields that do not change targets are normalised so they share one compiled program.
+  direct float32 convolutions are also the exact reference (Winograd differs by ~1e-6
+  relative, bfloat16 operands by ~1e-2), so targets and the reported loss terms are float32
+  values whatever ``conv_dtype`` the optimisation uses. Fields that do not change targets are
+  normalised so they share one compiled program.
   """
-  return spec._replace(conv_impl='direct', project=False, use_hold=False, remat='none')
+  return spec._replace(conv_impl='direct', project=False, use_hold=False, remat='none',
+                       conv_dtype='float32')
 
 
 def _targets(params, styles, content, blend_weights, masks, style_masks, hold, spec) -> Targets:
@@ -225,7 +229,8 @@ def loss_terms(z: jax.Array, params: Mapping, targets: Targets, weights: Weights
   (and hold, with ``Spec.use_hold``)."""
   x = compose(z, targets, spec)
   image = to_image(x, spec)[None]
-  feats = vgg.features(params, image, spec.layers, spec.pooling, spec.conv_impl, spec.remat)
+  feats = vgg.features(params, image, spec.layers, spec.pooling, spec.conv_impl, spec.remat,
+                       spec.conv_dtype)
   positions = image.shape[1] * image.shape[2]
   zero = jnp.zeros((), jnp.float32)
   content = zero

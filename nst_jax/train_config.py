@@ -67,6 +67,7 @@ def train_config() -> ml_collections.ConfigDict:
   c.tv_type = 'l2'
   c.pooling = 'max'
   c.conv_impl = 'auto'
+  c.conv_dtype = 'float32'         # float32 | bfloat16: the VGG19 loss network's product operands
   # Optimisation (optax Adam).
   c.num_steps = 40_000
   c.learning_rate = 1e-3
@@ -123,6 +124,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if c.progress not in ('bar', 'log', 'none'):
     raise ConfigError(f'unknown progress {c.progress!r}; choose bar, log or none')
   for what, allowed in (('pooling', vgg.POOLINGS), ('conv_impl', vgg.CONV_IMPLS),
+                        ('conv_dtype', vgg.CONV_DTYPES),
                         ('loss_norm', losses.LOSS_NORMS), ('tv_type', losses.TV_TYPES)):
     if c[what] not in allowed:
       raise ConfigError(f'unknown {what} {c[what]!r}; choose one of {", ".join(allowed)}')

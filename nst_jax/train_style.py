@@ -62,7 +62,8 @@ def objective_spec(config) -> objective.Spec:
     raise ConfigError('no content or style layers: nothing to train')
   return objective.Spec(content_layers, style_layers, config.pooling, config.conv_impl,
                         config.loss_norm, config.tv_type, 255.,
-                        use_tv=float(config.tv_weight) != 0.)
+                        use_tv=float(config.tv_weight) != 0.,
+                        conv_dtype=config.get('conv_dtype', 'float32'))
 
 
 def objective_weights(config, spec: objective.Spec) -> objective.Weights:
@@ -104,10 +105,11 @@ def batch_loss_terms(images: jax.Array, photos: jax.Array, vgg_params: Mapping, 
   b, h, w = images.shape[:3]
   idx = jnp.zeros((b,), jnp.int32) if style_index is None else style_index
   target = jax.lax.stop_gradient(
-      vgg.features(vgg_params, photos, spec.content_layers, spec.pooling, spec.conv_impl))
+      vgg.features(vgg_params, photos, spec.content_layers, spec.pooling, spec.conv_impl,
+                   conv_dtype=spec.conv_dtype))
   x = objective.from_image(images, spec)
   feats = vgg.features(vgg_params, objective.to_image(x, spec), spec.layers, spec.pooling,
-                       spec.conv_impl)
+                       spec.conv_impl, conv_dtype=spec.conv_dtype)
   zero = jnp.zeros((b,), jnp.float32)
   content = zero
   for i, l in enumerate(spec.content_layers):
@@ -127,7 +129,8 @@ def batch_loss_terms(images: jax.Array, photos: jax.Array, vgg_params: Mapping, 
 def batch_loss_terms_reference(images, photos, vgg_params, grams, weights, spec,
                                style_index=None) -> dict[str, jax.Array]:
   """:func:`batch_loss_terms` as a vmap of :func:`objective.loss_terms` (the reference)."""
-  feats = vgg.features(vgg_params, photos, spec.content_layers, spec.pooling, spec.conv_impl)
+  feats = vgg.features(vgg_params, photos, spec.content_layers, spec.pooling, spec.conv_impl,
+                       conv_dtype=spec.conv_dtype)
   idx = jnp.zeros((images.shape[0],), jnp.int32) if style_index is None else style_index
 
   def one(z, content, i):

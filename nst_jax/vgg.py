@@ -43,6 +43,10 @@ STRIDE: dict[str, int] = {
     name: 2 ** (int(name[5]) - 1) * (2 if name.endswith('_pool') else 1) for name in LAYERS}
 
 CONV_IMPLS = ('auto', 'direct', 'winograd2', 'winograd4')
+# Operand dtype of the convolutions' products (accumulation is float32 either way): bfloat16
+# runs Winograd's matrix products on bf16 units (AMX / AVX512-BF16 on recent x86 CPUs, tensor
+# cores on GPUs); the input is rounded to 8 significant bits (~2e-3 relative per layer).
+CONV_DTYPES = ('float32', 'bfloat16')
 POOLINGS = ('max', 'avg')
 
 
@@ -90,21 +94,25 @@ def preprocess(images: jax.Array) -> jax.Array:
   return images[..., ::-1] - jnp.asarray(BGR_MEAN, images.dtype)
 
 
-def _conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+def _conv(x: jax.Array, kernel: jax.Array, dtype: str = 'float32') -> jax.Array:
+  if dtype == 'float32':
+    return lax.conv_general_dilated(
+        x, kernel, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
   return lax.conv_general_dilated(
-      x, kernel, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+      x.astype(dtype), kernel.astype(dtype), (1, 1), 'SAME',
+      dimension_numbers=('NHWC', 'HWIO', 'NHWC'), preferred_element_type=x.dtype)
 
 
-@jax.custom_vjp
-def _direct_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  return _conv(x, kernel)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _direct_conv(x: jax.Array, kernel: jax.Array, dtype: str = 'float32') -> jax.Array:
+  return _conv(x, kernel, dtype)
 
 
-def _direct_conv_fwd(x, kernel):
-  return _conv(x, kernel), (x, kernel)
+def _direct_conv_fwd(x, kernel, dtype):
+  return _conv(x, kernel, dtype), (x, kernel)
 
 
-def _direct_conv_bwd(res, g):
+def _direct_conv_bwd(dtype, res, g):
   """The input gradient as a plain HWIO convolution with the flipped, transposed kernel.
 
   Materialising that kernel (``optimization_barrier``) keeps XLA:CPU from folding the transpose
@@ -113,19 +121,30 @@ def _direct_conv_bwd(res, g):
   """
   x, kernel = res
   flipped = lax.optimization_barrier(jnp.flip(kernel, (0, 1)).swapaxes(2, 3))
-  return _conv(g, flipped), jax.vjp(lambda k: _conv(x, k), kernel)[1](g)[0]
+  return _conv(g, flipped, dtype), jax.vjp(lambda k: _conv(x, k, dtype), kernel)[1](g)[0]
 
 
 _direct_conv.defvjp(_direct_conv_fwd, _direct_conv_bwd)
 
 
-def conv3x3(x: jax.Array, kernel: jax.Array, impl: str = 'direct') -> jax.Array:
-  """3x3 'SAME' stride-1 cross-correlation, NHWC x HWIO, by the chosen algorithm."""
+def conv3x3(x: jax.Array, kernel: jax.Array, impl: str = 'direct',
+            dtype: str = 'float32') -> jax.Array:
+  """3x3 'SAME' stride-1 cross-correlation, NHWC x HWIO, by the chosen algorithm, with the
+  products' operands in ``dtype`` (:data:`CONV_DTYPES`; the result is float32).
+
+  With bfloat16, ``winograd4`` runs F(2x2,3x3): F(4x4,3x3)'s larger transform coefficients
+  amplify bfloat16's rounding to ~2.5e-2 relative error per layer (F(2x2,3x3): ~4e-3, direct:
+  ~2e-3; tests/test_vgg.py).
+  """
+  if dtype not in CONV_DTYPES:
+    raise ConfigError(f'unknown conv_dtype {dtype!r}; choose one of {", ".join(CONV_DTYPES)}')
+  if impl == 'winograd4' and dtype != 'float32':
+    impl = 'winograd2'
   if impl == 'direct':
-    return _direct_conv(x, kernel)
+    return _direct_conv(x, kernel, dtype)
   if impl in ('winograd2', 'winograd4'):
     from nst_jax import winograd  # pylint: disable=g-import-not-at-top
-    return winograd.conv3x3(x, kernel, tile=int(impl[-1]))
+    return winograd.conv3x3(x, kernel, tile=int(impl[-1]), dtype=dtype)
   raise ConfigError(f'unknown conv_impl {impl!r}; choose one of {", ".join(CONV_IMPLS)}')
 
 
@@ -136,15 +155,16 @@ def pool2x2(x: jax.Array, pooling: str) -> jax.Array:
   its gradient is a fused elementwise mask instead of XLA:CPU's ``select_and_scatter``, which
   took ~55 ms per evaluation at 192x256 for pool1 alone (~7 ms now). The one difference: a
   gradient is shared equally among exactly tied maxima (``reduce_window`` gives it to the first).
+  Average pooling is the same reshape with a sum (its gradient a broadcast instead of a padded
+  ``reduce_window`` transpose).
   """
-  dims, strides = (1, 2, 2, 1), (1, 2, 2, 1)
+  if pooling not in POOLINGS:
+    raise ConfigError(f'unknown pooling {pooling!r}; choose one of {", ".join(POOLINGS)}')
+  *lead, h, w, c = x.shape
+  x = x[..., :h // 2 * 2, :w // 2 * 2, :].reshape(*lead, h // 2, 2, w // 2, 2, c)
   if pooling == 'max':
-    *lead, h, w, c = x.shape
-    x = x[..., :h // 2 * 2, :w // 2 * 2, :].reshape(*lead, h // 2, 2, w // 2, 2, c)
     return jnp.max(x, axis=(-4, -2))
-  if pooling == 'avg':
-    return lax.reduce_window(x, 0., lax.add, dims, strides, 'VALID') * 0.25
-  raise ConfigError(f'unknown pooling {pooling!r}; choose one of {", ".join(POOLINGS)}')
+  return jnp.sum(x, axis=(-4, -2)) * 0.25
 
 
 # Below this many pixel-evaluations (H x W x evaluations) ``auto`` picks direct convolutions on
@@ -188,13 +208,14 @@ class Conv3x3(nn.Module):
   """A VGG conv layer: 3x3 kernel (HWIO, Keras layout), bias, 'SAME' padding."""
   features: int
   impl: str = 'direct'
+  dtype: str = 'float32'
 
   @nn.compact
   def __call__(self, x):
     kernel = self.param('kernel', nn.initializers.lecun_normal(),
                         (3, 3, x.shape[-1], self.features))
     bias = self.param('bias', nn.initializers.zeros, (self.features,))
-    return conv3x3(x, kernel.astype(x.dtype), self.impl) + bias.astype(x.dtype)
+    return conv3x3(x, kernel.astype(x.dtype), self.impl, self.dtype) + bias.astype(x.dtype)
 
 
 class VGG19(nn.Module):
@@ -205,10 +226,12 @@ class VGG19(nn.Module):
     pooling: 'max' (ImageNet training) or 'avg' (Gatys et al. 2015 recommend it for synthesis).
     conv_impl: 'direct' (XLA convolution), 'winograd2' / 'winograd4' (fewer FLOPs), or 'auto'
       (winograd2 on CPU, direct elsewhere).
+    conv_dtype: the convolutions' operand dtype (:data:`CONV_DTYPES`); activations stay float32.
   """
   layers: tuple[str, ...]
   pooling: str = 'max'
   conv_impl: str = 'direct'
+  conv_dtype: str = 'float32'
 
   @nn.compact
   def __call__(self, images: jax.Array) -> dict[str, jax.Array]:
@@ -224,7 +247,7 @@ class VGG19(nn.Module):
         x = pool2x2(x, self.pooling)
       else:
         x = nn.relu(Conv3x3(CHANNELS[name], layer_conv_impl(name, self.conv_impl),
-                            name=name)(x))
+                            self.conv_dtype, name=name)(x))
       if name in wanted:
         out[name] = x
     return out
@@ -236,17 +259,19 @@ def _extract(params, images, layers, pooling, conv_impl):
 
 
 def features(params: Mapping, images: jax.Array, layers: Sequence[str], pooling: str = 'max',
-             conv_impl: str = 'direct', remat: str = 'none') -> dict[str, jax.Array]:
+             conv_impl: str = 'direct', remat: str = 'none',
+             conv_dtype: str = 'float32') -> dict[str, jax.Array]:
   """Unjitted, trace-friendly feature extraction with canonical layer names (for use inside jit).
 
   ``remat`` (see :func:`parse_remat`) rematerialises the chosen blocks in the backward pass
   (``jax.checkpoint``): only each block's input and the requested activations are kept, the rest
   is recomputed, trading ~1 extra forward pass of those blocks for their activation memory.
+  ``conv_dtype`` is the convolutions' operand dtype (:data:`CONV_DTYPES`).
   """
   blocks = parse_remat(remat)
   if not blocks:
-    return VGG19(tuple(layers), pooling, conv_impl).apply({'params': params}, images)
-  return _features_remat(params, images, tuple(layers), pooling, conv_impl, blocks)
+    return VGG19(tuple(layers), pooling, conv_impl, conv_dtype).apply({'params': params}, images)
+  return _features_remat(params, images, tuple(layers), pooling, conv_impl, blocks, conv_dtype)
 
 
 REMAT_CHOICES = ('none', 'all', 'early')  # or block numbers such as '1,2'
@@ -272,7 +297,7 @@ def parse_remat(remat: str) -> tuple[int, ...]:
   return blocks
 
 
-def _features_remat(params, images, layers, pooling, conv_impl, blocks):
+def _features_remat(params, images, layers, pooling, conv_impl, blocks, conv_dtype='float32'):
   """The same network as :class:`VGG19`, one function per block, ``jax.checkpoint``-ed blocks."""
   if not layers:
     return {}
@@ -290,8 +315,8 @@ def _features_remat(params, images, layers, pooling, conv_impl, blocks):
           x = pool2x2(x, pooling)
         else:
           p = bparams[name]
-          x = nn.relu(conv3x3(x, p['kernel'].astype(x.dtype), layer_conv_impl(name, conv_impl))
-                      + p['bias'].astype(x.dtype))
+          x = nn.relu(conv3x3(x, p['kernel'].astype(x.dtype), layer_conv_impl(name, conv_impl),
+                              conv_dtype) + p['bias'].astype(x.dtype))
         if name in wanted:
           kept[name] = x
       return x, kept

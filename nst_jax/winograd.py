@@ -143,46 +143,55 @@ _FLIP2 = tuple(4 * (3 - i if i in (0, 3) else i) + (3 - j if j in (0, 3) else j)
 
 
 def _winograd(x: jax.Array, u: jax.Array, tile: int, contract_out: bool = False,
-              order: tuple = ()) -> jax.Array:
+              order: tuple = (), dtype: str = 'float32') -> jax.Array:
   """Winograd convolution of x with an already transformed kernel u (a*a, I, O).
 
   With ``contract_out`` the kernel is used transposed (x has O channels and the
   result I), which the input gradient needs; ``order`` picks u's tile positions
-  (position p uses ``u[order[p]]``; default: in order).
+  (position p uses ``u[order[p]]``; default: in order). With ``dtype='bfloat16'`` the products'
+  operands (transformed input and kernel) are rounded to bfloat16 and accumulated in float32.
   """
   n, h, w, _ = x.shape
   v, nh, nw = _input_transform(x, tile)
   dims = (((1,), (1 if contract_out else 0,)), ((), ()))
   order = order or tuple(range(len(v)))
-  m = [lax.dot_general(vp, u[order[p]], dims, precision=lax.Precision.HIGHEST)
-       for p, vp in enumerate(v)]
+  if dtype == 'float32':
+    m = [lax.dot_general(vp, u[order[p]], dims, precision=lax.Precision.HIGHEST)
+         for p, vp in enumerate(v)]
+  else:
+    u = u.astype(dtype)
+    m = [lax.dot_general(vp.astype(dtype), u[order[p]], dims, preferred_element_type=x.dtype)
+         for p, vp in enumerate(v)]
   return _output_transform(m, tile, n, nh, nw)[:, :h, :w, :]
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _conv(x: jax.Array, kernel: jax.Array, tile: int) -> jax.Array:
-  return _winograd(x, transform_kernel(kernel, tile), tile)
+@partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _conv(x: jax.Array, kernel: jax.Array, tile: int, dtype: str = 'float32') -> jax.Array:
+  return _winograd(x, transform_kernel(kernel, tile), tile, dtype=dtype)
 
 
-def _conv_fwd(x, kernel, tile):
-  return _conv(x, kernel, tile), (x, kernel)
+def _conv_fwd(x, kernel, tile, dtype):
+  return _conv(x, kernel, tile, dtype), (x, kernel)
 
 
-def _conv_bwd(tile, res, g):
+def _conv_bwd(tile, dtype, res, g):
   x, kernel = res
   n, h, w, cin = x.shape
   if n * h * w * 64 < cin * kernel.shape[3]:
     # Few pixels, big kernel: transpose the forward algorithm (reuses U; no
     # second kernel transform).
-    _, vjp_x = jax.vjp(lambda x: _winograd(x, transform_kernel(kernel, tile), tile), x)
+    _, vjp_x = jax.vjp(lambda x: _winograd(x, transform_kernel(kernel, tile), tile, dtype=dtype),
+                       x)
     (dx,) = vjp_x(g)
   else:
     # SAME, stride 1, odd kernel: dx is the correlation of g with the flipped,
     # in/out-swapped kernel (the swap is done by contracting U's output axis).
     if tile == 2:
-      dx = _winograd(g, transform_kernel(kernel, tile), tile, contract_out=True, order=_FLIP2)
+      dx = _winograd(g, transform_kernel(kernel, tile), tile, contract_out=True, order=_FLIP2,
+                     dtype=dtype)
     else:
-      dx = _winograd(g, transform_kernel(kernel[::-1, ::-1], tile), tile, contract_out=True)
+      dx = _winograd(g, transform_kernel(kernel[::-1, ::-1], tile), tile, contract_out=True,
+                     dtype=dtype)
   # Kernel gradient via the direct conv's VJP; dead code when unused.
   _, vjp_k = jax.vjp(lambda k: direct_conv3x3(x, k), kernel)
   (dk,) = vjp_k(g)
@@ -192,13 +201,14 @@ def _conv_bwd(tile, res, g):
 _conv.defvjp(_conv_fwd, _conv_bwd)
 
 
-def conv3x3(x: jax.Array, kernel: jax.Array, tile: int = 2) -> jax.Array:
+def conv3x3(x: jax.Array, kernel: jax.Array, tile: int = 2, dtype: str = 'float32') -> jax.Array:
   """SAME, stride-1 3x3 convolution by Winograd F(tile x tile, 3 x 3).
 
   Args:
     x: (N, H, W, Cin) input, any H and W >= 1.
     kernel: (3, 3, Cin, Cout) HWIO kernel.
     tile: 2 for F(2x2, 3x3), 4 for F(4x4, 3x3).
+    dtype: operand dtype of the matrix products ('float32' or 'bfloat16'; float32 accumulation).
 
   Returns:
     (N, H, W, Cout), equal (to rounding) to ``direct_conv3x3(x, kernel)``.
@@ -207,4 +217,4 @@ def conv3x3(x: jax.Array, kernel: jax.Array, tile: int = 2) -> jax.Array:
   _check_tile(tile)
   if kernel.shape[:2] != (3, 3) or x.shape[-1] != kernel.shape[2]:
     raise ValueError(f'expected x (N,H,W,C) and kernel (3,3,C,O); got {x.shape}, {kernel.shape}')
-  return _conv(x, kernel, tile)
+  return _conv(x, kernel, tile, dtype)

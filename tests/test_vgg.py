@@ -130,3 +130,51 @@ def test_direct_conv_custom_gradient_equals_autodiff():
   np.testing.assert_allclose(vgg.conv3x3(x, k), ref(x, k), rtol=1e-6, atol=1e-5)
   for g, w in zip(got, want):
     np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-4)
+
+
+def test_avg_pooling_gradient_equals_reduce_window():
+  from jax import lax
+  rng = np.random.default_rng(1)
+  x = jnp.asarray(rng.normal(size=(2, 7, 9, 3)), jnp.float32)
+  ct = jnp.asarray(rng.normal(size=(2, 3, 4, 3)), jnp.float32)
+  ref = lambda x: lax.reduce_window(x, 0., lax.add, (1, 2, 2, 1), (1, 2, 2, 1), 'VALID') * 0.25
+  np.testing.assert_allclose(vgg.pool2x2(x, 'avg'), ref(x), rtol=1e-6, atol=1e-6)
+  np.testing.assert_array_equal(jax.vjp(lambda x: vgg.pool2x2(x, 'avg'), x)[1](ct)[0],
+                                jax.vjp(ref, x)[1](ct)[0])
+
+
+@pytest.mark.parametrize('impl', ['direct', 'winograd2', 'winograd4'])
+def test_bfloat16_convolutions_round_the_operands_only(impl):
+  from jax import lax
+  rng = np.random.default_rng(2)
+  x = jnp.asarray(rng.normal(size=(1, 9, 10, 16)), jnp.float32)
+  k = jnp.asarray(rng.normal(size=(3, 3, 16, 8)) / 12, jnp.float32)
+  ct = jnp.asarray(rng.normal(size=(1, 9, 10, 8)), jnp.float32)
+  ref = lambda x, k: lax.conv_general_dilated(x, k, (1, 1), 'SAME',
+                                              dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+                                              precision=lax.Precision.HIGHEST)
+  rel = lambda a, b: float(jnp.linalg.norm(a - b) / jnp.linalg.norm(b))
+  y, vjp = jax.vjp(lambda x: vgg.conv3x3(x, k, impl, 'bfloat16'), x)
+  assert y.dtype == jnp.float32
+  if impl == 'winograd4':  # F(4x4,3x3) would amplify the rounding ~6x: F(2x2,3x3) runs instead.
+    np.testing.assert_array_equal(y, vgg.conv3x3(x, k, 'winograd2', 'bfloat16'))
+  # bfloat16 keeps 8 significant bits: visibly rounded (the option is not ignored), not more.
+  assert 3e-4 < rel(y, ref(x, k)) < 1e-2
+  assert 3e-4 < rel(vjp(ct)[0], jax.vjp(lambda x: ref(x, k), x)[1](ct)[0]) < 1e-2
+  if impl == 'direct':  # Exactly the float32 convolution of the rounded operands.
+    r = lambda a: a.astype(jnp.bfloat16).astype(jnp.float32)
+    np.testing.assert_allclose(y, ref(r(x), r(k)), rtol=1e-5, atol=1e-5)
+  with pytest.raises(ConfigError, match='conv_dtype'):
+    vgg.conv3x3(x, k, impl, 'float16')
+
+
+def test_bfloat16_network_stays_close_to_the_reference(params):
+  ref = np.load(REFERENCE)
+  image = jnp.asarray(ref['image_rgb_uint8'].astype(np.float32)[None])
+  layers = ('block1_conv1', 'block3_conv2', 'block5_conv1')
+  got = jax.jit(lambda p, x: vgg.features(p, x, layers, 'max', 'winograd2',
+                                          conv_dtype='bfloat16'))(params, image)
+  for layer in layers:
+    want = ref[layer]
+    rel = np.linalg.norm(np.asarray(got[layer][0]) - want) / np.linalg.norm(want)
+    assert 1e-4 < rel < 3e-2, f'{layer}: relative L2 error {rel:.2e}'
