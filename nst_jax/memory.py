@@ -10,7 +10,7 @@ Where the memory of a run goes (measured with XLA's memory analysis on CPU, gaty
 * the temporaries of one evaluation (forward activations kept for the backward pass and their
   cotangents, dominated by VGG block 1 at full resolution, ~1.8 KB per pixel; Winograd adds its
   transformed and flipped kernels, ~210 MB, and transformed tiles, ~0.2 KB per pixel);
-* an overhead: allocator slack and XLA's memory while compiling (~420 MB for the Winograd
+* an overhead: allocator slack and XLA's memory while compiling (~200 MB for the Winograd
   programs with a cold compilation cache), fit on measured runs.
 
 :func:`estimate` uses the formula (no compilation); :func:`xla_estimate` uses XLA's memory
@@ -54,11 +54,15 @@ def temp_bytes(impl: str, pooling: str, pixels: int) -> int:
 
 # What measured peaks add to the model: allocator slack and host copies, plus XLA's own memory
 # while compiling the programs (a cold compilation cache; a warm one needs less, so the estimate
-# errs on the safe side). Winograd: fit on runs at 192x256 and 384x512; direct: fit on whole
-# `run.py` runs of 3 steps at 384x512 and 768x1024, cold cache (2026-11-25, README: Measured).
-OVERHEAD_FIXED = {'direct': 60 * MB, 'winograd': 280 * MB}
-OVERHEAD_PER_PIXEL = {'direct': 650, 'winograd': 120}
-COMPILE = {'direct': 100 * MB, 'winograd': 420 * MB}
+# errs on the safe side). Direct: fit on whole `run.py` runs of 3 steps at 384x512 and 768x1024,
+# cold cache (2026-11-25). Winograd: refit 2026-12-02 on `bench --memory --conv_impl=winograd2`
+# with cold caches (3 steps at 192x256, 384x512, 768x1024 and 100 steps at 192x256: measured
+# peak minus process, state and temporaries = 340-364 MB + ~210 B per pixel; cold minus warm
+# peaks, XLA's compilation, 70-200 MB). The 2026-11-25 fit (700 MB) predated losses.gram's own VJP
+# and overestimated those runs by 11-36%.
+OVERHEAD_FIXED = {'direct': 60 * MB, 'winograd': 160 * MB}
+OVERHEAD_PER_PIXEL = {'direct': 650, 'winograd': 210}
+COMPILE = {'direct': 100 * MB, 'winograd': 200 * MB}
 SAFETY = 0.95         # refuse when the estimate is above this share of the free memory
 
 
