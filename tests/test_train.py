@@ -285,6 +285,17 @@ def test_batched_training_loss_is_the_objective_per_image(params):
   want = train_style.batch_loss_terms_reference(images, photos, params, grams, w, spec, idx)
   for k in ('content', 'style', 'tv', 'total'):
     np.testing.assert_allclose(float(got[k]), float(want[k]), rtol=2e-5, err_msg=k)
+  # conv_dtype reaches the training loss: bfloat16 operands move it a little, not more.
+  c.conv_dtype, c.style = 'bfloat16', str(IMAGES / 'starry_night.jpg')
+  train_config.validate(c)
+  spec16 = train_style.objective_spec(c)
+  assert spec16.conv_dtype == 'bfloat16'
+  got16 = train_style.batch_loss_terms(images, photos, params, grams, w, spec16, idx)
+  assert float(got16['total']) != float(got['total'])
+  np.testing.assert_allclose(float(got16['total']), float(got['total']), rtol=3e-2)
+  c.conv_dtype = 'float16'
+  with pytest.raises(ConfigError, match='conv_dtype'):
+    train_config.validate(c)
 
 
 def test_cli_training_folder_without_images_is_one_error_line(tmp_path):
