@@ -17,7 +17,9 @@ to set fields.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import importlib
+import json
 from pathlib import Path
 import sys
 from typing import Any, Mapping, Optional, Union
@@ -25,6 +27,19 @@ from typing import Any, Mapping, Optional, Union
 import ml_collections
 
 from nst_jax.errors import ConfigError
+
+# Fields added after checkpoints were first written, with the value that means "as before": a
+# config holding that value hashes as if the field did not exist, so checkpoints written before
+# the field was added still resume (runner and training checkpoints; add new fields here).
+ADDED_FIELDS: dict[str, Any] = {'conv_dtype': 'float32'}
+
+
+def config_key(config: ml_collections.ConfigDict, ignore: tuple[str, ...]) -> str:
+  """A hash of the config's fields but ``ignore`` (and :data:`ADDED_FIELDS` at their old
+  meaning): a checkpoint resumes only into a config with its own key."""
+  d = {k: v for k, v in config.to_dict().items()
+       if k not in ignore and not (k in ADDED_FIELDS and v == ADDED_FIELDS[k])}
+  return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 JOBS_STYLIZE = 'stylize'
 MODES = ('transfer', 'content_reconstruction', 'texture_synthesis')

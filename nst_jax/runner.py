@@ -13,9 +13,7 @@ from a notebook.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
-import json
 from pathlib import Path
 import sys
 import time
@@ -84,8 +82,7 @@ _RESUME_IRRELEVANT = ('num_steps', 'log_every', 'save_every', 'resume', 'output'
 
 def problem_key(config: ml_collections.ConfigDict) -> str:
   """A hash of the fields that define the problem (a checkpoint resumes only into its own)."""
-  d = {k: v for k, v in config.to_dict().items() if k not in _RESUME_IRRELEVANT}
-  return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+  return config_lib.config_key(config, _RESUME_IRRELEVANT)
 
 
 def checkpoint_path(output: Path) -> Path:

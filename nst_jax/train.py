@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import json
 from pathlib import Path
 import sys
 import time
@@ -42,6 +40,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from nst_jax import config as config_lib
 from nst_jax import data, fileio, image_io, interrupt, metrics
 from nst_jax import train_config as schema
 from nst_jax.errors import ConfigError, ImageError, NonFiniteLossError, NSTError
@@ -144,8 +143,7 @@ def compile_chunk(chunk_fn: Any, carry, batches, consts):
 
 
 def config_key(config) -> str:
-  d = {k: v for k, v in config.to_dict().items() if k not in _RESUME_IRRELEVANT}
-  return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+  return config_lib.config_key(config, _RESUME_IRRELEVANT)
 
 
 def _paths(tree) -> list[str]:

@@ -255,3 +255,13 @@ def test_stages_stopped_and_resumed_equal_a_straight_run(random_params, syntheti
   (tmp_path / 'c' / 'out.ckpt.npz').write_bytes(saved)
   with pytest.raises(ConfigError, match='different configuration'):
     runner.run(c, params=random_params, quiet=True)
+
+
+def test_checkpoints_from_before_a_new_field_still_resume():
+  """A field added later (config.ADDED_FIELDS) at its old meaning leaves the checkpoint key as it
+  was, so a checkpoint written without the field resumes; another value is another problem."""
+  c = config_lib.base_config()
+  old = ml_collections.ConfigDict({k: v for k, v in c.to_dict().items() if k != 'conv_dtype'})
+  assert runner.problem_key(old) == runner.problem_key(c)
+  c.conv_dtype = 'bfloat16'
+  assert runner.problem_key(c) != runner.problem_key(old)

@@ -298,6 +298,15 @@ def test_batched_training_loss_is_the_objective_per_image(params):
     train_config.validate(c)
 
 
+def test_training_checkpoints_from_before_a_new_field_still_resume():
+  import ml_collections
+  c = train_config.train_config()
+  old = ml_collections.ConfigDict({k: v for k, v in c.to_dict().items() if k != 'conv_dtype'})
+  assert train.config_key(old) == train.config_key(c)
+  c.conv_dtype = 'bfloat16'
+  assert train.config_key(c) != train.config_key(old)
+
+
 def test_cli_training_folder_without_images_is_one_error_line(tmp_path):
   import subprocess, sys  # pylint: disable=g-import-not-at-top,multiple-imports
   root = Path(__file__).resolve().parent.parent
