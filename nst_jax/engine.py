@@ -70,7 +70,7 @@ def make_spec(config: ml_collections.ConfigDict) -> objective.Spec:
                         config.loss_norm, config.tv_type, float(config.image_range),
                         use_tv=float(config.tv_weight) != 0., chain=chain,
                         remat=','.join(map(str, vgg.parse_remat(config.remat))),
-                        conv_dtype=config.get('conv_dtype', 'float32'))
+                        conv_dtype=config.conv_dtype)
 
 
 def run_conv_impl(config: ml_collections.ConfigDict, shape: Sequence[int]) -> str:

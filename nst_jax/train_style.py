@@ -63,7 +63,7 @@ def objective_spec(config) -> objective.Spec:
   return objective.Spec(content_layers, style_layers, config.pooling, config.conv_impl,
                         config.loss_norm, config.tv_type, 255.,
                         use_tv=float(config.tv_weight) != 0.,
-                        conv_dtype=config.get('conv_dtype', 'float32'))
+                        conv_dtype=config.conv_dtype)
 
 
 def objective_weights(config, spec: objective.Spec) -> objective.Weights:

@@ -95,9 +95,9 @@ def preprocess(images: jax.Array) -> jax.Array:
 
 
 def _conv(x: jax.Array, kernel: jax.Array, dtype: str = 'float32') -> jax.Array:
-  if dtype == 'float32':
-    return lax.conv_general_dilated(
-        x, kernel, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  """The convolution with its operands in ``dtype`` (``'float32'``: as given, float64 included)
+  and the result in ``x``'s dtype."""
+  dtype = x.dtype if dtype == 'float32' else dtype
   return lax.conv_general_dilated(
       x.astype(dtype), kernel.astype(dtype), (1, 1), 'SAME',
       dimension_numbers=('NHWC', 'HWIO', 'NHWC'), preferred_element_type=x.dtype)

@@ -155,13 +155,10 @@ def _winograd(x: jax.Array, u: jax.Array, tile: int, contract_out: bool = False,
   v, nh, nw = _input_transform(x, tile)
   dims = (((1,), (1 if contract_out else 0,)), ((), ()))
   order = order or tuple(range(len(v)))
-  if dtype == 'float32':
-    m = [lax.dot_general(vp, u[order[p]], dims, precision=lax.Precision.HIGHEST)
-         for p, vp in enumerate(v)]
-  else:
-    u = u.astype(dtype)
-    m = [lax.dot_general(vp.astype(dtype), u[order[p]], dims, preferred_element_type=x.dtype)
-         for p, vp in enumerate(v)]
+  dtype = x.dtype if dtype == 'float32' else dtype  # float32: no rounding (float64 stays)
+  u = u.astype(dtype)
+  m = [lax.dot_general(vp.astype(dtype), u[order[p]], dims, precision=lax.Precision.HIGHEST,
+                       preferred_element_type=x.dtype) for p, vp in enumerate(v)]
   return _output_transform(m, tile, n, nh, nw)[:, :h, :w, :]
 
 
