@@ -19,7 +19,7 @@ import ml_collections
 import numpy as np
 
 from nst_jax import config as config_lib
-from nst_jax import compile_cache, controls, image_io, objective, optim, vgg
+from nst_jax import compile_cache, controls, image_io, objective, optim, spatial, vgg
 from nst_jax.errors import ConfigError, NonFiniteLossError
 
 
@@ -369,6 +369,7 @@ def optimize(problem: Problem, params: Mapping, num_steps: int, chunk: int = 50,
                                                mspec=p.mspec)
     timings['compile_s'] += seconds
     state = init_exe(p.z0, *args, p.hyper)
+  state = spatial.place_state(state, p.z0)  # a split image: its history split too
   hist = history or {'losses': [], 'evals': optim.init_evals(p.mspec), 'terms': []}
   compiled = {}
   step = start_step
@@ -380,6 +381,7 @@ def optimize(problem: Problem, params: Mapping, num_steps: int, chunk: int = 50,
       compiled[n], seconds = compile_cache.compiled(run_chunk, state, *args, spec=p.spec,
                                                     mspec=p.mspec, length=n)
       timings['compile_s'] += seconds
+    state = spatial.as_compiled_for(compiled[n], state)
     tr = time.perf_counter()
     if profile_dir and step == start_step:
       with jax.profiler.trace(profile_dir):

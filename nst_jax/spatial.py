@@ -64,6 +64,34 @@ def shard_state(state, mesh: Mesh):
   return jax.tree_util.tree_map_with_path(put, state)
 
 
+def mesh_of(x) -> Mesh | None:
+  """The row mesh ``x`` is split over (None for an array on one device)."""
+  sharding = getattr(x, 'sharding', None)
+  if isinstance(sharding, NamedSharding) and AXIS in sharding.mesh.axis_names and (
+      sharding.mesh.size > 1):
+    return sharding.mesh
+  return None
+
+
+def place_state(state, z0):
+  """The optimiser state laid out like a sharded problem's image ``z0`` (unchanged when ``z0``
+  is on one device): the history split, not replicated, on every device."""
+  mesh = mesh_of(z0)
+  return state if mesh is None else shard_state(state, mesh)
+
+
+def as_compiled_for(exe, state):
+  """``state`` with each leaf moved to the sharding ``exe`` (a compiled chunk) expects for its
+  first argument. XLA picks a chunk's output shardings itself; they need not be the ones its
+  input was compiled for, and the next chunk refuses arguments laid out differently."""
+  if not any(mesh_of(x) is not None for x in jax.tree.leaves(state)):
+    return state
+  wanted = exe.input_shardings[0][0]
+  def put(x, s):
+    return x if x.sharding.is_equivalent_to(s, x.ndim) else jax.device_put(x, s)
+  return jax.tree.map(put, state, wanted)
+
+
 def shard_problem(problem, params: Mapping, n: int) -> tuple[Any, Mapping]:
   """(problem, params) with arrays placed for an ``n``-way row split (n == 1: unchanged)."""
   if n == 1:

@@ -254,7 +254,8 @@ s1, s4 = engine.optimize(p1, params, 0).state, engine.optimize(p4, params4, 0).s
 exe4, _ = compile_cache.compiled(engine.init_state, p4.z0, params4, p4.targets, p4.weights,
                                  p4.hyper, spec=p4.spec, mspec=p4.mspec)  # memoised: no compile
 hlo = exe4.as_text()
-r1, r4 = engine.optimize(p1, params, 2, 2), engine.optimize(p4, params4, 2, 2)
+# Two chunks: the second must accept the state the first returned (XLA picks its layout).
+r1, r4 = engine.optimize(p1, params, 4, 2), engine.optimize(p4, params4, 4, 2)
 print(json.dumps({'devices': len(jax.devices()), 'v': [float(v1), float(v4)],
                   'grad_rel': float(jnp.linalg.norm(g1 - g4) / jnp.linalg.norm(g1)),
                   'shards': len(g4.sharding.device_set), 'spec': str(p4.z0.sharding.spec),
