@@ -67,10 +67,10 @@ def shard_state(state, mesh: Mesh):
 def mesh_of(x) -> Mesh | None:
   """The row mesh ``x`` is split over (None for an array on one device)."""
   sharding = getattr(x, 'sharding', None)
-  if isinstance(sharding, NamedSharding) and AXIS in sharding.mesh.axis_names and (
-      sharding.mesh.size > 1):
-    return sharding.mesh
-  return None
+  if not isinstance(sharding, NamedSharding):
+    return None
+  mesh = sharding.mesh
+  return mesh if isinstance(mesh, Mesh) and AXIS in mesh.axis_names and mesh.size > 1 else None
 
 
 def place_state(state, z0):
