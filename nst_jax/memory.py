@@ -145,9 +145,22 @@ def state_bytes(mspec: optim.MethodSpec, pixels: int) -> int:
   return 4 * 3 * pixels * 4 + optim.history_bytes(mspec, pixels)
 
 
-def estimate(shape, spec, mspec, rss_now: Optional[int] = None) -> Estimate:
-  """The calibrated formula for an (H, W) problem (no compilation)."""
-  pixels = int(shape[0]) * int(shape[1])
+def separate_shards(config) -> int:
+  """Devices with memories of their own that one image is split over (``spatial_shards``): on
+  accelerators each holds ~1/N of the image's memory; on the CPU, forced host devices share one
+  RAM, so the whole image counts (1)."""
+  n = int(config.get('spatial_shards', 1) or 0) if config is not None else 1
+  devices = jax.devices()
+  if devices[0].platform == 'cpu':
+    return 1
+  return len(devices) if n <= 0 else max(1, min(n, len(devices)))
+
+
+def estimate(shape, spec, mspec, rss_now: Optional[int] = None, shards: int = 1) -> Estimate:
+  """The calibrated formula for an (H, W) problem (no compilation); with ``shards`` > 1 the
+  memory of one of the devices its rows are split over (pixel-proportional parts / shards;
+  weights and transformed kernels on each device)."""
+  pixels = -(-int(shape[0]) * int(shape[1]) // max(1, shards))
   impl = _impl(spec.conv_impl)
   temp = temp_bytes(impl, spec.pooling, pixels)
   return Estimate(rss_bytes() if rss_now is None else rss_now, state_bytes(mspec, pixels), temp,
@@ -177,10 +190,16 @@ def _fits(est: Estimate, free: int) -> bool:
   return est.peak <= SAFETY * free
 
 
-def suggestion(est: Estimate, shape, spec, mspec, free: int) -> str:
+def suggestion(est: Estimate, shape, spec, mspec, free: int, shards: int = 1) -> str:
   """The first option (cheapest first) with which the formula says the run fits, else the
-  largest size that fits."""
-  pixels = int(shape[0]) * int(shape[1])
+  largest size that fits. On accelerators, more of the visible devices (``spatial_shards``)
+  come first: they change nothing in the result."""
+  devices = jax.devices()
+  if devices[0].platform != 'cpu' and len(devices) > shards:
+    wider = estimate(shape, spec, mspec, est.rss_now, len(devices))
+    if _fits(wider, free):
+      return f'--config.spatial_shards={len(devices)}'
+  pixels = -(-int(shape[0]) * int(shape[1]) // max(1, shards))
   impl = _impl(spec.conv_impl)
 
   def fits(state=None, impl_=impl) -> bool:
@@ -211,8 +230,9 @@ def check(shape, spec, mspec, config=None, compiled=None, quiet: bool = False,
           stream=sys.stderr) -> dict:
   """Prints the estimate; raises InsufficientMemoryError if it does not fit. Returns the
   estimate as a dict (for the run's JSON)."""
+  shards = separate_shards(config)
   est = (xla_estimate(compiled, shape, mspec) if compiled is not None else None) or estimate(
-      shape, spec, mspec)
+      shape, spec, mspec, shards=shards)
   limit = float(config.get('memory_limit_gb', 0.) or 0.) if config is not None else 0.
   free = int(limit * GB) if limit > 0 else available_bytes()
   out = est.as_dict()
@@ -222,9 +242,11 @@ def check(shape, spec, mspec, config=None, compiled=None, quiet: bool = False,
   enabled = True if config is None else bool(config.get('memory_check', True))
   if enabled and free is not None and not _fits(est, free):
     h, w = shape
+    per = f' per device ({shards} devices)' if shards > 1 else ''
     raise InsufficientMemoryError(
-        f'{h}x{w} needs about {est.peak / GB:.1f} GB ({est.source} estimate) but only '
-        f'{free / GB:.1f} GB is free; it fits with {suggestion(est, shape, spec, mspec, free)} '
+        f'{h}x{w} needs about {est.peak / GB:.1f} GB{per} ({est.source} estimate) but only '
+        f'{free / GB:.1f} GB is free; it fits with '
+        f'{suggestion(est, shape, spec, mspec, free, shards)} '
         '(or --config.memory_check=false to try anyway)')
   return out
 

@@ -231,9 +231,10 @@ def run_single(config: ml_collections.ConfigDict, params: Optional[Mapping] = No
   t_built = [t_loaded]
 
   def run_stage(i: int, c: ml_collections.ConfigDict, problem: engine.Problem) -> engine.Result:
-    params_i = params
+    # issue 10: split the rows over devices (every stage: the big last stage is what needs it).
+    problem, params_i = spatial.from_config(problem, params, config)
+    summary['spatial_shards'] = spatial.split_count(problem.z0)  # the last stage's
     if not staged:
-      problem, params_i = spatial.from_config(problem, params, config)  # issue 10: split rows
       t_built[0] = time.perf_counter()
     state, start, history = None, 0, None
     if resume_step is not None and i == first_stage:

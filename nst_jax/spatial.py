@@ -73,6 +73,12 @@ def mesh_of(x) -> Mesh | None:
   return mesh if isinstance(mesh, Mesh) and AXIS in mesh.axis_names and mesh.size > 1 else None
 
 
+def split_count(x) -> int:
+  """How many devices ``x``'s rows are split over (1: on one device, or replicated)."""
+  mesh = mesh_of(x)
+  return mesh.size if mesh is not None and AXIS in tuple(x.sharding.spec) else 1
+
+
 def place_state(state, z0):
   """The optimiser state laid out like a sharded problem's image ``z0`` (unchanged when ``z0``
   is on one device): the history split, not replicated, on every device."""

@@ -13,7 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nst_jax import compile_cache, config as config_lib, engine, image_io, memory, objective, vgg
+from nst_jax import compile_cache, config as config_lib, engine, image_io, memory, objective, optim
+from nst_jax import vgg
 from nst_jax import runner
 from nst_jax.errors import ImageError
 from conftest import IMAGES, ROOT
@@ -205,6 +206,39 @@ def test_memory_estimate_against_xla_and_refusal(params, content_small, style_sm
   assert not (tmp_path / 'o.png').exists()
 
 
+class _FakeAccelerator:
+  platform = 'gpu'
+
+
+def test_memory_check_per_device_when_rows_are_split(monkeypatch):
+  """Spatial sharding on accelerators: each device holds ~1/N of the image's memory, so the check
+  compares one device's share with one device's free memory, and a refusal first suggests more of
+  the visible devices. On the CPU, forced host devices share one RAM: the whole image counts."""
+  c = _config(size=2048, spatial_shards=4)
+  c.num_steps = 500
+  shape = (1536, 2048)
+  spec = engine.make_spec(c)._replace(conv_impl='direct')
+  mspec, _ = optim.spec_and_hyper(c.optimizer)
+  whole = memory.estimate(shape, spec, mspec, rss_now=0)
+  quarter = memory.estimate(shape, spec, mspec, rss_now=0, shards=4)
+  pixels = shape[0] * shape[1]
+  assert quarter.state * 4 == whole.state  # image, gradient and history are split
+  per_px = (whole.temp - memory.temp_bytes('direct', c.pooling, 0)) / pixels
+  assert quarter.temp == pytest.approx(memory.temp_bytes('direct', c.pooling, 0) + per_px * pixels / 4)
+  assert memory.separate_shards(c) == 1  # this CPU: one RAM for every host device
+  monkeypatch.setattr(jax, 'devices', lambda *a: [_FakeAccelerator()] * 4)
+  assert memory.separate_shards(c) == 4
+  need = memory.estimate(shape, spec, mspec, shards=4).peak / 2 ** 30  # with this process's RSS
+  c.memory_limit_gb = round(need / memory.SAFETY + 0.2, 2)  # one device's share fits
+  memory.check(shape, spec, mspec, c, quiet=True)
+  c.spatial_shards = 1  # the whole image on one device does not; 4 devices are visible
+  with pytest.raises(memory.InsufficientMemoryError, match=r'fits with --config.spatial_shards=4 '):
+    memory.check(shape, spec, mspec, c, quiet=True)
+  c.spatial_shards = 2
+  with pytest.raises(memory.InsufficientMemoryError, match=r'per device \(2 devices\)'):
+    memory.check(shape, spec, mspec, c, quiet=True)
+
+
 def test_max_pixels_reaches_the_output_size_check(params, content_small, style_small,
                                                  monkeypatch):
   with pytest.raises(ImageError, match='cap of 0.0005 megapixels'):
@@ -256,7 +290,16 @@ exe4, _ = compile_cache.compiled(engine.init_state, p4.z0, params4, p4.targets, 
 hlo = exe4.as_text()
 # Two chunks: the second must accept the state the first returned (XLA picks its layout).
 r1, r4 = engine.optimize(p1, params, 4, 2), engine.optimize(p4, params4, 4, 2)
+# Coarse-to-fine through the runner: every stage split (the big last one is what needs it).
+from nst_jax import image_io, runner
+out = sys.argv[2]
+image_io.save_image(out + '/c.png', content); image_io.save_image(out + '/s.png', style)
+c.stages, c.content, c.style, c.output = '16:2,32:2', out + '/c.png', out + '/s.png', out + '/o.png'
+c.height = c.width = 0
+c.spatial_shards, c.compile_cache = 4, 'off'
+staged = runner.run(c, params=params, quiet=True)
 print(json.dumps({'devices': len(jax.devices()), 'v': [float(v1), float(v4)],
+                  'staged': [staged['spatial_shards'], staged['shape'], len(staged['stages'])],
                   'grad_rel': float(jnp.linalg.norm(g1 - g4) / jnp.linalg.norm(g1)),
                   'shards': len(g4.sharding.device_set), 'spec': str(p4.z0.sharding.spec),
                   'collectives': any(k in hlo for k in ('collective-permute', 'all-reduce')),
@@ -265,16 +308,17 @@ print(json.dumps({'devices': len(jax.devices()), 'v': [float(v1), float(v4)],
 """
 
 
-def test_spatial_sharding_on_4_host_devices_equals_single_device(random_weights_file):
+def test_spatial_sharding_on_4_host_devices_equals_single_device(random_weights_file, tmp_path):
   """A random VGG19 to block 2 at 32x32 (cheap: ~10 s); the split is the same as at any size."""
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4',
              JAX_PLATFORMS='cpu', PYTHONPATH=str(ROOT))
-  r = subprocess.run([sys.executable, '-c', SHARD_SCRIPT, str(random_weights_file)],
+  r = subprocess.run([sys.executable, '-c', SHARD_SCRIPT, str(random_weights_file), str(tmp_path)],
                      cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
   assert r.returncode == 0, r.stderr[-3000:]
   out = json.loads(r.stdout.strip().splitlines()[-1])
   assert out['devices'] == 4 and out['shards'] == 4 and 'rows' in out['spec']
   assert out['collectives'], 'the sharded program has no halo exchange / reduction'
+  assert out['staged'] == [4, [32, 32], 2], out  # staged runs were left on one device before
   np.testing.assert_allclose(out['v'][1], out['v'][0], rtol=1e-5)
   assert out['grad_rel'] < 1e-5, out
   np.testing.assert_allclose(out['losses'][1], out['losses'][0], rtol=1e-3)
