@@ -141,3 +141,54 @@ def test_every_optimizer_lowers_the_style_transfer_loss(params, content_small, s
                              spec=problem.spec)['total'])
   assert result.terms[-1]['total'] < 0.8 * first, (name, first, result.terms[-1])
   assert result.evals >= c.num_steps
+
+
+def _two_loop_float64(S, Y, rho, ptr, h, g):
+  """The two-loop recursion over the circular history, in float64 NumPy."""
+  S, Y, rho, g = (np.asarray(x, np.float64) for x in (S, Y, rho, g))
+  m = len(rho)
+  q, al = -g, np.zeros(m)
+  for i in range(m):
+    j = (ptr - 1 - i) % m
+    al[j] = rho[j] * (S[j] @ q)
+    q = q - al[j] * Y[j]
+  r = q * h
+  for i in range(m):
+    j = (ptr + i) % m
+    r = r + S[j] * (al[j] - rho[j] * (Y[j] @ r))
+  return r
+
+
+@pytest.mark.parametrize('history,steps', [(8, 5), (8, 13)])  # part-filled; wrapped around
+def test_lbfgs_torch_matrix_form_equals_the_two_loop_recursion(history, steps):
+  """The float32 history's direction (two-loop recursion from stored inner products, updated
+  each step) against the loop form and a float64 two-loop on the same history; the products
+  recomputed from a checkpoint's history (restore_state) equal the ones updated step by step."""
+  rng = np.random.default_rng(0)
+  n = 3000
+  scale = jnp.asarray(rng.uniform(0.2, 5., n), jnp.float32)
+  f = lambda x: 0.5 * jnp.sum(scale * (x - 1.) ** 2) + 0.05 * jnp.sum(jnp.cos(3. * x))
+  spec = optim.MethodSpec('lbfgs_torch', history_size=history, lo=-1e9, hi=1e9)
+  method = optim.make_method(spec)
+  vg = jax.value_and_grad(f)
+  state = method.init(jnp.asarray(rng.standard_normal(n), jnp.float32), {'learning_rate': 1.}, vg)
+  step = jax.jit(lambda s: method.step(s, vg, f)[0])
+  for _ in range(steps):
+    state = step(state)
+  assert int(jnp.sum(state['rho'] != 0)) == min(steps, history)
+  want = _two_loop_float64(state['S'], state['Y'], state['rho'], int(state['ptr']),
+                           float(state['h_diag']), state['g'])
+  got = np.asarray(optim._two_loop_matrix(state, history))
+  loop = np.asarray(optim._two_loop(state, history))
+  rel = lambda d: np.linalg.norm(d - want) / np.linalg.norm(want)
+  assert rel(got) < 1e-5 and rel(loop) < 1e-5, (rel(got), rel(loop))
+  stored = optim.checkpoint_state(state)
+  assert set(stored) == set(state) - set(optim.DERIVED)  # checkpoints keep their format
+  restored = optim.restore_state(stored, state)
+  for k in optim.DERIVED:
+    np.testing.assert_allclose(restored[k], state[k], rtol=1e-4,
+                               atol=1e-5 * float(jnp.abs(state[k]).max()), err_msg=k)
+  # Half-precision histories keep the loop form (no float32 copy of the history).
+  half = optim.make_method(spec._replace(history_dtype='bfloat16')).init(
+      jnp.zeros(n), {'learning_rate': 1.}, vg)
+  assert 'SY' not in half and optim.checkpoint_state(half) is half
