@@ -345,8 +345,16 @@ def _load_exe(path: Path) -> Any:
 
 
 def _store_exe(path: Path, exe: Any) -> None:
-  """Stores ``exe`` at ``path`` (atomically; silently skipped where that is impossible)."""
+  """Stores ``exe`` at ``path`` (atomically; silently skipped where that is impossible).
+
+  Programs with custom calls are not stored: their targets (LAPACK kernels for a triangular
+  solve, say) are registered with XLA when such a program is lowered, which a process loading
+  the executable never does, and running it then crashes (seen: a segfault). JAX's own cache
+  still keeps their compilation.
+  """
   try:
+    if 'custom_call_target=' in exe.as_text():
+      return
     import pickle  # pylint: disable=g-import-not-at-top
     from jax.experimental import serialize_executable  # pylint: disable=g-import-not-at-top
     data = pickle.dumps(serialize_executable.serialize(exe))

@@ -199,6 +199,19 @@ def _two_loop(state, m):
   return lax.fori_loop(0, m, oldest_first, q * state['h_diag'])
 
 
+def _unit_triangular_solve(n: jax.Array, b: jax.Array, lower: bool) -> jax.Array:
+  """x with (I + n) x = b, ``n`` strictly lower (or upper) triangular: substitution, the
+  two-loop's own order. (No LAPACK custom call: programs stay loadable from the executable
+  cache, whose warm runs never lower a triangular solve that would register it.)"""
+  m = b.shape[0]
+
+  def row(i, x):
+    k = i if lower else m - 1 - i
+    return x.at[k].set(b[k] - _dot(n[k], x))
+
+  return lax.fori_loop(0, m, row, jnp.zeros_like(b))
+
+
 def _two_loop_matrix(state, m):
   """The two-loop recursion from the stored inner products (see above).
 
@@ -211,12 +224,9 @@ def _two_loop_matrix(state, m):
   idx = (state['ptr'] - 1 - jnp.arange(m)) % m  # newest first
   ro = rho[idx]
   sy = state['SY'][idx][:, idx]
-  eye = jnp.eye(m, dtype=rho.dtype)
-  a = jax.scipy.linalg.solve_triangular(eye + ro[:, None] * jnp.tril(sy, -1),
-                                        -ro * state['Sg'][idx], lower=True, unit_diagonal=True)
+  a = _unit_triangular_solve(ro[:, None] * jnp.tril(sy, -1), -ro * state['Sg'][idx], True)
   yq = -state['Yg'][idx] - _dot(state['YY'][idx][:, idx], a)
-  c = jax.scipy.linalg.solve_triangular(eye + ro[:, None] * jnp.triu(sy.T, 1), a - h * ro * yq,
-                                        lower=False, unit_diagonal=True)
+  c = _unit_triangular_solve(ro[:, None] * jnp.triu(sy.T, 1), a - h * ro * yq, False)
   a_slots, c_slots = jnp.zeros_like(a).at[idx].set(a), jnp.zeros_like(c).at[idx].set(c)
   return -h * g + _dot(c_slots, state['S']) - h * _dot(a_slots, state['Y'])
 

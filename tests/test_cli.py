@@ -4,6 +4,8 @@ line and exit status 1, never a traceback."""
 import json
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
 import pytest
 
 from conftest import IMAGES, SHARED_H5, run_cli
@@ -24,6 +26,24 @@ def test_run_writes_png_and_json(tmp_path, random_weights_file):
   assert summary['config']['size'] == 32 and summary['config']['optimizer']['name'] == 'adam'
   assert summary['steps'] == 3 and len(summary['loss_history']) == 3
   assert '3/3' in r.stderr  # progress line
+
+
+def test_second_run_loads_its_programs_and_gives_the_same_image(tmp_path, random_weights_file):
+  """The path of every returning user: a warm process runs the executables a cold one stored
+  (L-BFGS, the default optimiser). A stored program that needed registrations made while
+  lowering crashed here once (a segfault: a triangular solve's LAPACK custom call)."""
+  args = ['--config=configs/gatys2015.py', f'--content={TUBINGEN}', f'--style={STARRY}',
+          f'--weights={random_weights_file}', '--config.size=32', '--config.num_steps=4',
+          '--config.log_every=2', f'--config.compile_cache={tmp_path / "cc"}']
+  outs, loaded = [], []
+  for name in ('cold', 'warm'):
+    out = tmp_path / f'{name}.png'
+    r = run_cli(*args, f'--output={out}', tmp_path=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    loaded.append(json.loads(out.with_suffix('.json').read_text())['timings']['executables_loaded'])
+    outs.append(np.asarray(Image.open(out)))
+  assert loaded[0] == 0 and loaded[1] >= 2, loaded
+  np.testing.assert_array_equal(outs[0], outs[1])
 
 
 def _assert_clean_error(r, *needles):

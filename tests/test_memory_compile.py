@@ -138,6 +138,11 @@ def test_executables_stored_whole_and_loaded_without_tracing(tmp_path):
         exe, _ = compile_cache.compiled(f, x, y)
     assert stats.stats()['executables_loaded'] == 0 and len(traced) == n + 1
     np.testing.assert_allclose(exe(x, y)['s'], want, rtol=1e-6)
+    # A program with a custom call (here LAPACK's triangular solve) is not stored: a process
+    # loading it would not have registered the call's target, and crashed running it.
+    solve = jax.jit(lambda a, b: jax.scipy.linalg.solve_triangular(a, b, lower=True))
+    compile_cache.compiled(solve, jnp.eye(3), jnp.ones(3))
+    assert len(list((d / compile_cache.EXE_DIR).iterdir())) == 3
     compile_cache.enable('off')  # Cache off: nothing stored.
     compile_cache.clear_compiled()
     compile_cache.compiled(f, jnp.ones((5,)), y)
