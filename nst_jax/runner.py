@@ -243,6 +243,7 @@ def run_single(config: ml_collections.ConfigDict, params: Optional[Mapping] = No
                                    problem.hyper, spec=problem.spec, mspec=problem.mspec)
       state, start, history = load_checkpoint(ckpt, template, key)
       writer.message(f'resuming from {ckpt} at step {start}')
+      summary['resumed_from'] = start  # the step this process started at
     if staged:
       writer.total_steps = int(c.num_steps)
       writer.message(f'stage {i + 1}: {problem.shape[0]}x{problem.shape[1]}, {c.num_steps} steps')

@@ -303,8 +303,19 @@ c.stages, c.content, c.style, c.output = '16:2,32:2', out + '/c.png', out + '/s.
 c.height = c.width = 0
 c.spatial_shards, c.compile_cache = 4, 'off'
 staged = runner.run(c, params=params, quiet=True)
+# Checkpoint and resume of a split run: 2 steps, then resumed to 4, against 4 straight.
+c.stages, c.save_every, c.size, c.log_every = '', 2, 32, 2
+c.num_steps, c.output = 4, out + '/straight.png'
+straight = runner.run(c, params=params, quiet=True)
+c.num_steps, c.output, c.resume = 2, out + '/resumed.png', True
+runner.run(c, params=params, quiet=True)
+c.num_steps = 4
+resumed = runner.run(c, params=params, quiet=True)
 print(json.dumps({'devices': len(jax.devices()), 'v': [float(v1), float(v4)],
                   'staged': [staged['spatial_shards'], staged['shape'], len(staged['stages'])],
+                  'resume': [straight['loss_history'], resumed['loss_history'],
+                             resumed['spatial_shards'], resumed['evals'],
+                             resumed.get('resumed_from'), straight.get('resumed_from')],
                   'grad_rel': float(jnp.linalg.norm(g1 - g4) / jnp.linalg.norm(g1)),
                   'shards': len(g4.sharding.device_set), 'spec': str(p4.z0.sharding.spec),
                   'collectives': any(k in hlo for k in ('collective-permute', 'all-reduce')),
@@ -324,6 +335,10 @@ def test_spatial_sharding_on_4_host_devices_equals_single_device(random_weights_
   assert out['devices'] == 4 and out['shards'] == 4 and 'rows' in out['spec']
   assert out['collectives'], 'the sharded program has no halo exchange / reduction'
   assert out['staged'] == [4, [32, 32], 2], out  # staged runs were left on one device before
+  straight, resumed, shards, evals, start, straight_start = out['resume']
+  assert shards == 4 and evals == 5 and len(resumed) == 4, out['resume']
+  assert start == 2 and straight_start is None, out['resume']
+  np.testing.assert_allclose(resumed, straight, rtol=1e-5)
   np.testing.assert_allclose(out['v'][1], out['v'][0], rtol=1e-5)
   assert out['grad_rel'] < 1e-5, out
   np.testing.assert_allclose(out['losses'][1], out['losses'][0], rtol=1e-3)
