@@ -156,11 +156,16 @@ def separate_shards(config) -> int:
   return len(devices) if n <= 0 else max(1, min(n, len(devices)))
 
 
+def _device_pixels(shape, shards: int) -> int:
+  """The pixels of an (H, W) image one of ``shards`` devices holds (rounded up)."""
+  return -(-int(shape[0]) * int(shape[1]) // max(1, shards))
+
+
 def estimate(shape, spec, mspec, rss_now: Optional[int] = None, shards: int = 1) -> Estimate:
   """The calibrated formula for an (H, W) problem (no compilation); with ``shards`` > 1 the
   memory of one of the devices its rows are split over (pixel-proportional parts / shards;
   weights and transformed kernels on each device)."""
-  pixels = -(-int(shape[0]) * int(shape[1]) // max(1, shards))
+  pixels = _device_pixels(shape, shards)
   impl = _impl(spec.conv_impl)
   temp = temp_bytes(impl, spec.pooling, pixels)
   return Estimate(rss_bytes() if rss_now is None else rss_now, state_bytes(mspec, pixels), temp,
@@ -199,7 +204,7 @@ def suggestion(est: Estimate, shape, spec, mspec, free: int, shards: int = 1) ->
     wider = estimate(shape, spec, mspec, est.rss_now, len(devices))
     if _fits(wider, free):
       return f'--config.spatial_shards={len(devices)}'
-  pixels = -(-int(shape[0]) * int(shape[1]) // max(1, shards))
+  pixels = _device_pixels(shape, shards)
   impl = _impl(spec.conv_impl)
 
   def fits(state=None, impl_=impl) -> bool:

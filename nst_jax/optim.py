@@ -28,6 +28,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 from jax import lax
+import numpy as np
 import optax
 
 from nst_jax.errors import ConfigError
@@ -245,6 +246,23 @@ def restore_state(saved, template):
   if isinstance(template, dict) and 'SY' in template:
     return derive_products(dict(saved))
   return saved
+
+
+def checkpoint_leaves(state) -> list:
+  """The arrays a checkpoint stores for ``state`` (those of :func:`checkpoint_state`)."""
+  return jax.tree.leaves(checkpoint_state(state))
+
+
+def state_from_leaves(leaves, template, what: str):
+  """The state :func:`checkpoint_leaves` stored, rebuilt in ``template``'s structure and dtypes
+  (derived products recomputed); ConfigError naming ``what`` if the arrays do not fit it."""
+  stored = checkpoint_state(template)
+  ref = jax.tree.leaves(stored)
+  if len(ref) != len(leaves) or any(np.shape(a) != np.shape(b) for a, b in zip(leaves, ref)):
+    raise ConfigError(f'{what} does not match this optimiser state; delete it')
+  state = jax.tree.unflatten(jax.tree.structure(stored),
+                             [jnp.asarray(a, b.dtype) for a, b in zip(leaves, ref)])
+  return restore_state(state, template)
 
 
 def derive_products(state):

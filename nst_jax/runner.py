@@ -94,7 +94,7 @@ def save_checkpoint(path: Path, state: Any, step: int, history: dict, key: str,
                     extra_arrays: Optional[Mapping[str, np.ndarray]] = None) -> None:
   """Writes the optimiser state's leaves, step and history atomically (plain npz); ``extra``
   joins the JSON metadata and ``extra_arrays`` are stored as ``x_NAME``."""
-  leaves = jax.tree.leaves(optim.checkpoint_state(state))
+  leaves = optim.checkpoint_leaves(state)
   meta = {'version': CHECKPOINT_VERSION, 'step': step, 'key': key, 'history': history,
           **(extra or {})}
   arrays: dict[str, Any] = {f'leaf_{i:04d}': np.asarray(x) for i, x in enumerate(leaves)}
@@ -145,13 +145,8 @@ def _read_checkpoint(path: Path, key: str, names: Callable[[str], bool] = _is_le
 def load_checkpoint(path: Path, template_state: Any, key: str) -> tuple[Any, int, dict]:
   """Returns (state, step, history) restored into the structure of ``template_state``."""
   meta, leaves = read_checkpoint(path, key)
-  stored = optim.checkpoint_state(template_state)
-  treedef = jax.tree.structure(stored)
-  ref = jax.tree.leaves(stored)
-  if len(ref) != len(leaves) or any(a.shape != np.shape(b) for a, b in zip(leaves, ref)):
-    raise ConfigError(f'checkpoint {path} does not match this optimiser state; delete it')
-  state = jax.tree.unflatten(treedef, [jax.numpy.asarray(a, b.dtype) for a, b in zip(leaves, ref)])
-  return optim.restore_state(state, template_state), int(meta['step']), meta['history']
+  state = optim.state_from_leaves(leaves, template_state, f'checkpoint {path}')
+  return state, int(meta['step']), meta['history']
 
 
 def load_inputs(config: ml_collections.ConfigDict

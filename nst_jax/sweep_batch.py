@@ -364,12 +364,7 @@ def run_batch(batch: Batch, params: Mapping, num_steps: int, log_every: int = 50
           batch_chunk.lower(state, params, shared, *per_config, **static, length=1))
     step, last = 0, take(batch.z0)
     if resume is not None and int(resume['chunk']) == k:  # Continue a stopped chunk.
-      stored = optim.checkpoint_state(state)  # the derived L-BFGS products are recomputed
-      ref = jax.tree.leaves(stored)
-      if len(ref) != len(resume['state']):
-        raise ConfigError('the sweep checkpoint does not match this optimiser state; delete it')
-      state = _put(optim.restore_state(jax.tree.unflatten(jax.tree.structure(stored), [
-          np.asarray(a, b.dtype) for a, b in zip(resume['state'], ref)]), state), bsh)
+      state = _put(optim.state_from_leaves(resume['state'], state, 'the sweep checkpoint'), bsh)
       step, last = int(resume['step']), np.array(resume['last'], np.float32)
       r = idx[:real]
       losses[r, :step] = resume['losses']
@@ -406,7 +401,7 @@ def run_batch(batch: Batch, params: Mapping, num_steps: int, log_every: int = 50
         stopped = True
         r = idx[:real]
         resume_out = {'chunk': k, 'configs': r.copy(), 'step': step, 'last': last.copy(),
-                      'state': [_host(x) for x in jax.tree.leaves(optim.checkpoint_state(state))],
+                      'state': [_host(x) for x in optim.checkpoint_leaves(state)],
                       'losses': losses[r, :step].copy(), 'evals': evals[r].copy(),
                       'finite': finite[r].copy(), 'bad': bad[r].copy()}
         break
