@@ -18,7 +18,7 @@ Perceptual control (masks, colour, coarse-to-fine, Novak & Nikulin; see README.m
 
 Any config field can be overridden as --config.FIELD=VALUE; the flags below set the config field
 of the same name (an error if the config has no such field). The config's ``job`` field picks
-what runs (nst_jax/runner.py). Errors in the inputs print one line and exit with status 1;
+what runs (nst_jax/jobs/__init__.py). Errors in the inputs print one line and exit with status 1;
 Ctrl-C stops after the current chunk, saves, prints how to resume and exits with status 130.
 """
 
@@ -29,8 +29,10 @@ from absl import flags
 import ml_collections
 from ml_collections import config_flags
 
-from nst_jax import config as config_lib
-from nst_jax import interrupt, runner
+from nst_jax.config import schema as config_lib
+from nst_jax.io import log
+from nst_jax.runtime import interrupt
+from nst_jax import jobs
 from nst_jax.errors import NSTError
 
 def _parse_flags(argv):
@@ -90,6 +92,8 @@ for _name, _help in FIELD_FLAGS.items():
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  # Other libraries' INFO lines only when asked for (--verbosity=1 or -v 0); ours always.
+  log.setup(flags.FLAGS.verbosity if flags.FLAGS['verbosity'].present else None)
   config = _CONFIG.value
   if not isinstance(config, ml_collections.ConfigDict):  # config_flags defers load errors
     path = next((a.split('=', 1)[1] for a in sys.argv if a.startswith('--config=')),
@@ -99,7 +103,7 @@ def main(argv):
     sys.exit(1)
   try:
     config_lib.apply_fields(config, {n: flags.FLAGS[n].value for n in FIELD_FLAGS})
-    runner.run(config)
+    jobs.run(config)
   except interrupt.Interrupted as e:
     print(e, file=sys.stderr)
     sys.exit(e.exit_code)

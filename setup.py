@@ -11,8 +11,8 @@ setup(
                       # ml_dtypes 0.7.0's extension takes 0.53 s to import (0.05 s for 0.6.0),
                       # half of `import jax` and a fifth of a warm 1-step run (2026-12-02).
                       'ml_dtypes>=0.5,<0.7'],
-    extras_require={'test': ['pytest', 'pytest-xdist', 'chex', 'mypy', 'ruff', 'onnx',
-                             'onnxruntime', 'imageio-ffmpeg'],
+    extras_require={'test': ['pytest', 'pytest-xdist', 'chex', 'mypy', 'ruff', 'import-linter',
+                             'onnx', 'onnxruntime', 'imageio-ffmpeg'],
                     'onnx': ['onnx'],  # only to convert ONNX weights (weights/convert_onnx.py)
                     'video': ['imageio-ffmpeg']},
 )

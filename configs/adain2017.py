@@ -5,16 +5,16 @@ relu4_1) on content photos and a folder of paintings; then any painting works at
   python run.py --config=configs/adain2017.py --output=outputs/adain_decoder
 
 A short CPU run (see README, AdaIN): add --config.crop_size=128 --config.batch_size=4
---config.max_minutes=10 --config.learning_rate=5e-4. Inference: nst_jax.adain.stylize (or
+--config.max_minutes=10 --config.learning_rate=5e-4. Inference: nst_jax.models.adain.stylize (or
 configs/arbitrary.py with method=adain).
 """
 
-from nst_jax.train_config import train_config
+from nst_jax.config.train import train_config
 
 
 def get_config():
   c = train_config()
-  c.network = 'adain'              # nst_jax/adain.py: VGG19 relu4_1 encoder, AdaIN, mirrored decoder
+  c.network = 'adain'              # nst_jax/models/adain.py: VGG19 relu4_1 encoder, AdaIN, mirrored decoder
   c.style = ''                     # styles come from style_dir (random crops), not --style
   c.style_dir = '../shared/images/styles'  # ours (the paper: WikiArt, ~80k paintings)
   c.crop_size = 256                # Sec. 6: random 256x256 crops

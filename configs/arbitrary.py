@@ -11,10 +11,10 @@
 Default method: Ghiasi et al. 2017 (Magenta's pretrained networks,
 ../shared/weights/magenta/arbitrary_{predict,transform}.onnx, converted on first use);
 --config.method=adain --model=DECODER_DIR uses an AdaIN decoder trained with
-configs/adain2017.py. The schema and defaults live in nst_jax/arbitrary.py (arbitrary_config).
+configs/adain2017.py. The schema and defaults live in nst_jax/jobs/arbitrary.py (arbitrary_config).
 """
 
-from nst_jax.arbitrary import arbitrary_config
+from nst_jax.config.arbitrary import arbitrary_config
 
 
 def get_config():

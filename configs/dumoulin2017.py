@@ -10,7 +10,7 @@ Each batch element trains a seeded random style. Then: python run.py --config=co
 --model=outputs/three_styles --config.style_index=1 --content=PHOTO --output=out.png.
 """
 
-from nst_jax.config import load_preset
+from nst_jax.config.schema import load_preset
 
 
 def get_config():

@@ -8,10 +8,10 @@
 
 Without --model: the built-in 26-style network of Dumoulin et al. 2017 (Magenta's multistyle
 model, ../shared/weights/magenta/multistyle26.onnx, converted on first use). The schema and
-defaults live in nst_jax/fast.py (fast_config).
+defaults live in nst_jax/jobs/fast.py (fast_config).
 """
 
-from nst_jax.fast import fast_config
+from nst_jax.config.fast import fast_config
 
 
 def get_config():

@@ -1,6 +1,6 @@
 """Johnson, Alahi & Fei-Fei (2016), "Perceptual Losses for Real-Time Style Transfer and
 Super-Resolution" (ECCV 2016, arXiv:1603.08155): a feed-forward network per style, trained with the
-project's perceptual objective (content + Gram style + TV through nst_jax/objective.py) on photos.
+project's perceptual objective (content + Gram style + TV through nst_jax/losses/objective.py) on photos.
 
   python run.py --config=configs/johnson2016.py --style=../shared/images/styles/candy.jpg \
       --output=outputs/candy_model
@@ -9,12 +9,12 @@ Then stylize any photo with it: python run.py --config=configs/fast.py --model=o
 --content=PHOTO --output=out.png. On a 2-core CPU use configs/johnson2016_cpu.py instead.
 """
 
-from nst_jax.train_config import train_config
+from nst_jax.config.train import train_config
 
 
 def get_config():
   c = train_config()
-  c.network = 'johnson'            # Sec. 3.1 + supplementary: 9x9 conv 32, stride-2 64, 128, 5 residual blocks, 64, 32, 9x9 to RGB (instance norm, resize-convs: nst_jax/networks.py)
+  c.network = 'johnson'            # Sec. 3.1 + supplementary: 9x9 conv 32, stride-2 64, 128, 5 residual blocks, 64, 32, 9x9 to RGB (instance norm, resize-convs: nst_jax/models/transformer.py)
   c.crop_size = 256                # Sec. 4.1: "resized to 256 x 256"
   c.scale_min, c.scale_max = 1.0, 1.0  # Sec. 4.1: whole photos resized (ours: a crop of the full shorter side)
   c.batch_size = 4                 # Sec. 4.1: batch size 4

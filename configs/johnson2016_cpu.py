@@ -10,13 +10,13 @@ most 19 minutes of wall time (the run then saves the model and stops; `--config.
 --config.max_minutes=...` continues it). README (Training) has what it reaches.
 """
 
-from nst_jax.config import load_preset
+from nst_jax.config.schema import load_preset
 
 
 def get_config():
   c = load_preset('johnson2016')
-  c.network = 'slim'               # ours: the multistyle26 layout (nst_jax/networks.py), for speed
-  c.crop_size = 128                # ours (issue 8: 128-192 px on CPU); 4x fewer pixels than 256
+  c.network = 'slim'               # ours: the multistyle26 layout (nst_jax/models/transformer.py), for speed
+  c.crop_size = 128                # ours (128-192 px on a CPU); 4x fewer pixels than 256
   c.scale_min, c.scale_max = 1.0, 2.0  # ours: crops of 50-100% of the shorter side (rescaling)
   c.batch_size = 4                 # Johnson Sec. 4.1
   c.learning_rate = 5e-3           # ours: 4-minute runs reach at step 210 a loss of 1.53e6 at 5e-3, 1.52e6 at 1e-2, 2.43e6 at Johnson's 1e-3 (README)

@@ -4,7 +4,7 @@
       --style=../shared/images/starry_night.jpg --output=outputs/keras.png
 """
 
-from nst_jax.config import base_config
+from nst_jax.config.stylize import base_config
 
 
 def get_config():

@@ -31,20 +31,20 @@ def run_cli(*args: str, tmp_path: Path, timeout: float = 300) -> subprocess.Comp
 @pytest.fixture(scope='session')
 def params(tmp_path_factory):
   """VGG19 params converted from the shared Keras h5 into a private cache."""
-  from nst_jax import weights
+  from nst_jax.models import weights
   assert SHARED_H5.is_file(), f'{SHARED_H5} is missing: tests need ../shared beside the project'
   return weights.load_vgg19(SHARED_H5, cache_dir=tmp_path_factory.mktemp('weights'))
 
 
 @pytest.fixture(scope='session')
 def content_small():
-  from nst_jax import image_io
+  from nst_jax.io import images as image_io
   return image_io.load_image(IMAGES / 'tubingen.jpg', size=64)
 
 
 @pytest.fixture(scope='session')
 def style_small():
-  from nst_jax import image_io
+  from nst_jax.io import images as image_io
   return image_io.load_image(IMAGES / 'starry_night.jpg', size=64)
 
 
@@ -54,7 +54,7 @@ def style_small():
 
 def _random_vgg19_arrays(seed: int = 0) -> dict:
   import numpy as np
-  from nst_jax import vgg
+  from nst_jax.models import vgg
   rng = np.random.default_rng(seed)
   params, cin = {}, 3
   for layer in vgg.CONV_LAYERS:
@@ -69,7 +69,7 @@ def _random_vgg19_arrays(seed: int = 0) -> dict:
 @pytest.fixture(scope='session')
 def random_weights_file(tmp_path_factory):
   """A converted-format .npz of a randomly initialised VGG19 (what --weights accepts)."""
-  from nst_jax import weights
+  from nst_jax.models import weights
   path = tmp_path_factory.mktemp('random_vgg') / 'vgg19_random.npz'
   weights.save_params(_random_vgg19_arrays(), path)
   return path
@@ -77,7 +77,7 @@ def random_weights_file(tmp_path_factory):
 
 @pytest.fixture(scope='session')
 def random_params(random_weights_file):
-  from nst_jax import weights
+  from nst_jax.models import weights
   return weights.load_vgg19(random_weights_file)
 
 
@@ -98,7 +98,7 @@ def synthetic_image(h: int, w: int, seed: int) -> 'np.ndarray':
 def synthetic_files(tmp_path_factory):
   """{'content', 'style', 'style2', 'mask'}: synthetic image files (PNG)."""
   import numpy as np
-  from nst_jax import image_io
+  from nst_jax.io import images as image_io
   d = tmp_path_factory.mktemp('synthetic')
   files = {}
   for name, (h, w, seed) in {'content': (48, 64, 1), 'style': (64, 64, 2),

@@ -13,7 +13,7 @@ from typing import List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # Run from a checkout.
 
-from nst_jax import weights  # pylint: disable=g-import-not-at-top,wrong-import-position
+from nst_jax.models import weights  # pylint: disable=g-import-not-at-top,wrong-import-position
 from nst_jax.errors import WeightsError  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 

@@ -18,7 +18,7 @@ from typing import List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # Run from a checkout.
 
-from nst_jax import onnx_convert  # pylint: disable=g-import-not-at-top,wrong-import-position
+from nst_jax.models import onnx_import as onnx_convert  # pylint: disable=g-import-not-at-top,wrong-import-position
 from nst_jax.errors import WeightsError  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 

@@ -1,0 +1,38 @@
+"""The schema of the ``arbitrary`` job (configs/arbitrary.py): one pass of Ghiasi et al.'s
+network or the AdaIN decoder for any painting. Validation is the job's,
+:func:`nst_jax.jobs.arbitrary.validate`.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from nst_jax.config import schema as config_lib
+from nst_jax.io import images as image_io
+
+# --- Config ----------------------------------------------------------------------------------
+
+def arbitrary_config() -> ml_collections.ConfigDict:
+  """The schema (and defaults) of the ``arbitrary`` job; validated by :func:`validate`."""
+  c = ml_collections.ConfigDict()
+  c.job = 'arbitrary'
+  c.method = 'ghiasi'           # ghiasi (Magenta's pretrained nets) | adain (decoder trained here)
+  c.content = ''                # a photo, a folder of photos or a video (--content)
+  c.style = ''                  # painting(s), comma separated (--style)
+  c.output = ''                 # image / folder / .mp4 (--output); '' = outputs/<name>_arbitrary
+  c.strength = 1.0              # 0 = the photo's own embedding (AdaIN: features), 1 = painting's
+  c.style_blend_weights = ''    # one weight per style, comma separated; '' = equal
+  c.original_colors = False     # keep the photo's colours (YIQ chroma), style luminance only
+  c.mask = ''                   # one style: white = stylized, black = the photo (--mask)
+  c.masks = ''                  # several styles: one region mask per style, comma separated
+  c.size = 0                    # longest side of the output in px; 0 = the source's size
+  c.batch_size = 4              # folders/videos: images or frames per pass
+  c.temporal_smoothing = 0.0    # video: 0 = off; up to 0.9 = calmer static regions (less flicker)
+  c.max_frames = 0              # video: stop after this many frames; 0 = all
+  c.skip_existing = False       # folders: skip photos whose output exists (resume after Ctrl-C)
+  c.max_pixels = image_io.DEFAULT_MAX_PIXELS  # refuse larger source images
+  c.weights = ''                # Ghiasi: converted .npz or a folder with the two ONNX files
+  c.model = ''                  # AdaIN: decoder dir; '' = the shipped weights/adain_decoder
+  c.impl = 'fast'               # Ghiasi convs: fast (strips, space-to-depth) | direct (same result)
+  c.quiet = False               # no progress lines
+  return config_lib.lock(c)

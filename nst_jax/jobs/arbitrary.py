@@ -1,0 +1,409 @@
+"""Arbitrary-style fast transfer, Ghiasi et al. 2017 and AdaIN behind one interface (`arbitrary`).
+
+  python run.py --config=configs/arbitrary.py --content=PHOTO|DIR|VIDEO \
+      --style=PAINTING[,PAINTING2] --output=OUT.png|OUT_DIR|OUT.mp4
+
+Python: :func:`stylize_arbitrary` (re-exported as ``nst_jax.jobs.fast.stylize_arbitrary``).
+
+* ``method='ghiasi'`` (default): Magenta's pretrained networks (:mod:`nst_jax.models.ghiasi`). Each
+  painting is centre-cropped to a square and resized to 256x256 for the style prediction network;
+  ``strength`` interpolates between the photo's own embedding (the photo through the same
+  predictor) and the painting's, as Magenta's demo does; several paintings mix by a convex
+  combination of their embeddings (``style_blend_weights``).
+* ``method='adain'``: Huang & Belongie's AdaIN with a decoder trained here (``model`` = its
+  directory; :mod:`nst_jax.models.adain`, imported lazily): ``strength`` is the paper's alpha,
+  several styles mix their feature statistics, and masks give each region its own painting's
+  statistics (the content's statistics taken per region; one decoding), as in the paper.
+
+Both: ``original_colors`` keeps the photo's colours (the YIQ transform of
+:mod:`nst_jax.losses.controls`); ``mask`` (one style) or ``masks`` (one per style) put each painting's
+result in its region and keep the photo elsewhere (Ghiasi: by compositing whole results;
+AdaIN: per region in feature space); folders and videos go
+through the feed-forward job's pipeline (:mod:`nst_jax.jobs.fast`, :mod:`nst_jax.io.video`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+import time
+from typing import Any, Optional, Sequence, Union, cast
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from PIL import Image
+
+from nst_jax.errors import ConfigError, ImageError, NSTError
+from nst_jax.io import files as fileio
+from nst_jax.io import images as image_io
+from nst_jax.io import log
+from nst_jax.losses import controls
+from nst_jax.models import ghiasi
+
+METHODS = ('ghiasi', 'adain')
+# The AdaIN decoder shipped with the repository (trained here, float16), used when no model is
+# given; see README, "AdaIN: arbitrary styles with a trained decoder".
+DEFAULT_ADAIN_MODEL = Path(__file__).resolve().parents[2] / 'weights' / 'adain_decoder'
+MIN_STYLE_SIDE = 16
+MIN_CONTENT_SIDE = 16
+
+
+def _split(text: Any) -> list[str]:
+  return [t.strip() for t in str(text or '').split(',') if t.strip()]
+
+
+def blend_weights(weights: Union[str, Sequence[float], np.ndarray, None], n: int) -> np.ndarray:
+  """Normalised float32 (n,) blend weights; equal if empty (ConfigError if they do not fit)."""
+  if weights is None or (isinstance(weights, str) and not weights.strip()):
+    return np.full(n, 1. / n, np.float32)
+  try:
+    items = ([float(t) for t in _split(weights)] if isinstance(weights, str)
+             else [float(t) for t in np.ravel(weights)])
+  except (TypeError, ValueError):
+    raise ConfigError(f'style_blend_weights must be numbers, got {weights!r}') from None
+  w = np.asarray(items, np.float64)
+  if w.shape != (n,):
+    raise ConfigError(f'style_blend_weights has {w.size} weight(s) for {n} style image(s); give '
+                      f'one per style')
+  if not np.all(np.isfinite(w)) or np.any(w < 0) or not w.sum() > 0:
+    raise ConfigError(f'style_blend_weights must be >= 0 with a positive sum, got '
+                      f'{[float(v) for v in w]}')
+  return (w / w.sum()).astype(np.float32)
+
+
+def adain_model(model: Optional[str]) -> str:
+  """The AdaIN decoder directory: ``model``, else the shipped one; ConfigError if neither."""
+  if model:
+    return str(model)
+  if (DEFAULT_ADAIN_MODEL / 'model.npz').is_file():
+    return str(DEFAULT_ADAIN_MODEL)
+  raise ConfigError('method=adain needs a trained decoder: --model=MODEL_DIR (train one with '
+                    'run.py --config=configs/adain2017.py --output=DIR)')
+
+
+def check_strength(strength: Any) -> float:
+  try:
+    value = float(strength)
+  except (TypeError, ValueError):
+    raise ConfigError(f'strength must be a number in [0, 1], got {strength!r}') from None
+  if not 0. <= value <= 1.:
+    raise ConfigError(f'strength must be in [0, 1], got {value:g}')
+  return value
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """One-line ConfigError for an impossible arbitrary config (before any file is read)."""
+  if config.method not in METHODS:
+    raise ConfigError(f'unknown method {config.method!r}; choose one of {", ".join(METHODS)}')
+  if not config.content:
+    raise ConfigError('the arbitrary job needs --content=PHOTO, a folder of photos or a video')
+  styles = _split(config.style)
+  if not styles:
+    raise ConfigError('the arbitrary job needs --style=PAINTING (several: comma separated)')
+  check_strength(config.strength)
+  blend_weights(config.style_blend_weights, len(styles))
+  if config.mask and config.masks:
+    raise ConfigError('give mask (one style) or masks (one per style), not both')
+  if config.mask and len(styles) > 1:
+    raise ConfigError(f'mask is for one style; with {len(styles)} styles give masks=M1,M2,... '
+                      '(one region per style) or no mask to blend them')
+  if config.masks and len(_split(config.masks)) != len(styles):
+    raise ConfigError(f'{len(_split(config.masks))} masks for {len(styles)} styles; give one '
+                      'mask per --style image')
+  if int(config.size) < 0:
+    raise ConfigError(f'size must be >= 0 (0 = the source size), got {config.size}')
+  if int(config.batch_size) < 1:
+    raise ConfigError(f'batch_size must be >= 1, got {config.batch_size}')
+  if not 0. <= float(config.temporal_smoothing) < 1.:
+    raise ConfigError(f'temporal_smoothing must be in [0, 1), got {config.temporal_smoothing}')
+  if int(config.max_frames) < 0:
+    raise ConfigError(f'max_frames must be >= 0, got {config.max_frames}')
+  if config.impl not in ('fast', 'direct'):
+    raise ConfigError(f'unknown impl {config.impl!r}; choose fast or direct')
+  if config.method == 'adain':
+    adain_model(config.model)
+
+
+# --- Inputs ----------------------------------------------------------------------------------
+
+def check_style_file(path: Union[str, Path]) -> None:
+  """ImageError if a style image file is fully transparent (it has no colours to transfer)."""
+  try:
+    with Image.open(path) as img:
+      if not ('A' in img.getbands() or 'transparency' in img.info):
+        return
+      alpha = img.convert('RGBA').getchannel('A')
+      transparent = alpha.getextrema()[1] == 0
+  except Exception:  # pylint: disable=broad-except  # image_io.load_image reports bad files
+    return
+  if transparent:
+    raise ImageError(f'style image {path} is fully transparent: it has no colours to transfer')
+
+
+def load_style(path: Union[str, Path], max_pixels: Optional[int] = image_io.DEFAULT_MAX_PIXELS
+               ) -> np.ndarray:
+  """A painting as uint8 RGB, with the checks of :func:`check_image` and transparency."""
+  check_style_file(path)
+  return check_image(image_io.load_image(path, max_pixels=max_pixels), f'style image {path}',
+                     MIN_STYLE_SIDE)
+
+
+def check_image(image: np.ndarray, what: str, min_side: int) -> np.ndarray:
+  """``image`` as uint8 (H, W, 3); ImageError if it has another shape or a side < min_side."""
+  arr = np.asarray(image)
+  if arr.ndim != 3 or arr.shape[2] != 3:
+    raise ImageError(f'{what} must be an (H, W, 3) RGB array, got shape {arr.shape}')
+  if min(arr.shape[:2]) < min_side:
+    raise ImageError(f'{what} is {arr.shape[1]}x{arr.shape[0]} px; both sides must be at least '
+                     f'{min_side} px')
+  return arr if arr.dtype == np.uint8 else image_io.to_uint8(arr)
+
+
+def style_input(image: np.ndarray, size: int = ghiasi.STYLE_SIZE) -> np.ndarray:
+  """The predictor's input: the centre square of a uint8 image, resized to size^2, 0..1."""
+  h, w = image.shape[:2]
+  side = min(h, w)
+  top, left = (h - side) // 2, (w - side) // 2
+  square = image[top:top + side, left:left + side]
+  return image_io.resize_image(square, shape=(size, size)).astype(np.float32) / 255.
+
+
+def embeddings(params, images: Sequence[np.ndarray]) -> jax.Array:
+  """Style embeddings (N, 100) of uint8 images (one compiled 256x256 program, batch 1)."""
+  return jnp.concatenate([ghiasi.predict(params, jnp.asarray(style_input(im))[None])
+                          for im in images], 0)
+
+
+# --- Stylizing -------------------------------------------------------------------------------
+
+@jax.jit
+def _finish(images, stylized, masks, original_colors):
+  """Photos uint8 (B, H, W, 3) + K stylized versions (K, B, H, W, 3) in 0..1 -> uint8.
+
+  The K results are composited by the masks (K, H, W) (the photo where their sum is below 1,
+  overlaps normalised), then the photo's colours are optionally restored.
+  """
+  photo = images.astype(jnp.float32)
+  total = masks.sum(0)
+  weights = masks / jnp.maximum(total, 1.)[None]
+  y = photo * (1. - jnp.minimum(total, 1.))[..., None]
+  y = y + jnp.einsum('khw,kbhwc->bhwc', weights, stylized * 255.)
+  yiq = controls.rgb_to_yiq(photo)
+  oc = controls.yiq_to_rgb(yiq.at[..., 0].set(controls.rgb_to_yiq(y)[..., 0]))
+  y = jnp.where(original_colors, oc, y)
+  return jnp.clip(jnp.round(y), 0, 255).astype(jnp.uint8)
+
+
+class ArbitraryStylizer:
+  """Paintings + options, prepared once (style embeddings / statistics); call on uint8 photos.
+
+  Args:
+    styles: uint8 (H, W, 3) paintings (each >= 16 px).
+    method: 'ghiasi' or 'adain'.
+    strength: 0..1 (Ghiasi: photo's own embedding -> painting's; AdaIN: alpha).
+    style_blend_weights: one weight per style (default equal); ignored with masks.
+    masks: None, or one float (H, W) mask per style (any size; resized to each photo).
+    original_colors: keep the photo's colours.
+    params: Ghiasi params (default :func:`nst_jax.models.ghiasi.load`); for method='adain' the VGG19
+      params of the encoder (default :func:`nst_jax.models.weights.load_vgg19`).
+    model: AdaIN decoder directory (default: the shipped ``weights/adain_decoder``).
+    impl: Ghiasi conv formulation ('fast' or 'direct', same result).
+  """
+
+  def __init__(self, styles: Sequence[np.ndarray], method: str = 'ghiasi', strength: float = 1.,
+               style_blend_weights=None, masks: Optional[Sequence[np.ndarray]] = None,
+               original_colors: bool = False, params=None, model: Optional[str] = None,
+               impl: str = 'fast'):
+    if method not in METHODS:
+      raise ConfigError(f'unknown method {method!r}; choose one of {", ".join(METHODS)}')
+    if not styles:
+      raise ConfigError('give at least one style image')
+    self.styles = [check_image(s, f'style image {i + 1}', MIN_STYLE_SIDE)
+                   for i, s in enumerate(styles)]
+    self.method, self.strength = method, check_strength(strength)
+    self.weights = blend_weights(style_blend_weights, len(self.styles))
+    if masks is not None and len(masks) and len(masks) != len(self.styles):
+      raise ConfigError(f'{len(masks)} masks for {len(self.styles)} styles; give one mask per '
+                        'style')
+    self.masks = ([controls.check_mask(m, f'mask {i + 1}') for i, m in enumerate(masks)]
+                  if masks is not None and len(masks) else None)
+    self.original_colors = bool(original_colors)
+    self.impl = impl
+    self._mask_cache: dict[tuple[int, int], jax.Array] = {}
+    if method == 'ghiasi':
+      self.params = ghiasi.load() if params is None else params
+      embs = embeddings(self.params, self.styles)
+      # With masks each style keeps its own embedding; without, they blend into one.
+      self.style_embs = embs if self.masks else jnp.tensordot(jnp.asarray(self.weights), embs,
+                                                              1)[None]
+    else:
+      model = adain_model(model)
+      try:
+        adain = importlib.import_module('nst_jax.models.adain')  # the AdaIN module, loaded lazily
+      except ImportError as e:
+        raise NSTError('method=adain needs nst_jax/models/adain.py (the AdaIN decoder), which this '
+                       'installation lacks; use method=ghiasi') from e
+      self._adain = adain
+      self.decoder, self.width = adain.load_decoder(model)
+      if params is None:
+        from nst_jax.models import weights  # pylint: disable=g-import-not-at-top
+        params = weights.load_vgg19()
+      self.vgg = params
+      # The paintings' statistics once, not once per photo or video frame.
+      self.adain_stats = adain.style_statistics(params, list(self.styles))
+
+  def _masks_for(self, shape: tuple[int, int]) -> jax.Array:
+    if shape not in self._mask_cache:
+      self._mask_cache[shape] = jnp.asarray(
+          np.ones((1, *shape), np.float32) if self.masks is None
+          else controls.prepare_masks(self.masks, shape))
+    return self._mask_cache[shape]
+
+  def dispatch(self, images: np.ndarray):
+    """Starts stylizing a uint8 (B, H, W, 3) batch; returns the (async for Ghiasi) result."""
+    images = np.asarray(images)
+    if images.ndim == 3:
+      images = images[None]
+    if images.ndim != 4 or images.shape[-1] != 3:
+      raise ImageError(f'expected uint8 images of shape (B, H, W, 3), got {images.shape}')
+    images = images if images.dtype == np.uint8 else image_io.to_uint8(images)
+    h, w = images.shape[1:3]
+    if min(h, w) < MIN_CONTENT_SIDE:
+      raise ImageError(f'content image is {w}x{h} px; both sides must be at least '
+                       f'{MIN_CONTENT_SIDE} px')
+    if self.method == 'adain':
+      return np.stack([self._adain_one(im) for im in images])
+    b = images.shape[0]
+    embs = jnp.broadcast_to(self.style_embs[:, None], (self.style_embs.shape[0], b,
+                                                       ghiasi.EMBEDDING_DIM))
+    if self.strength < 1.:  # Magenta: interpolate from the photo's own embedding
+      own = embeddings(self.params, list(images))
+      embs = ghiasi.interpolate(own[None], embs, self.strength)
+    x = jnp.asarray(images, jnp.float32) / 255.
+    # One transform program per shape whatever the number of masked styles.
+    stylized = jnp.stack([ghiasi.transform(self.params, x, e, impl=self.impl) for e in embs])
+    return _finish(images, stylized, self._masks_for((h, w)), jnp.bool_(self.original_colors))
+
+  def _adain_one(self, photo: np.ndarray) -> np.ndarray:
+    # With masks: the paper's per-region AdaIN (content statistics per region, each region its
+    # own painting's statistics), one feature map decoded once (nst_jax.models.adain.adain_regions).
+    masks = None if self.masks is None else np.asarray(self._masks_for(photo.shape[:2]))
+    out = self._adain.stylize(self.decoder, photo, list(self.styles), alpha=self.strength,
+                              style_weights=self.weights, vgg_params=self.vgg,
+                              width=self.width, masks=masks, statistics=self.adain_stats)
+    return controls.original_colors(out, photo) if self.original_colors else out
+
+  def __call__(self, images: np.ndarray) -> np.ndarray:
+    out = np.asarray(self.dispatch(images))
+    return out[0] if np.asarray(images).ndim == 3 else out
+
+
+def stylize_arbitrary(content: np.ndarray, style: Union[np.ndarray, Sequence[np.ndarray]],
+                      method: str = 'ghiasi', strength: float = 1.0,
+                      style_blend_weights: Optional[Sequence[float]] = None,
+                      masks: Optional[Sequence[np.ndarray]] = None, original_colors: bool = False,
+                      params=None, model: Optional[str] = None, impl: str = 'fast') -> np.ndarray:
+  """Stylizes a photo with any painting(s) in one forward pass.
+
+  Args:
+    content: uint8 RGB photo (H, W, 3) (or a batch (B, H, W, 3)), any size >= 16 px.
+    style: one uint8 (H, W, 3) painting or a list of them (each >= 16 px).
+    method: 'ghiasi' (Magenta's pretrained networks) or 'adain' (a decoder trained here).
+    strength: 0..1; Ghiasi: from the photo's own embedding (0) to the painting's (1); AdaIN:
+      the paper's alpha.
+    style_blend_weights: one non-negative weight per style (default equal), normalised.
+    masks: optional float (H, W) masks in 0..1, one per style: each style in its region, the
+      photo elsewhere (styles are then placed, not blended).
+    original_colors: keep the photo's colours.
+    params: Ghiasi params (:func:`nst_jax.models.ghiasi.load`; default: the shared ONNX, converted
+      once); method='adain': VGG19 params (default :func:`nst_jax.models.weights.load_vgg19`).
+    model: AdaIN decoder directory (method='adain'; default: the shipped one).
+    impl: Ghiasi conv formulation, 'fast' or 'direct' (same result).
+
+  Returns:
+    uint8 RGB of the content's shape.
+  """
+  styles = [style] if isinstance(style, np.ndarray) and style.ndim == 3 else list(style)
+  content = np.asarray(content)
+  if content.ndim == 3:
+    check_image(content, 'content image', MIN_CONTENT_SIDE)
+  return ArbitraryStylizer(styles, method, strength, style_blend_weights, masks, original_colors,
+                           params, model, impl)(content)
+
+
+# --- The job ---------------------------------------------------------------------------------
+
+def run(config: ml_collections.ConfigDict, stylizer: Optional[ArbitraryStylizer] = None,
+        **unused: Any) -> dict:
+  """The ``arbitrary`` job: stylizes ``config.content`` (photo, folder or video) into
+  ``config.output`` with ``config.style``; writes a JSON summary beside it and returns it.
+
+  Folders and videos run through the feed-forward job's pipeline (batches of equal shape,
+  device work overlapping file I/O; video via :mod:`nst_jax.io.video`, audio kept).
+  """
+  del unused
+  from nst_jax.io import images as images_lib  # pylint: disable=g-import-not-at-top  # folder/video pipeline
+  from nst_jax.jobs import media  # pylint: disable=g-import-not-at-top  # folder/video pipeline
+  t0 = time.perf_counter()
+  validate(config)
+  content, kind = media.content_kind(config.content)
+  output = (Path(config.output).expanduser() if config.output else
+            Path('outputs') / f'{content.stem}_arbitrary{".mp4" if kind == "video" else ""}'
+            f'{".png" if kind == "image" else ""}')
+  cap = int(config.max_pixels)
+  style_paths = _split(config.style)
+  styles = [load_style(p, cap) for p in style_paths]
+  masks = None
+  if config.mask or config.masks:
+    masks = [controls.check_mask(image_io.load_mask(p, max_pixels=cap), f'mask {p}')
+             for p in _split(config.mask or config.masks)]
+  # Every input is read or probed, and the weights loaded, before the output is touched.
+  if kind == 'video':
+    from nst_jax.io import video  # pylint: disable=g-import-not-at-top
+    info = video.probe(content)  # an unreadable video fails here, before any work
+  elif kind == 'folder':
+    files = images_lib.list_images(content)
+  else:
+    image = image_io.load_image(content, size=int(config.size) or None, max_pixels=cap)
+  if stylizer is None:
+    params = ghiasi.load(config.weights or None) if config.method == 'ghiasi' else None
+    stylizer = ArbitraryStylizer(styles, config.method, config.strength,
+                                 config.style_blend_weights, masks, config.original_colors,
+                                 params, config.model or None, config.impl)
+  if kind == 'video':
+    fileio.check_writable(output, suffixes=('.mp4', '.m4v', '.mov', '.mkv'))
+  elif kind == 'folder':
+    fileio.check_writable_dir(output, '--output')
+    jobs = list(zip(files, media.output_names(files)))
+    if config.skip_existing:
+      jobs = [(f, n) for f, n in jobs if not (output / n).exists()]
+  else:
+    fileio.check_writable(output)
+  t_loaded = time.perf_counter()
+  summary: dict[str, Any] = {
+      'config': config.to_dict(), 'kind': kind, 'method': config.method,
+      'content': str(content), 'output': str(output),
+      'styles': dict(zip(style_paths, map(float, stylizer.weights))),
+      'device': str(jax.devices()[0])}
+  if kind == 'image':
+    t = time.perf_counter()
+    result = stylizer(image)
+    summary.update(stylize_s=time.perf_counter() - t, shape=list(result.shape[:2]), count=1)
+    image_io.save_image(output, result)
+    json_path = output.with_suffix('.json')
+  elif kind == 'folder':
+    summary.update(media.run_folder(config, cast(Any, stylizer), jobs, output) if jobs else
+                   dict(count=0, files=[], skipped='all outputs exist (skip_existing)'))
+    json_path = output / 'arbitrary.json'
+  else:
+    summary.update(media.run_video(config, cast(Any, stylizer), content, output, info))
+    json_path = output.with_suffix('.json')
+  summary['load_s'] = t_loaded - t0
+  summary['wall_s'] = time.perf_counter() - t0
+  fileio.write_json(json_path, summary)
+  if not config.quiet:
+    log.info(f'wrote {output} ({summary["count"]} {"frames" if kind == "video" else "images"}, '
+             f'{summary["wall_s"]:.1f} s)')
+  return summary

@@ -1,0 +1,375 @@
+"""AdaIN arbitrary style transfer (Huang & Belongie 2017) on the project's VGG19.
+
+"Arbitrary Style Transfer in Real-time with Adaptive Instance Normalization" (ICCV 2017,
+arXiv:1703.06868): the encoder is VGG19 up to relu4_1 (:mod:`nst_jax.models.vgg`, frozen, Caffe
+weights, RGB 0..255 input); the AdaIN layer aligns each channel's mean and standard deviation of
+the content features to the style's; a decoder mirroring the encoder (nearest-neighbour 2x
+upsampling instead of pooling, reflection padding, no normalisation) maps the result back to an
+image. Only the decoder is trained (:func:`loss_terms`, through :mod:`nst_jax.training.loop`):
+
+* content loss: ``mean((f(g(t)) - t)^2)`` at relu4_1, with ``t = AdaIN(f(c), f(s))`` (paper eq. 12);
+* style loss: ``sum_l mean((mu_l(g(t)) - mu_l(s))^2) + mean((sigma_l(g(t)) - sigma_l(s))^2)`` over
+  relu1_1, relu2_1, relu3_1, relu4_1 (eq. 13, squared as in the authors' PyTorch code);
+* total ``content + style_weight * style`` (style weight 10, the paper's lambda).
+
+Statistics are over the spatial axes with the population variance and ``eps = 1e-5`` inside the
+square root. Inference: :func:`stylize` (``alpha`` interpolates features between the content's and
+the AdaIN target, eq. 14; several styles mix their feature statistics, eq. 15's convex weights;
+with masks, :func:`adain_regions` gives each region its own style: the paper's spatial control).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Mapping, Optional, Sequence, cast
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from nst_jax.errors import ConfigError
+from nst_jax.io import images as image_io
+from nst_jax.models import convolution, vgg
+
+ENCODER_LAYER = 'block4_conv1'  # relu4_1
+STYLE_LAYERS = ('block1_conv1', 'block2_conv1', 'block3_conv1', 'block4_conv1')  # relu1_1..4_1
+EPS = 1e-5
+# Decoder (the paper's Sec. 6 / authors' code): mirrors VGG19 relu4_1 -> input. 'up' = nearest x2.
+DECODER_LAYOUT = (256, 'up', 256, 256, 256, 128, 'up', 128, 64, 'up', 64, 3)
+
+
+def mean_std(features: jax.Array, eps: float = EPS, mask: Optional[jax.Array] = None
+             ) -> tuple[jax.Array, jax.Array]:
+  """Per-channel mean and standard deviation over the spatial axes of (..., H, W, C) features.
+
+  ``std = sqrt(population variance + eps)``. With ``mask`` (..., H, W) the statistics are
+  weighted by it (the paper's spatial control: one AdaIN per region).
+  """
+  if mask is None:
+    mu = jnp.mean(features, axis=(-3, -2), keepdims=True)
+    var = jnp.mean(jnp.square(features - mu), axis=(-3, -2), keepdims=True)
+  else:
+    m = mask[..., None]
+    area = jnp.maximum(jnp.sum(m, axis=(-3, -2), keepdims=True), 1e-8)
+    mu = jnp.sum(features * m, axis=(-3, -2), keepdims=True) / area
+    var = jnp.sum(jnp.square(features - mu) * m, axis=(-3, -2), keepdims=True) / area
+  return mu, jnp.sqrt(var + eps)
+
+
+def adain(content: jax.Array, style: jax.Array, eps: float = EPS) -> jax.Array:
+  """AdaIN(x, y) = sigma(y) (x - mu(x)) / sigma(x) + mu(y) (paper eq. 8), NHWC features."""
+  mu_c, sd_c = mean_std(content, eps)
+  mu_s, sd_s = mean_std(style, eps)
+  return sd_s * (content - mu_c) / sd_c + mu_s
+
+
+def adain_from_stats(content: jax.Array, mu_s: jax.Array, sd_s: jax.Array,
+                     eps: float = EPS) -> jax.Array:
+  """AdaIN with given target statistics (e.g. mixed from several styles)."""
+  mu_c, sd_c = mean_std(content, eps)
+  return sd_s * (content - mu_c) / sd_c + mu_s
+
+
+def adain_regions(content: jax.Array, masks: jax.Array, mu_s: jax.Array, sd_s: jax.Array,
+                  alpha: float | jax.Array = 1., eps: float = EPS) -> jax.Array:
+  """Per-region AdaIN (the paper's spatial control): one feature map, decoded once.
+
+  Region ``r`` (mask ``m_r``) gets ``AdaIN_r(f) = sd_s[r] (f - mu_r(f)) / sd_r(f) + mu_s[r]``, with
+  the content's mean and standard deviation taken over that region only (weighted by ``m_r``)
+  and the style statistics of painting ``r``; ``alpha`` blends each with ``f`` (eq. 14). The
+  result is ``t = sum_r w_r AdaIN_r(f) + (1 - min(sum_r m_r, 1)) f`` with ``w_r = m_r /
+  max(sum_r m_r, 1)`` (overlaps normalised, the content's own features where no mask covers).
+
+  Args:
+    content: (N, h, w, C) features.
+    masks: (K, h, w) region masks in 0..1 on the feature grid.
+    mu_s, sd_s: (K, C) (or any (K, ..., C)) style statistics per region.
+    alpha: 0..1, per-region interpolation towards the AdaIN target.
+    eps: inside the square root of the content's variance.
+
+  Returns:
+    (N, h, w, C) features.
+  """
+  k, c = masks.shape[0], content.shape[-1]
+  mu_s = jnp.reshape(mu_s, (k, 1, 1, 1, c))
+  sd_s = jnp.reshape(sd_s, (k, 1, 1, 1, c))
+  f = content[None]                                   # (1, N, h, w, C)
+  mu_c, sd_c = mean_std(f, eps, masks[:, None])       # (K, N, 1, 1, C), over each region
+  t = sd_s * (f - mu_c) / sd_c + mu_s
+  t = alpha * t + (1. - alpha) * f                     # (K, N, h, w, C)
+  total = jnp.sum(masks, 0)
+  w = masks / jnp.maximum(total, 1.)[None]
+  return (jnp.einsum('khw,knhwc->nhwc', w, t)
+          + (1. - jnp.minimum(total, 1.))[None, :, :, None] * content)
+
+
+def _reflect_pad(x: jax.Array, p: int = 1) -> jax.Array:
+  return jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)), mode='reflect')
+
+
+def conv3x3_reflect(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """A 3x3 conv of ``x`` reflection-padded by 1 (NHWC x HWIO), computed as XLA:CPU likes it.
+
+  Equal to ``VALID`` conv of ``_reflect_pad(x)``, but that ran 1.5-2x slower on XLA:CPU (forward
+  and kernel gradient) than a ``SAME`` (zero-padded) conv of the same size; the outputs differ
+  only on the border, so the interior comes from the ``SAME`` conv and the four border lines
+  from ``VALID`` convs of 3-wide strips of the reflection-padded input (2/H + 2/W extra work).
+  """
+  xp = _reflect_pad(x)
+  y = convolution.conv3x3_same(x, kernel)
+  valid = lambda part: convolution.plain(part, kernel, 1, 'VALID')
+  top, bottom = valid(xp[:, :3]), valid(xp[:, -3:])
+  y = jnp.concatenate([top, y[:, 1:-1], bottom], axis=1)
+  left, right = valid(xp[:, :, :3]), valid(xp[:, :, -3:])
+  return jnp.concatenate([left, y[:, :, 1:-1], right], axis=2)
+
+
+class _Conv3x3Reflect(nn.Module):
+  """nn.Conv's parameters (LeCun-normal 'kernel' HWIO, zero 'bias'), reflection padding."""
+  features: int
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    kernel = self.param('kernel', nn.initializers.lecun_normal(),
+                        (3, 3, x.shape[-1], self.features))
+    bias = self.param('bias', nn.initializers.zeros_init(), (self.features,))
+    return conv3x3_reflect(x, kernel) + bias
+
+
+def upsample_nearest(x: jax.Array) -> jax.Array:
+  """2x nearest-neighbour upsampling of NHWC."""
+  return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+
+
+class Decoder(nn.Module):
+  """The AdaIN decoder: relu4_1 features (N, h, w, 512) -> RGB 0..255 (N, 8h, 8w, 3).
+
+  Attributes:
+    width: multiplies every hidden width (1 = the paper's 256/128/64 channels).
+  """
+  width: float = 1.0
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    n_conv = sum(1 for v in DECODER_LAYOUT if v != 'up')
+    i = 0
+    for v in DECODER_LAYOUT:
+      if v == 'up':
+        x = upsample_nearest(x)
+        continue
+      i += 1
+      last = i == n_conv
+      ch = 3 if last else max(1, int(round(float(v) * self.width)))
+      x = _Conv3x3Reflect(ch, name=f'conv{i}')(x)
+      if not last:
+        x = nn.relu(x)
+    return x
+
+
+def encode(vgg_params: Mapping, images: jax.Array, layers: Sequence[str] = (ENCODER_LAYER,),
+           conv_impl: str = 'direct') -> dict[str, jax.Array]:
+  """VGG19 features (max pooling) of RGB 0..255 NHWC images."""
+  return vgg.features(vgg_params, images, tuple(layers), 'max', conv_impl)
+
+
+def loss_terms(decoder_params: Mapping, vgg_params: Mapping, content: jax.Array,
+               style: jax.Array, style_weight: float | jax.Array = 10., width: float = 1.0,
+               conv_impl: str = 'direct', content_weight: float | jax.Array = 1.
+               ) -> dict[str, jax.Array]:
+  """The paper's training loss on a batch of (N, H, W, 3) RGB 0..255 content and style crops."""
+  fc = encode(vgg_params, content, (ENCODER_LAYER,), conv_impl)[ENCODER_LAYER]
+  fs = encode(vgg_params, style, STYLE_LAYERS, conv_impl)
+  t = jax.lax.stop_gradient(adain(fc, fs[ENCODER_LAYER]))
+  out = cast(jax.Array, Decoder(width).apply({'params': decoder_params}, t))
+  fo = encode(vgg_params, out, STYLE_LAYERS, conv_impl)
+  content_loss = content_weight * jnp.mean(jnp.square(fo[ENCODER_LAYER] - t))
+  style_loss = jnp.zeros((), jnp.float32)
+  for l in STYLE_LAYERS:
+    mu_o, sd_o = mean_std(fo[l])
+    mu_s, sd_s = mean_std(jax.lax.stop_gradient(fs[l]))
+    style_loss += jnp.mean(jnp.square(mu_o - mu_s)) + jnp.mean(jnp.square(sd_o - sd_s))
+  style_loss = style_weight * style_loss
+  return {'content': content_loss, 'style': style_loss, 'total': content_loss + style_loss}
+
+
+def init_decoder(seed: int = 0, width: float = 1.0) -> dict:
+  """Freshly initialised decoder params (Flax defaults: LeCun normal kernels, zero biases)."""
+  x = jnp.zeros((1, 4, 4, vgg.CHANNELS[ENCODER_LAYER]), jnp.float32)
+  return Decoder(width).init(jax.random.PRNGKey(seed), x)['params']
+
+
+@functools.partial(jax.jit, static_argnames=('width', 'conv_impl'))
+def _stylize(decoder_params, vgg_params, content, mus, sds, weights, alpha, width, conv_impl):
+  fc = encode(vgg_params, content, (ENCODER_LAYER,), conv_impl)[ENCODER_LAYER]
+  mu = jnp.tensordot(weights, mus, 1)
+  sd = jnp.tensordot(weights, sds, 1)
+  t = adain_from_stats(fc, mu, sd)
+  t = alpha * t + (1. - alpha) * fc
+  return Decoder(width).apply({'params': decoder_params}, t)
+
+
+def masks_to_grid(masks: jax.Array) -> jax.Array:
+  """(K, H, W) masks -> the relu4_1 grid (K, H/8, W/8), pooled as the Gatys masks are
+  (:func:`nst_jax.models.vgg.layer_masks`: 2x2 area averages at each pooling stage)."""
+  return vgg.layer_masks(masks, (ENCODER_LAYER,))[ENCODER_LAYER]
+
+
+@functools.partial(jax.jit, static_argnames=('width', 'conv_impl'))
+def _stylize_regions(decoder_params, vgg_params, content, masks, mus, sds, alpha, width,
+                     conv_impl):
+  """content (1, H, W, 3) 0..255, masks (K, H, W): per-region AdaIN, one decoding; the photo is
+  kept where no mask covers (composited by the uncovered fraction at full resolution)."""
+  fc = encode(vgg_params, content, (ENCODER_LAYER,), conv_impl)[ENCODER_LAYER]
+  t = adain_regions(fc, masks_to_grid(masks), mus, sds, alpha)
+  out = Decoder(width).apply({'params': decoder_params}, t)
+  covered = jnp.minimum(jnp.sum(masks, 0), 1.)[None, :, :, None]
+  return covered * out + (1. - covered) * content
+
+
+@functools.partial(jax.jit, static_argnames=('conv_impl',))
+def _style_stats(vgg_params, style, conv_impl):
+  return mean_std(encode(vgg_params, style, (ENCODER_LAYER,), conv_impl)[ENCODER_LAYER])
+
+
+def _pad_to_multiple(image: np.ndarray, k: int = 8) -> tuple[np.ndarray, tuple[int, int]]:
+  """Reflect-pads the first two axes of (H, W, ...) to multiples of k; returns (padded, (H, W))."""
+  h, w = image.shape[:2]
+  ph, pw = (-h) % k, (-w) % k
+  if ph or pw:
+    image = np.pad(image, ((0, ph), (0, pw)) + ((0, 0),) * (image.ndim - 2), mode='reflect')
+  return image, (h, w)
+
+
+def style_statistics(vgg_params: Mapping, styles: Sequence[np.ndarray],
+                     conv_impl: str = 'direct') -> tuple[jax.Array, jax.Array]:
+  """The paintings' relu4_1 channel means and standard deviations, stacked: ((K, C), (K, C))."""
+  stats = [_style_stats(vgg_params, jnp.asarray(s, jnp.float32)[None], conv_impl) for s in styles]
+  return jnp.stack([m for m, _ in stats]), jnp.stack([s for _, s in stats])
+
+
+def stylize(decoder_params: Mapping, content: np.ndarray, style, alpha: float = 1.0,
+            style_weights: Optional[Sequence[float]] = None, vgg_params: Optional[Mapping] = None,
+            width: Optional[float] = None, conv_impl: str = 'direct',
+            masks: Optional[np.ndarray] = None,
+            statistics: Optional[tuple[jax.Array, jax.Array]] = None) -> np.ndarray:
+  """Stylizes one photo with one or several paintings in one forward pass.
+
+  Args:
+    decoder_params: trained decoder params (:func:`load_decoder` gives them with their width).
+    content: (H, W, 3) uint8 RGB photo, any size (padded by reflection to a multiple of 8 for
+      the three poolings, then cropped back).
+    style: one (H, W, 3) uint8 RGB painting or a list of them.
+    alpha: content-style trade-off in 0..1 (paper eq. 14): 0 = the photo's own features, 1 =
+      full AdaIN.
+    style_weights: with several styles, convex weights mixing their relu4_1 mean/std (eq. 15);
+      default equal.
+    vgg_params: VGG19 params (default: :func:`nst_jax.models.weights.load_vgg19`).
+    width: decoder width multiplier (default: inferred from the params).
+    conv_impl: VGG convolution algorithm.
+    masks: optional (K, H, W) float masks in 0..1 at the photo's size, one per style: per-region
+      AdaIN (:func:`adain_regions`; the masks averaged onto the relu4_1 grid), decoded once; the
+      photo where no mask covers. ``style_weights`` is then unused.
+    statistics: the paintings' :func:`style_statistics`, when computed once for many photos
+      (folders, video frames); default: computed here.
+
+  Returns:
+    (H, W, 3) uint8 RGB.
+  """
+  if not 0. <= float(alpha) <= 1.:
+    raise ConfigError(f'alpha (strength) must be in 0..1, got {alpha}')
+  styles = [style] if isinstance(style, np.ndarray) and style.ndim == 3 else list(style)
+  if not styles:
+    raise ConfigError('stylize needs at least one style image')
+  w = np.ones(len(styles), np.float32) if style_weights is None else np.asarray(
+      style_weights, np.float32)
+  if w.shape != (len(styles),) or np.any(w < 0) or w.sum() <= 0:
+    raise ConfigError(f'style_weights must be {len(styles)} non-negative numbers with a positive '
+                      f'sum, got {list(np.ravel(w))}')
+  w = w / w.sum()
+  if vgg_params is None:
+    from nst_jax.models import weights as weights_lib  # pylint: disable=g-import-not-at-top
+    vgg_params = weights_lib.load_vgg19()
+  width = decoder_width(decoder_params) if width is None else width
+  mus, sds = (style_statistics(vgg_params, styles, conv_impl) if statistics is None
+              else statistics)
+  padded, (h, wd) = _pad_to_multiple(np.asarray(content))
+  if masks is not None:
+    m = np.asarray(masks, np.float32)
+    if m.shape != (len(styles), h, wd):
+      raise ConfigError(f'masks must be {len(styles)} (one per style) of the photo\'s size '
+                        f'{h}x{wd}, got shape {m.shape}')
+    m, _ = _pad_to_multiple(np.transpose(np.clip(m, 0., 1.), (1, 2, 0)))
+    out = _stylize_regions(decoder_params, vgg_params, jnp.asarray(padded, jnp.float32)[None],
+                           jnp.asarray(np.transpose(m, (2, 0, 1))), mus, sds,
+                           jnp.float32(alpha), float(width), conv_impl)
+    return image_io.to_uint8(np.asarray(out[0, :h, :wd]))
+  out = _stylize(decoder_params, vgg_params, jnp.asarray(padded, jnp.float32)[None], mus, sds,
+                 jnp.asarray(w), jnp.float32(alpha), float(width), conv_impl)
+  return image_io.to_uint8(np.asarray(out[0, :h, :wd]))
+
+
+def decoder_width(decoder_params: Mapping) -> float:
+  """The width multiplier of a decoder from its first conv's output channels."""
+  return float(np.shape(decoder_params['conv1']['kernel'])[-1]) / DECODER_LAYOUT[0]
+
+
+# --- The model directory: model.npz (flat 'conv1/kernel' arrays) + model.json.
+
+MODEL_KIND = 'adain_decoder'
+
+
+def save_decoder(directory, params: Mapping, width: float = 1.0, dtype=np.float32) -> None:
+  """Writes ``model.npz`` (plain arrays, no pickle; ``dtype`` float32, or float16 to ship: half
+  the size, loaded back as float32) and ``model.json``, atomically."""
+  from nst_jax.io import files as fileio  # pylint: disable=g-import-not-at-top
+  directory = Path(directory)
+  directory.mkdir(parents=True, exist_ok=True)
+  flat = {f'{layer}/{name}': np.asarray(v, np.float32).astype(dtype)
+          for layer, p in params.items() for name, v in p.items()}
+  fileio.atomic_write(directory / 'model.npz', lambda tmp: np.savez(tmp, **flat), '.npz')  # type: ignore[arg-type]
+  fileio.write_json(directory / 'model.json', {
+      'kind': MODEL_KIND, 'width': float(width), 'encoder': 'vgg19 relu4_1 (max pooling)',
+      'input': 'relu4_1 features of RGB 0..255', 'output': 'RGB 0..255',
+      'paper': 'Huang & Belongie 2017, arXiv:1703.06868'})
+
+
+def load_decoder(directory) -> tuple[dict, float]:
+  """(decoder params, width) from a model directory written by :func:`save_decoder` (or the
+  ``model.npz`` path itself); one-line errors for a missing, corrupt or foreign model."""
+  from nst_jax.errors import NSTError  # pylint: disable=g-import-not-at-top
+  p = Path(directory)
+  d = p.parent if p.suffix == '.npz' else p
+  meta_path, npz = d / 'model.json', d / 'model.npz'
+  if not npz.is_file() or not meta_path.is_file():
+    raise NSTError(f'no AdaIN decoder at {directory}: expected model.npz and model.json (train '
+                   'one with run.py --config=configs/adain2017.py --output=DIR)')
+  try:
+    meta = json.loads(meta_path.read_text())
+    with np.load(npz, allow_pickle=False) as z:
+      flat = {k: z[k] for k in z.files}
+  except Exception as e:  # pylint: disable=broad-except
+    raise NSTError(f'AdaIN model {d} is unreadable ({type(e).__name__}: {e})') from e
+  kind = meta.get('kind', meta.get('format')) if isinstance(meta, dict) else None
+  if kind != MODEL_KIND:
+    raise NSTError(f'{d} holds a {kind!r} model, not an AdaIN decoder (model.json kind '
+                   f'{MODEL_KIND!r})')
+  try:
+    width = float(meta.get('width', 1.0))
+    if not 0. < width <= 16.:
+      raise ValueError(f'width {width}')
+  except (TypeError, ValueError) as e:
+    raise NSTError(f'{meta_path} has an invalid decoder width ({e})') from None
+  params: dict = {}
+  for k, v in flat.items():
+    layer, _, name = k.partition('/')
+    if not name or not np.issubdtype(v.dtype, np.floating):
+      raise NSTError(f'{npz} is not an AdaIN decoder (unexpected array {k!r} of {v.dtype})')
+    params.setdefault(layer, {})[name] = jnp.asarray(v, jnp.float32)  # float16 files too
+  ref = jax.eval_shape(lambda: init_decoder(0, width))
+  if str(jax.tree.structure(ref)) != str(jax.tree.structure(params)) or any(
+      a.shape != b.shape for a, b in zip(jax.tree.leaves(ref), jax.tree.leaves(params))):
+    raise NSTError(f'{d} is not an AdaIN decoder of width {width:g} (another architecture)')
+  return params, width

@@ -1,0 +1,520 @@
+"""Feed-forward image transformation networks (Johnson et al. 2016; Dumoulin et al. 2017).
+
+One Flax module, :class:`Transformer`, covers both published layouts through
+:class:`NetworkConfig`:
+
+  reflect pad + conv k x k (stride 1)  -> norm -> ReLU          ``down_widths[0]``
+  [reflect pad 1 + conv 3x3 stride 2   -> norm -> ReLU] * n     ``down_widths[1:]``
+  [x + norm(conv(ReLU(norm(conv(x)))))] * ``residual_blocks``   (3x3, reflect pad 1)
+  [nearest x2 resize + reflect pad 1 + conv 3x3 -> norm -> ReLU] ``up_widths``
+  reflect pad + conv k x k -> (norm if ``norm_last``) -> output activation (0..1)
+
+Every norm is instance normalisation; with ``num_styles = N > 1`` it is *conditional* instance
+normalisation (Dumoulin et al.): one (gamma, beta) row per style and layer, and a convex
+``style_weights`` vector (or one per batch element) mixes the rows at inference. Images are NHWC
+float32 in 0..1, any size (odd too: the output is cropped to the input's size).
+
+Presets: :func:`johnson2016` (32, 64, 128 channels, 5 residual blocks, 64, 32, tanh) and
+:func:`multistyle26` (the shipped 26-style Magenta network: 32 channels throughout, 6 residual
+blocks, 8 and 4 channels up, norm on the last conv, no conv biases, sigmoid).
+
+Parameters are a plain nested dict ``{layer: {'kernel' HWIO, 'bias'?, 'gamma' (N, C),
+'beta' (N, C)}}`` with layer names ``contract_i``, ``res_i_j``, ``expand_i`` (the names of the
+ONNX file with dots -> underscores); :func:`flatten_params` / :func:`unflatten_params` give the
+flat ``'layer/name'`` form stored in ``model.npz`` (see :mod:`nst_jax.models.model_dir`).
+
+Speed (``impl='fast'``, the default): XLA:CPU convolutions are slow with few channels, so the
+module computes the same function with reformulated convolutions (all exact up to float
+rounding, checked against ``impl='direct'`` in the tests): the first k x k conv as a
+space-to-depth conv (2x2 blocks: 4*C_in channels in, 4*C_out out, a ceil((k+1)/2)^2 kernel),
+the stride-2 convs as 2x2 convs on 2x2 space-to-depth input, and nearest-resize + 3x3 conv as
+one sub-pixel 3x3 conv at the low resolution (edge padding, 4*C_out outputs) + depth-to-space.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Mapping, Optional
+
+import flax.linen as nn
+import jax
+from jax import lax
+import jax.numpy as jnp
+import numpy as np
+
+from nst_jax.errors import ConfigError
+from nst_jax.models import convolution
+
+Params = dict[str, dict[str, jax.Array]]
+ACTIVATIONS = ('sigmoid', 'tanh', 'linear')
+IMPLS = ('fast', 'direct')
+MIN_SIDE = 8
+# Whether impl='fast' also rewrites the stride-2 convs (space-to-depth + 2x2 conv). Measured
+# slower than XLA's own strided conv on the 2-core CPU (bench_fast.py --layers), so off.
+FAST_STRIDE2 = False
+# impl='fast' runs convs in row strips of at most this many im2col floats (see :func:`conv`).
+STRIP_FLOATS = 2 ** 19
+ONE_PASS_NORM = True   # impl='fast': instance-norm statistics in one pass (see instance_norm)
+BLOCK_NORM = True      # impl='fast': normalise the first conv in its space-to-depth layout
+UNROLL_STRIPS = 4  # up to this many strips are unrolled; more run in a lax.map loop
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkConfig:
+  """Architecture of a :class:`Transformer` (everything that shapes its parameters)."""
+  down_widths: tuple[int, ...] = (32, 64, 128)  # first conv, then one stride-2 conv each
+  residual_blocks: int = 5                      # width = down_widths[-1]
+  up_widths: tuple[int, ...] = (64, 32)         # one nearest-x2 + 3x3 conv each
+  in_kernel: int = 9
+  out_kernel: int = 9
+  channels: int = 3                             # image channels in and out
+  num_styles: int = 1                           # > 1: conditional instance norm
+  output_activation: str = 'tanh'               # sigmoid | tanh (rescaled to 0..1) | linear
+  norm_last: bool = False                       # instance norm on the output conv too
+  use_bias: bool = True                         # conv biases
+  eps: float = 1e-5                             # instance norm epsilon
+
+  def __post_init__(self):
+    object.__setattr__(self, 'down_widths', tuple(int(w) for w in self.down_widths))
+    object.__setattr__(self, 'up_widths', tuple(int(w) for w in self.up_widths))
+    validate(self)
+
+  def to_dict(self) -> dict[str, Any]:
+    d = dataclasses.asdict(self)
+    d['down_widths'], d['up_widths'] = list(self.down_widths), list(self.up_widths)
+    return d
+
+  @classmethod
+  def from_dict(cls, d: Mapping[str, Any]) -> 'NetworkConfig':
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - fields)
+    if unknown:
+      raise ConfigError(f'unknown network config field(s) {", ".join(unknown)}; known: '
+                        f'{", ".join(sorted(fields))}')
+    try:
+      return cls(**dict(d))
+    except (TypeError, ValueError) as e:
+      raise ConfigError(f'invalid network config {json.dumps(dict(d), default=str)}: {e}') from e
+
+
+def validate(c: NetworkConfig) -> None:
+  """Raises ConfigError for an impossible architecture."""
+  if not c.down_widths or any(w <= 0 for w in c.down_widths + c.up_widths):
+    raise ConfigError(f'network widths must be positive, got down={c.down_widths} '
+                      f'up={c.up_widths}')
+  if c.residual_blocks < 0 or c.num_styles < 1 or c.channels < 1:
+    raise ConfigError('residual_blocks must be >= 0, num_styles and channels >= 1')
+  if c.in_kernel < 1 or c.out_kernel < 1 or c.in_kernel % 2 == 0 or c.out_kernel % 2 == 0:
+    raise ConfigError(f'in_kernel/out_kernel must be odd and positive, got {c.in_kernel}, '
+                      f'{c.out_kernel}')
+  if c.output_activation not in ACTIVATIONS:
+    raise ConfigError(f'unknown output_activation {c.output_activation!r}; choose one of '
+                      f'{", ".join(ACTIVATIONS)}')
+  if not c.eps > 0:
+    raise ConfigError(f'eps must be positive, got {c.eps}')
+
+
+def johnson2016(num_styles: int = 1) -> NetworkConfig:
+  """Johnson et al. 2016 with the standard fixes (instance norm, resize-convs, reflect pads)."""
+  return NetworkConfig(down_widths=(32, 64, 128), residual_blocks=5, up_widths=(64, 32),
+                       num_styles=num_styles, output_activation='tanh', norm_last=False,
+                       use_bias=True)
+
+
+def multistyle26() -> NetworkConfig:
+  """The shipped 26-style network (../shared/weights/magenta/multistyle26.onnx)."""
+  return NetworkConfig(down_widths=(32, 32, 32), residual_blocks=6, up_widths=(8, 4),
+                       num_styles=26, output_activation='sigmoid', norm_last=True,
+                       use_bias=False, eps=1e-5)
+
+
+PRESETS = {'johnson2016': johnson2016, 'multistyle26': multistyle26}
+
+
+def layer_names(c: NetworkConfig) -> list[str]:
+  names = [f'contract_{i}' for i in range(len(c.down_widths))]
+  names += [f'res_{i}_{j}' for i in range(c.residual_blocks) for j in (0, 1)]
+  names += [f'expand_{i}' for i in range(len(c.up_widths) + 1)]
+  return names
+
+
+def param_shapes(c: NetworkConfig) -> dict[str, dict[str, tuple[int, ...]]]:
+  """``{layer: {name: shape}}`` of every parameter (HWIO kernels, (N, C) gamma/beta)."""
+  specs = []  # (name, kernel, c_in, c_out, normed)
+  cin = c.channels
+  for i, w in enumerate(c.down_widths):
+    specs.append((f'contract_{i}', c.in_kernel if i == 0 else 3, cin, w, True))
+    cin = w
+  for i in range(c.residual_blocks):
+    specs += [(f'res_{i}_{j}', 3, cin, cin, True) for j in (0, 1)]
+  for i, w in enumerate(c.up_widths):
+    specs.append((f'expand_{i}', 3, cin, w, True))
+    cin = w
+  specs.append((f'expand_{len(c.up_widths)}', c.out_kernel, cin, c.channels, c.norm_last))
+  shapes = {}
+  for name, k, ci, co, normed in specs:
+    s: dict[str, tuple[int, ...]] = {'kernel': (k, k, ci, co)}
+    if c.use_bias:
+      s['bias'] = (co,)
+    if normed:
+      s['gamma'] = s['beta'] = (c.num_styles, co)
+    shapes[name] = s
+  return shapes
+
+
+# --- Building blocks (pure functions on NHWC arrays) ---------------------------------------
+
+def reflect_pad(x: jax.Array, p: int, mode: str = 'reflect') -> jax.Array:
+  return jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)), mode=mode) if p else x
+
+
+def space_to_depth(x: jax.Array, b: int = 2) -> jax.Array:
+  """(B, H, W, C) -> (B, H/b, W/b, b*b*C), channel index = (row phase, col phase, c)."""
+  n, h, w, c = x.shape
+  x = x.reshape(n, h // b, b, w // b, b, c).transpose(0, 1, 3, 2, 4, 5)
+  return x.reshape(n, h // b, w // b, b * b * c)
+
+
+def depth_to_space(x: jax.Array, b: int = 2) -> jax.Array:
+  """Inverse of :func:`space_to_depth`."""
+  n, h, w, c = x.shape
+  x = x.reshape(n, h, w, b, b, c // (b * b)).transpose(0, 1, 3, 2, 4, 5)
+  return x.reshape(n, h * b, w * b, c // (b * b))
+
+
+def conv(x: jax.Array, kernel: jax.Array, stride: int = 1,
+         strip_floats: Optional[int] = None) -> jax.Array:
+  """VALID NHWC convolution (padding is explicit, done by the caller).
+
+  ``strip_floats``: if given, the conv runs in row strips whose im2col working set (output
+  positions x taps x input channels) is at most about that many floats; the strips overlap by the
+  kernel's halo, so the result is the same. XLA:CPU's convolution slows down several-fold once
+  that working set leaves the cache (measured on the Ghiasi network; docs/design/ghiasi_port.md).
+  """
+  k, _, cin, _ = kernel.shape
+  oh = (x.shape[1] - k) // stride + 1
+  ow = (x.shape[2] - k) // stride + 1
+  strips = 1 if not strip_floats else -(-(x.shape[0] * oh * ow * k * k * cin) // strip_floats)
+  rows = -(-oh // max(1, min(strips, oh)))
+  n = -(-oh // rows)
+  plain = lambda part: convolution.conv_valid(part, kernel, stride)
+  if n == 1:
+    return plain(x)
+  if n <= UNROLL_STRIPS:
+    return jnp.concatenate([plain(x[:, r0 * stride:(min(oh, r0 + rows) - 1) * stride + k])
+                            for r0 in range(0, oh, rows)], axis=1)
+  # Many strips: one loop (compile time independent of the image size), equal strips.
+  need = (n * rows - 1) * stride + k
+  x = jnp.pad(x, ((0, 0), (0, max(0, need - x.shape[1])), (0, 0), (0, 0)))
+  span = (rows - 1) * stride + k
+  ys = lax.map(lambda i: plain(lax.dynamic_slice_in_dim(x, i * rows * stride, span, axis=1)),
+               jnp.arange(n))
+  _, b, _, ow_, co = ys.shape
+  return jnp.moveaxis(ys, 0, 1).reshape(b, n * rows, ow_, co)[:, :oh]
+
+
+def s2d_kernel(kernel: jax.Array) -> jax.Array:
+  """A stride-1 k x k kernel as the kernel of the same conv on 2x2 space-to-depth input.
+
+  Returns (K, K, 4*C_in, 4*C_out) with K = (k + 2) // 2: output phase (a, b) of block (I, J)
+  is the sum over block taps (U, V) and input phases (c, d) of tap (2U + c - a, 2V + d - b).
+  """
+  k, _, ci, co = kernel.shape
+  kk = (k + 2) // 2
+  # sel[a, c, U, u] = 1 if u == 2U + c - a.
+  sel = np.zeros((2, 2, kk, k), np.float32)
+  for a in range(2):
+    for c in range(2):
+      for u_blk in range(kk):
+        u = 2 * u_blk + c - a
+        if 0 <= u < k:
+          sel[a, c, u_blk, u] = 1.
+  w = jnp.einsum('acUu,bdVv,uvio->UVcdiabo', sel, sel, kernel, precision=lax.Precision.HIGHEST)
+  return w.reshape(kk, kk, 4 * ci, 4 * co)
+
+
+def conv_s2d(xp: jax.Array, kernel: jax.Array, out_hw: tuple[int, int],
+             strip_floats: Optional[int] = None, blocks: bool = False) -> jax.Array:
+  """Stride-1 VALID conv of the padded ``xp`` via 2x2 space-to-depth; cropped to ``out_hw``
+  (``blocks``: the uncropped space-to-depth output, (B, ceil(H/2), ceil(W/2), 4 * C_out))."""
+  k = kernel.shape[0]
+  kk = (k + 2) // 2
+  h, w = out_hw
+  bh, bw = -(-h // 2), -(-w // 2)  # output blocks
+  need_h, need_w = 2 * (bh + kk - 1), 2 * (bw + kk - 1)
+  xp = jnp.pad(xp, ((0, 0), (0, need_h - xp.shape[1]), (0, need_w - xp.shape[2]), (0, 0)))
+  y = conv(space_to_depth(xp), s2d_kernel(kernel), 1, strip_floats)
+  return y if blocks else depth_to_space(y)[:, :h, :w]
+
+
+def stride2_kernel(kernel: jax.Array) -> jax.Array:
+  """A 3x3 stride-2 kernel as a 2x2 stride-1 kernel on 2x2 space-to-depth input."""
+  _, _, ci, co = kernel.shape
+  w = jnp.pad(kernel, ((0, 1), (0, 1), (0, 0), (0, 0)))  # 4x4, taps 3 are zero
+  w = w.reshape(2, 2, 2, 2, ci, co).transpose(0, 2, 1, 3, 4, 5)  # (U, V, c, d, i, o)
+  return w.reshape(2, 2, 4 * ci, co)
+
+
+def conv_stride2(xp: jax.Array, kernel: jax.Array, fast: bool,
+                 strip_floats: Optional[int] = None) -> jax.Array:
+  """3x3 stride-2 VALID conv of the padded ``xp`` (output ceil((Hp - 1) / 2) - ...)."""
+  if not fast:
+    return conv(xp, kernel, 2, strip_floats)
+  hp, wp = xp.shape[1:3]
+  oh, ow = (hp - 3) // 2 + 1, (wp - 3) // 2 + 1
+  xp = jnp.pad(xp, ((0, 0), (0, 2 * oh + 2 - hp), (0, 2 * ow + 2 - wp), (0, 0)))
+  return conv(space_to_depth(xp), stride2_kernel(kernel), 1, strip_floats)
+
+
+# up[a] rows for output phase a at low-res taps r = -1, 0, 1 (rows) from up taps u = 0, 1, 2.
+_SUBPIXEL = np.array([[[1, 0, 0], [0, 1, 1], [0, 0, 0]],
+                      [[0, 0, 0], [1, 1, 0], [0, 0, 1]]], np.float32)
+
+
+def subpixel_kernel(kernel: jax.Array) -> jax.Array:
+  """3x3 kernel after a nearest x2 resize -> (3, 3, C_in, 4*C_out) at the low resolution."""
+  _, _, ci, co = kernel.shape
+  w = jnp.einsum('aru,bsv,uvio->rsiabo', _SUBPIXEL, _SUBPIXEL, kernel,
+                 precision=lax.Precision.HIGHEST)
+  return w.reshape(3, 3, ci, 4 * co)
+
+
+def upsample_conv(x: jax.Array, kernel: jax.Array, fast: bool,
+                  strip_floats: Optional[int] = None) -> jax.Array:
+  """Nearest x2 resize, reflect pad 1, 3x3 conv: (B, H, W, C) -> (B, 2H, 2W, C_out)."""
+  if not fast:
+    up = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+    return conv(reflect_pad(up, 1), kernel)
+  # Reflect-padding the upsampled image repeats its edge row = edge-padding the low-res one.
+  return depth_to_space(conv(reflect_pad(x, 1, 'edge'), subpixel_kernel(kernel), 1,
+                             strip_floats))
+
+
+def instance_norm(x: jax.Array, gamma: jax.Array, beta: jax.Array, eps: float,
+                  one_pass: bool = False) -> jax.Array:
+  """Per-image, per-channel normalisation over all axes but the first and last (H, W; or the
+  blocks and phases of a space-to-depth layout); ``gamma``/``beta`` (B, C) or (C,).
+
+  ``one_pass``: mean and variance from one read of ``x`` (sums of ``x - s`` and its square,
+  shifted by the image's first pixel ``s`` so the subtraction does not cancel); XLA fuses both
+  sums into a single pass. Otherwise the textbook two passes.
+  """
+  axes = tuple(range(1, x.ndim - 1))
+  if one_pass:
+    shift = lax.stop_gradient(x[(slice(None),) + (slice(0, 1),) * len(axes)])
+    d = x - shift
+    m1 = jnp.mean(d, axis=axes, keepdims=True)
+    var = jnp.maximum(jnp.mean(jnp.square(d), axis=axes, keepdims=True) - jnp.square(m1), 0.)
+    mean = shift + m1
+  else:
+    mean = jnp.mean(x, axis=axes, keepdims=True)
+    var = jnp.mean(jnp.square(x - mean), axis=axes, keepdims=True)
+  scale = lax.rsqrt(var + eps) * _bc(gamma, x.ndim)
+  return (x - mean) * scale + _bc(beta, x.ndim)
+
+
+def _bc(v: jax.Array, ndim: int = 4) -> jax.Array:
+  return v.reshape((-1,) + (1,) * (ndim - 2) + (v.shape[-1],))
+
+
+def mix(table: jax.Array, style_weights: jax.Array) -> jax.Array:
+  """Conditional-norm row mixing: (B, N) or (N,) weights x (N, C) table -> (B, C) or (C,)."""
+  return jnp.matmul(style_weights, table, precision=lax.Precision.HIGHEST)
+
+
+# --- The module ------------------------------------------------------------------------------
+
+class Transformer(nn.Module):
+  """The image transformation network; ``__call__(images, style_weights=None)``.
+
+  Attributes:
+    config: the architecture.
+    impl: 'fast' (reformulated convolutions, default) or 'direct' (plain lax convolutions).
+  """
+  config: NetworkConfig
+  impl: str = 'fast'
+
+  @nn.compact
+  def __call__(self, images: jax.Array, style_weights: Optional[jax.Array] = None) -> jax.Array:
+    """Stylizes ``images`` (B, H, W, C) in 0..1; returns (B, H, W, C) in 0..1.
+
+    ``style_weights``: (N,) or (B, N) convex mix of the N styles (rows summing to 1); None means
+    style 0 (the only one for single-style networks).
+    """
+    c = self.config
+    if self.impl not in IMPLS:
+      raise ConfigError(f'unknown impl {self.impl!r}; choose one of {", ".join(IMPLS)}')
+    fast = self.impl == 'fast'
+    x = jnp.asarray(images, jnp.float32)
+    if x.ndim != 4 or x.shape[-1] != c.channels:
+      raise ConfigError(f'expected images of shape (B, H, W, {c.channels}), got {x.shape}')
+    h, w = x.shape[1:3]
+    if min(h, w) < MIN_SIDE:
+      raise ConfigError(f'image is {w}x{h}; both sides must be at least {MIN_SIDE} px')
+    if style_weights is None:
+      style_weights = jnp.zeros((c.num_styles,), jnp.float32).at[0].set(1.)
+    sw = jnp.asarray(style_weights, jnp.float32)
+    if sw.shape[-1] != c.num_styles or sw.ndim not in (1, 2):
+      raise ConfigError(f'style_weights must have shape ({c.num_styles},) or (B, '
+                        f'{c.num_styles}), got {sw.shape}')
+    shapes = param_shapes(c)
+    init = nn.initializers
+    params = {}
+    for name, s in shapes.items():
+      p = {'kernel': self.param(f'{name}.kernel', init.variance_scaling(1., 'fan_in', 'normal'),
+                                s['kernel'])}
+      if 'bias' in s:
+        p['bias'] = self.param(f'{name}.bias', init.zeros, s['bias'])
+      if 'gamma' in s:
+        p['gamma'] = self.param(f'{name}.gamma', init.ones, s['gamma'])
+        p['beta'] = self.param(f'{name}.beta', init.zeros, s['beta'])
+      params[name] = p
+    return apply_params(c, params, x, sw, fast)
+
+
+def apply_params(c: NetworkConfig, params: Mapping[str, Mapping[str, jax.Array]],
+                 x: jax.Array, style_weights: jax.Array, fast: bool = True) -> jax.Array:
+  """The forward pass on nested params (what :class:`Transformer` runs)."""
+  h, w = x.shape[1:3]
+
+  def post(name, y, relu=True, normed=True):
+    p = params[name]
+    if 'bias' in p:
+      y = y + p['bias']
+    if normed:
+      y = instance_norm(y, mix(p['gamma'], style_weights), mix(p['beta'], style_weights), c.eps,
+                        one_pass=fast and ONE_PASS_NORM)
+    return jax.nn.relu(y) if relu else y
+
+  sf = STRIP_FLOATS if fast else None
+  k0 = params['contract_0']['kernel']
+  xp = reflect_pad(x, c.in_kernel // 2)
+  if fast and BLOCK_NORM and h % 2 == 0 and w % 2 == 0:
+    # Even sizes: normalise the first conv's output in its space-to-depth layout (no garbage
+    # rows to exclude), then one depth-to-space: one pass less over the biggest tensor.
+    yb = conv_s2d(xp, k0, (h, w), sf, blocks=True)
+    b_, bh, bw, _ = yb.shape
+    yb = post('contract_0', yb.reshape(b_, bh, bw, 4, -1))
+    y = depth_to_space(yb.reshape(b_, bh, bw, -1))
+  else:
+    y = conv_s2d(xp, k0, (h, w), sf) if fast else conv(xp, k0)
+    y = post('contract_0', y)
+  for i in range(1, len(c.down_widths)):
+    y = post(f'contract_{i}', conv_stride2(reflect_pad(y, 1), params[f'contract_{i}']['kernel'],
+                                           fast and FAST_STRIDE2, sf))
+  for i in range(c.residual_blocks):
+    r = post(f'res_{i}_0', conv(reflect_pad(y, 1), params[f'res_{i}_0']['kernel'], 1, sf))
+    y = y + post(f'res_{i}_1', conv(reflect_pad(r, 1), params[f'res_{i}_1']['kernel'], 1, sf),
+                 relu=False)
+  for i in range(len(c.up_widths)):
+    y = post(f'expand_{i}', upsample_conv(y, params[f'expand_{i}']['kernel'], fast, sf))
+  last = f'expand_{len(c.up_widths)}'
+  yp = reflect_pad(y, c.out_kernel // 2)
+  kl = params[last]['kernel']
+  out_hw = (yp.shape[1] - c.out_kernel + 1, yp.shape[2] - c.out_kernel + 1)
+  y = conv_s2d(yp, kl, out_hw, sf) if fast else conv(yp, kl)
+  y = post(last, y, relu=False, normed=c.norm_last)
+  y = y[:, :h, :w]  # odd sizes: the stride-2 convs round up, the upsampling doubles
+  if c.output_activation == 'sigmoid':
+    return jax.nn.sigmoid(y)
+  if c.output_activation == 'tanh':
+    return (jnp.tanh(y) + 1.) * 0.5
+  return y
+
+
+# --- Parameters: flat form, ONNX import ------------------------------------------------------
+
+def flatten_params(params: Mapping[str, Mapping[str, Any]]) -> dict[str, np.ndarray]:
+  """``{layer: {name: array}}`` (or Flax's ``{'layer.name': array}``) -> flat
+  ``{'layer/name': array}``."""
+  flat = {}
+  for k, v in params.items():
+    if isinstance(v, Mapping):
+      for n, a in v.items():
+        flat[f'{k}/{n}'] = np.asarray(a, np.float32)
+    else:
+      flat[k.replace('.', '/')] = np.asarray(v, np.float32)
+  return flat
+
+
+def unflatten_params(flat: Mapping[str, Any]) -> dict[str, dict[str, np.ndarray]]:
+  nested: dict[str, dict[str, np.ndarray]] = {}
+  for k, a in flat.items():
+    layer, _, name = k.replace('.', '/').rpartition('/')
+    nested.setdefault(layer, {})[name] = np.asarray(a)
+  return nested
+
+
+def check_params(c: NetworkConfig, params: Mapping[str, Mapping[str, Any]], where: str = ''
+                 ) -> dict[str, dict[str, np.ndarray]]:
+  """Validates nested params against the config; returns float32 numpy copies.
+
+  Raises:
+    ConfigError: a missing/unexpected parameter or a wrong shape (names the first one).
+  """
+  where = f' in {where}' if where else ''
+  want = param_shapes(c)
+  out: dict[str, dict[str, np.ndarray]] = {}
+  for layer, names in want.items():
+    for name, shape in names.items():
+      a = params.get(layer, {}).get(name)
+      if a is None:
+        raise ConfigError(f'parameter {layer}/{name} is missing{where}; the weights do not match '
+                          'the network config')
+      a = np.asarray(a, np.float32)
+      if a.shape != shape:
+        raise ConfigError(f'parameter {layer}/{name} has shape {a.shape}, expected {shape}{where}'
+                          '; the weights do not match the network config')
+      if not np.all(np.isfinite(a)):
+        raise ConfigError(f'parameter {layer}/{name} has NaN or Inf values{where}')
+      out.setdefault(layer, {})[name] = a
+  extra = sorted(f'{l}/{n}' for l, p in params.items() for n in p if n not in want.get(l, {}))
+  if extra:
+    raise ConfigError(f'unexpected parameter(s) {", ".join(extra[:3])}{where}; the weights do not '
+                      'match the network config')
+  return out
+
+
+def from_onnx_arrays(arrays: Mapping[str, np.ndarray], config: Optional[NetworkConfig] = None
+                     ) -> tuple[NetworkConfig, dict[str, dict[str, np.ndarray]]]:
+  """The multistyle26 ONNX initializers (``contract.0.w``, ``contract.0.norm.gamma``...) ->
+  (config, nested params): OIHW kernels become HWIO."""
+  config = config or multistyle26()
+  params: dict[str, dict[str, np.ndarray]] = {}
+  for k, a in arrays.items():
+    parts = k.split('.')
+    if parts[-1] == 'w':
+      params.setdefault('_'.join(parts[:-1]), {})['kernel'] = np.transpose(a, (2, 3, 1, 0))
+    elif parts[-1] == 'b':
+      params.setdefault('_'.join(parts[:-1]), {})['bias'] = np.asarray(a)
+    elif parts[-2:] in (['norm', 'gamma'], ['norm', 'beta']):
+      params.setdefault('_'.join(parts[:-2]), {})[parts[-1]] = np.asarray(a)
+  return config, check_params(config, params, 'the ONNX file')
+
+
+def init_params(config: NetworkConfig, seed: int = 0) -> dict[str, Any]:
+  """Fresh Flax variables ``{'params': {'layer.name': array}}`` (what ``Transformer.init``
+  gives, drawn with numpy: kernels N(0, 1/fan_in), biases and betas 0, gammas 1).
+
+  Numpy instead of ``Transformer(config).init``: XLA:CPU takes seconds to compile each
+  ``jax.random`` draw, this takes milliseconds.
+  """
+  rng = np.random.default_rng(seed)
+  out = {}
+  for layer, shapes in param_shapes(config).items():
+    for name, shape in shapes.items():
+      if name == 'kernel':
+        a = rng.normal(0., 1. / np.sqrt(np.prod(shape[:-1])), size=shape)
+      else:
+        a = np.full(shape, 1. if name == 'gamma' else 0.)
+      out[f'{layer}.{name}'] = jnp.asarray(a, jnp.float32)
+  return {'params': out}
+
+
+def nested_from_flax(variables: Mapping[str, Any]) -> dict[str, dict[str, np.ndarray]]:
+  return unflatten_params(dict(variables['params']))
+
+
+def flax_from_nested(params: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+  return {'params': {f'{l}.{n}': jnp.asarray(a) for l, p in params.items() for n, a in p.items()}}
