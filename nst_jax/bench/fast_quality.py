@@ -1,4 +1,4 @@
-"""A trained per-style network against 100 L-BFGS steps of the same objective (issue 8 quality).
+"""A trained per-style network against 100 L-BFGS steps of the same objective.
 
   python -m nst_jax.bench.fast_quality --model=outputs/candy_cpu \
       --photos=../shared/images/tubingen.jpg,../shared/images/brad_pitt.jpg --size=256

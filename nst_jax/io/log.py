@@ -56,5 +56,5 @@ def setup(verbosity: Optional[int] = None) -> None:
   level = {None: logging.WARNING, -1: logging.WARNING, 0: logging.INFO}.get(
       verbosity, logging.DEBUG)
   absl_logging.set_verbosity(converter.standard_to_absl(level))
-  for name in ('jax', 'jax._src', 'absl'):
+  for name in ('jax', 'absl'):
     logging.getLogger(name).setLevel(level)
