@@ -9,8 +9,9 @@
   with a warning, removed and rebuilt by the compilation that follows (never a crash).
 * :func:`compiled` memoises ``jitted.lower(...).compile()`` per argument shapes and static
   arguments, so a process that runs the same problem twice (stages, notebooks, tests) compiles
-  it once; with ``$NST_JAX_STORE_EXECUTABLES=on`` it also stores the executable whole, so a later
-  process loads it without tracing or lowering (the "Executables on disk" section below).
+  it once; with the persistent cache on it also stores the executable whole, so a later process
+  loads it without tracing or lowering (the "Executables on disk" section below;
+  ``$NST_JAX_STORE_EXECUTABLES=off`` turns that off).
 * :class:`CompileStats` counts XLA compilations and their seconds (JAX's monitoring events) so
   runs report compile and run time separately and tests can assert "nothing compiled twice".
 """
@@ -126,24 +127,24 @@ def _remove_entries(module_name: str) -> None:
     f.unlink(missing_ok=True)
 
 
-def _heal(caught: list) -> bool:
+def _heal(caught: list) -> None:
   """Re-issues the warnings caught around a compilation, except JAX's warning about a corrupt
   persistent-cache entry: JAX ignores such an entry but never overwrites it, so every later run
   would warn and recompile again. Its module's entries are removed instead (rebuilt by the
-  compilations that follow), with one warning that says so. Returns whether it removed any."""
-  healed = False
+  compilation of that program in a later process), with one warning that says so. Programs
+  compiled here are the ones worth it (the optimisation and training chunks: seconds to minutes
+  of XLA); a corrupt entry of a small op-by-op program only costs JAX's warning and a
+  millisecond recompile."""
   for w in caught:
     text = str(w.message)
     if _CORRUPT_MESSAGE in text:
       module = text.split("'")[1] if text.count("'") >= 2 else ''
       _remove_entries(module)
-      healed = True
       warnings.warn(f'nst_jax: ignored a corrupt compilation cache entry for {module} in '
-                    f'{current_dir()}; removed it, it is rebuilt by this compilation',
+                    f'{current_dir()}; removed it, the next compilation writes it afresh',
                     stacklevel=3)
     else:
       warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-  return healed
 
 
 # --- In-process reuse of compiled programs ---------------------------------------------------
@@ -181,12 +182,18 @@ def compiled(jitted, *args, **static) -> tuple[Any, float]:
   path = _exe_path(jitted, treedef, leaf_keys, static)
   exe = _load_exe(path) if path is not None else None
   if exe is None:
+    with _lock:
+      hits = _counts[CACHE_HIT_EVENT]
     with warnings.catch_warnings(record=True) as caught:
       warnings.simplefilter('always')
       exe = jitted.lower(*args, **static).compile()
-    if _heal(caught):  # JAX skipped writing over the corrupt entry: compile once more to write it
-      exe = jitted.lower(*args, **static).compile()
-    if path is not None:
+    _heal(caught)
+    with _lock:
+      from_jax_cache = _counts[CACHE_HIT_EVENT] != hits
+    # An executable JAX read back from its own cache is not stored: serialised again and loaded
+    # by a later process, XLA:CPU misses some of its kernels ('Function wrapped_reverse not
+    # found', a crash at the first call). Its next fresh compilation is stored instead.
+    if path is not None and not from_jax_cache:
       _store_exe(path, exe)
   seconds = time.perf_counter() - t
   release_memory()
@@ -211,11 +218,10 @@ def compiled(jitted, *args, **static) -> tuple[Any, float]:
 # directory (:func:`_private`); anything else is ignored with a warning and compiled afresh.
 
 EXE_DIR = 'executables'
-# Opt-in (on / 1 / true): the store of whole executables. Off by default: a deserialised XLA:CPU
-# executable can miss a fused kernel another process compiled ('Function transpose_copy_fusion
-# not found', seen with two processes sharing a cache), and JAX's public cache alone is safe.
+# ``off`` turns the store of whole executables off (JAX's persistent cache alone). Measured on
+# a warm 1-step run at 256 px (2-core CPU, docs/results/2026-12-03-layout.md): 4.5-5.0 s with
+# the store, 5.5-6.7 s without.
 STORE_ENV_VAR = 'NST_JAX_STORE_EXECUTABLES'
-ON = ('on', '1', 'true', 'yes')
 MAX_EXES = 200  # Oldest entries beyond this many are removed after a write.
 _fingerprint: list[str] = []
 
@@ -268,7 +274,7 @@ def _exe_path(jitted, treedef, leaf_keys: tuple, static: dict) -> Optional[Path]
   """Where the executable of this call is stored (None: not stored, see above)."""
   d = current_dir()
   if (d is None or jax.device_count() != 1
-      or os.environ.get(STORE_ENV_VAR, '').strip().lower() not in ON):
+      or os.environ.get(STORE_ENV_VAR, '').strip().lower() in OFF):
     return None
   import hashlib  # pylint: disable=g-import-not-at-top
   name = f'{getattr(jitted, "__module__", "")}.{getattr(jitted, "__qualname__", repr(jitted))}'
