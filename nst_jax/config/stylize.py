@@ -102,7 +102,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.chain = False                  # correlation chain between neighbouring style layers (Novak)
   c.layer_weighting = 'uniform'    # uniform | geometric (Novak: style falls, content rises)
   c.geometric_base = 2.0           # ratio between neighbouring layers' geometric weights
-  # Sweeps (nst_jax/optimize/sweeps/run.py): a non-empty `sweep.axes` turns the run into a batched grid.
+  # Sweeps (nst_jax/optimize/sweeps/): a non-empty `sweep.axes` turns the run into a batched grid.
   c.sweep = s = ml_collections.ConfigDict()
   s.axes = ''                      # 'FIELD=V1,V2;FIELD2=W1,W2' ('+' joins list items: layer sets)
   s.mode = 'product'               # product | zip

@@ -22,7 +22,7 @@ NETWORKS = ('johnson', 'slim', 'adain')
 def train_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.job = 'train'
-  c.network = 'johnson'            # johnson | slim (nst_jax/models/transformer.py) | adain (nst_jax/models/adain.py)
+  c.network = 'johnson'            # johnson | slim (models/transformer.py) | adain (models/adain)
   c.style = ''                     # style image(s), comma separated (several: Dumoulin N-style)
   c.output = 'outputs/model'       # the model directory (model.npz + model.json, checkpoint, log)
   c.weights = ''                   # VGG19 weights (.h5 or converted .npz); '' = resolve (README)

@@ -16,10 +16,10 @@ Python: :func:`stylize_arbitrary` (re-exported as ``nst_jax.jobs.fast.stylize_ar
   statistics (the content's statistics taken per region; one decoding), as in the paper.
 
 Both: ``original_colors`` keeps the photo's colours (the YIQ transform of
-:mod:`nst_jax.losses.controls`); ``mask`` (one style) or ``masks`` (one per style) put each painting's
-result in its region and keep the photo elsewhere (Ghiasi: by compositing whole results;
-AdaIN: per region in feature space); folders and videos go
-through the feed-forward job's pipeline (:mod:`nst_jax.jobs.fast`, :mod:`nst_jax.io.video`).
+:mod:`nst_jax.losses.controls`); ``mask`` (one style) or ``masks`` (one per style) put each
+painting's result in its region and keep the photo elsewhere (Ghiasi: by compositing whole results;
+AdaIN: per region in feature space); folders and videos go through the feed-forward job's pipeline
+(:mod:`nst_jax.jobs.fast`, :mod:`nst_jax.io.video`).
 """
 
 from __future__ import annotations

@@ -6,13 +6,13 @@
   python run.py --config=configs/fast.py --content=../shared/videos/bunny.mp4 \
       --output=outputs/bunny.mp4 --config.style_index=3:0.5,12:0.5
 
-The model is a trained model directory (``--model``, see :mod:`nst_jax.models.model_dir`) or, without
-``--model``, the built-in 26-style network (``multistyle26``, converted from ONNX on first use).
-``style_index`` picks a style of an N-style model, or a convex mix ``'I:W,J:W'`` (weights are
-normalised to sum to 1). Post-processing, in order: ``original_colors`` (the result's luminance
-with the photo's colours, :mod:`nst_jax.losses.controls`' YIQ), ``strength`` (linear blend with the
-photo), ``mask`` (white = stylized, black = photo). Everything runs inside one jitted function
-per input shape, uint8 in and out.
+The model is a trained model directory (``--model``, see :mod:`nst_jax.models.model_dir`) or,
+without ``--model``, the built-in 26-style network (``multistyle26``, converted from ONNX on first
+use). ``style_index`` picks a style of an N-style model, or a convex mix ``'I:W,J:W'`` (weights are
+normalised to sum to 1). Post-processing, in order: ``original_colors`` (the result's luminance with
+the photo's colours, :mod:`nst_jax.losses.controls`' YIQ), ``strength`` (linear blend with the
+photo), ``mask`` (white = stylized, black = photo). Everything runs inside one jitted function per
+input shape, uint8 in and out.
 
 Python::
 
@@ -71,7 +71,8 @@ def _cached_builtin(name: str) -> model_io.Model:
 
 def get_model(model: Union[None, str, os.PathLike, model_io.Model] = None,
               builtin: str = 'multistyle26') -> model_io.Model:
-  """A :class:`~nst_jax.models.model_dir.Model` from a Model, a model directory or a built-in name."""
+  """A :class:`~nst_jax.models.model_dir.Model` from a Model, a model directory or a built-in
+  name."""
   if isinstance(model, model_io.Model):
     return model
   if model is None or str(model) == '':
@@ -235,7 +236,8 @@ def run(config: ml_collections.ConfigDict, stylizer: Optional[Stylizer] = None,
   t0 = time.perf_counter()
   validate(config)
   content, kind = media.content_kind(config.content)
-  output = Path(config.output).expanduser() if config.output else media.default_output(content, kind)
+  output = (Path(config.output).expanduser() if config.output
+            else media.default_output(content, kind))
   if kind == 'video':
     from nst_jax.io import video  # pylint: disable=g-import-not-at-top
     info = video.probe(content)  # an unreadable video fails here, before any work
@@ -287,8 +289,8 @@ def run(config: ml_collections.ConfigDict, stylizer: Optional[Stylizer] = None,
   summary['load_s'] = t_loaded - t0
   summary['wall_s'] = time.perf_counter() - t0
   fileio.write_json(json_path, summary)
-  media.report(config, f'wrote {output} ({summary["count"]} {"frames" if kind == "video" else "images"}'
-               f', {summary["wall_s"]:.1f} s)')
+  what = 'frames' if kind == 'video' else 'images'
+  media.report(config, f'wrote {output} ({summary["count"]} {what}, {summary["wall_s"]:.1f} s)')
   return summary
 
 

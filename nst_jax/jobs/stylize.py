@@ -108,7 +108,8 @@ def run_single(config: ml_collections.ConfigDict, params: Optional[Mapping] = No
     params = weights.load_vgg19(config.weights or None, upto=deepest)   # weights in memory
   t_loaded = time.perf_counter()
   # Estimate every stage's memory first; refuse (one line) rather than run out of it.
-  mem = [memory.check_config(c, content, styles, quiet) for c in stages_lib.stage_configs(config)][-1]
+  mem = [memory.check_config(c, content, styles, quiet)
+         for c in stages_lib.stage_configs(config)][-1]
 
   key = checkpoints.resume_key(config)
   ckpt = checkpoints.path_for(output)
@@ -138,7 +139,8 @@ def run_single(config: ml_collections.ConfigDict, params: Optional[Mapping] = No
   failed: dict[str, Any] = {}
   t_built = [t_loaded]
 
-  def run_stage(i: int, c: ml_collections.ConfigDict, problem: problem_lib.Problem) -> loop_lib.Result:
+  def run_stage(i: int, c: ml_collections.ConfigDict,
+                problem: problem_lib.Problem) -> loop_lib.Result:
     # Split the rows over devices (every stage: the big last stage is what needs it).
     problem, params_i = spatial.from_config(problem, params, config)
     summary['spatial_shards'] = spatial.split_count(problem.z0)  # the last stage's

@@ -58,7 +58,8 @@ def same_conv_bwd(dtype, res, g):
   """
   x, kernel = res
   flipped = lax.optimization_barrier(jnp.flip(kernel, (0, 1)).swapaxes(2, 3))
-  return _operand_conv(g, flipped, dtype), jax.vjp(lambda k: _operand_conv(x, k, dtype), kernel)[1](g)[0]
+  input_grad = _operand_conv(g, flipped, dtype)
+  return input_grad, jax.vjp(lambda k: _operand_conv(x, k, dtype), kernel)[1](g)[0]
 
 
 same_conv.defvjp(same_conv_fwd, same_conv_bwd)

@@ -21,8 +21,8 @@ fake-quantization (QuantizeLinear/DequantizeLinear pairs between ops) is dropped
 matches the reference outputs of the float graph (``reference_outputs.npz``, ``*_float``).
 
 Speed on CPU (same results, see README): the transformer's convs use the reformulations of
-:mod:`nst_jax.models.transformer` (row strips: XLA:CPU slows down 5-15x once a conv's working set passes a
-few MB; 9x9 and stride-2 convs on 2x2 space-to-depth cells; nearest-x2 + 3x3 conv as one
+:mod:`nst_jax.models.transformer` (row strips: XLA:CPU slows down 5-15x once a conv's working set
+passes a few MB; 9x9 and stride-2 convs on 2x2 space-to-depth cells; nearest-x2 + 3x3 conv as one
 sub-pixel conv; one-pass norm statistics); the predictor's depthwise convs are nine shifted
 multiply-adds (:func:`depthwise3x3_same`: XLA's grouped convolution is 30-100x slower).
 """
@@ -183,8 +183,8 @@ class _Conv(nn.Module):
   ``plain`` (k x k, stride 1), ``stride2`` (3x3, stride 2), ``up`` (nearest x2 resize, then 3x3)
   and ``s2d`` (9x9: on 2x2 space-to-depth cells when fast).
 
-  ``fast``: the reformulations of :mod:`nst_jax.models.transformer` (row strips, space-to-depth 9x9 and
-  stride-2 convs, sub-pixel upsampling convs, one-pass norm statistics), the same result as the
+  ``fast``: the reformulations of :mod:`nst_jax.models.transformer` (row strips, space-to-depth 9x9
+  and stride-2 convs, sub-pixel upsampling convs, one-pass norm statistics), the same result as the
   plain XLA convolutions (``fast=False``).
   """
   features: int

@@ -87,11 +87,11 @@ def optimize(problem: Problem, params: Mapping, num_steps: int, chunk: int = 50,
              profile_dir: str = '', stop: Optional[Callable[[], bool]] = None) -> Result:
   """Runs ``num_steps`` steps in jitted chunks; calls ``on_chunk(step, state, info)`` after each.
 
-  ``info`` holds the chunk's loss ``terms`` (with ``step``), the ``evals`` so far, ``timings``,
-  the ``history`` and ``chunk_s`` (the chunk's run time). After each chunk, if ``stop()`` is
-  true (e.g. :class:`nst_jax.runtime.interrupt.StopOnSignal`), returns early with ``stopped=True`` and
-  the state and image of the last finished chunk. Raises NonFiniteLossError (with ``.image`` =
-  the last finite image and ``.step``) if the objective becomes NaN or Inf.
+  ``info`` holds the chunk's loss ``terms`` (with ``step``), the ``evals`` so far, ``timings``, the
+  ``history`` and ``chunk_s`` (the chunk's run time). After each chunk, if ``stop()`` is true (e.g.
+  :class:`nst_jax.runtime.interrupt.StopOnSignal`), returns early with ``stopped=True`` and the
+  state and image of the last finished chunk. Raises NonFiniteLossError (with ``.image`` = the last
+  finite image and ``.step``) if the objective becomes NaN or Inf.
   """
   p = problem
   args = (params, p.targets, p.weights)

@@ -5,8 +5,8 @@ Where the memory of a run goes (measured with XLA's memory analysis on CPU, gaty
 * the process before the optimisation: Python, JAX, the VGG19 weights (host and device copies),
   the targets (``rss_now``);
 * the optimiser state: the image, its gradient and, for L-BFGS, ``2 x history`` image-sized
-  vectors (100 pairs at 1024x768 are 1.9 GB; :func:`nst_jax.optimize.method.fit_history` caps the history
-  at ``num_steps``, ``optimizer.history_dtype=bfloat16`` halves it);
+  vectors (100 pairs at 1024x768 are 1.9 GB; :func:`nst_jax.optimize.method.fit_history` caps the
+  history at ``num_steps``, ``optimizer.history_dtype=bfloat16`` halves it);
 * the temporaries of one evaluation (forward activations kept for the backward pass and their
   cotangents, dominated by VGG block 1 at full resolution, ~1.8 KB per pixel; Winograd adds its
   transformed and flipped kernels, ~210 MB, and transformed tiles, ~0.2 KB per pixel);

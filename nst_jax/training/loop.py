@@ -290,7 +290,8 @@ def train(config: ml_collections.ConfigDict, task: Task, quiet: bool = False) ->
         if not all(np.all(np.isfinite(v)) for v in terms.values()):
           bad = min(int(np.argmin(np.isfinite(v))) for v in terms.values()
                     if not np.all(np.isfinite(v)))
-          where = f'{ckpt} (step {checkpoints.read_step(ckpt, key)})' if ckpt.exists() else 'no checkpoint yet'
+          where = (f'{ckpt} (step {checkpoints.read_step(ckpt, key)})' if ckpt.exists()
+                   else 'no checkpoint yet')
           raise NonFiniteLossError(
               f'the training loss became NaN/Inf at step {step + bad + 1}; stopped without saving '
               f'(last good checkpoint: {where}). Lower learning_rate or the loss weights.')

@@ -1,9 +1,9 @@
 """Batched sweep execution: one group of configs as stacked engine problems, run as one jitted,
 vmapped ``lax.scan`` per chunk, its batch axis sharded over every device.
 
-:func:`build_batch` prepares each config with :func:`nst_jax.optimize.problem.prepare` (the single-run
-problem builder) and stacks them; :func:`run_batch` optimises the batch. Sharing targets across a
-group is an internal optimisation: a batch equals the single runs of its configs
+:func:`build_batch` prepares each config with :func:`nst_jax.optimize.problem.prepare` (the
+single-run problem builder) and stacks them; :func:`run_batch` optimises the batch. Sharing targets
+across a group is an internal optimisation: a batch equals the single runs of its configs
 (``tests/unit/optimize/test_sweeps.py``).
 """
 

@@ -1,5 +1,5 @@
-"""Sweep grids: parse ``config.sweep.axes``, expand them into single-run configs, group the
-configs that share one compiled program (see :mod:`nst_jax.optimize.sweeps.run` for the whole feature).
+"""Sweep grids: parse ``config.sweep.axes``, expand them into single-run configs, group the configs
+that share one compiled program (see :mod:`nst_jax.optimize.sweeps.run` for the whole feature).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The report of a sweep: labels, the contact sheet (PIL), ``results.csv`` and ``results.json``.
 
-:class:`Outcome` / :class:`SweepResult` are what :func:`nst_jax.optimize.sweeps.run.execute` returns and
-what the report is drawn from.
+:class:`Outcome` / :class:`SweepResult` are what :func:`nst_jax.optimize.sweeps.run.execute` returns
+and what the report is drawn from.
 """
 
 from __future__ import annotations

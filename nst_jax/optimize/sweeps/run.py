@@ -1,6 +1,7 @@
 """Batched sweeps: a grid of configurations as one jitted, vmapped, sharded program per group.
 
-A sweep is a base config plus ``config.sweep`` (defaults in :func:`nst_jax.config.stylize.base_config`):
+A sweep is a base config plus ``config.sweep`` (defaults in
+:func:`nst_jax.config.stylize.base_config`):
 
 ``axes``
   ``'FIELD=V1,V2,...; FIELD2=W1,W2,...'``. ``FIELD`` is any config field path
@@ -44,8 +45,8 @@ that chunk, to the outputs of an uninterrupted sweep.
 
 The code is split along its seams: :mod:`nst_jax.optimize.sweeps.grid` (axes, expansion, grouping),
 :mod:`nst_jax.optimize.sweeps.batch` (stacked engine problems run as one vmapped program),
-:mod:`nst_jax.optimize.sweeps.report` (labels, contact sheet, CSV, JSON); this module runs a whole sweep. From the command line (any preset becomes a sweep
-with ``--config.sweep.axes``)::
+:mod:`nst_jax.optimize.sweeps.report` (labels, contact sheet, CSV, JSON); this module runs a
+whole sweep. From the command line (any preset becomes a sweep with ``--config.sweep.axes``)::
 
   python run.py --config=configs/sweep_loss_weights.py --content=../shared/images/tubingen.jpg \
       --style=../shared/images/starry_night.jpg --output_dir=outputs/sweep_loss_weights

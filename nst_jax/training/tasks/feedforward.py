@@ -1,11 +1,11 @@
 """Per-style (Johnson et al. 2016) and N-style (Dumoulin et al. 2017) transformer training tasks
 for the one loop in :mod:`nst_jax.training.loop`.
 
-The loss of a batch is the project's objective (:func:`nst_jax.losses.objective.loss_terms`: content +
-Gram style + TV, with the config's layers, weights and ``loss_norm``) applied to every
-(network output, photo) pair and averaged over the batch. The style Grams are computed once
-(:func:`nst_jax.losses.objective.compute_targets`); with N styles they are stacked (N, C, C) and each
-batch element trains a seeded random style (its conditional instance-norm row).
+The loss of a batch is the project's objective (:func:`nst_jax.losses.objective.loss_terms`: content
++ Gram style + TV, with the config's layers, weights and ``loss_norm``) applied to every (network
+output, photo) pair and averaged over the batch. The style Grams are computed once
+(:func:`nst_jax.losses.objective.compute_targets`); with N styles they are stacked (N, C, C) and
+each batch element trains a seeded random style (its conditional instance-norm row).
 """
 
 from __future__ import annotations
