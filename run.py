@@ -29,7 +29,7 @@ from absl import flags
 import ml_collections
 from ml_collections import config_flags
 
-from nst_jax.config import schema as config_lib
+from nst_jax.config import schema
 from nst_jax.io import log
 from nst_jax.runtime import interrupt
 from nst_jax import jobs
@@ -51,14 +51,14 @@ def _override_error(argv, e: Exception) -> str:
   """Names the bad --config.FIELD override and the nearest valid field."""
   path = next((a.split('=', 1)[1] for a in argv if a.startswith('--config=')), DEFAULT_CONFIG)
   try:
-    config = config_lib.load_preset(path)
+    config = schema.load_preset(path)
   except Exception:  # pylint: disable=broad-except
     return str(e).splitlines()[0].strip('\'"')
   for a in argv:
     if a.startswith('--config.'):
       field = a[len('--config.'):].split('=')[0]
-      if not config_lib.has_field(config, field):
-        return str(config_lib.unknown_field(config, field))
+      if not schema.has_field(config, field):
+        return str(schema.unknown_field(config, field))
   return f'invalid config override: {str(e).splitlines()[0]}'
 
 
@@ -102,7 +102,7 @@ def main(argv):
           '(see configs/)', file=sys.stderr)
     sys.exit(1)
   try:
-    config_lib.apply_fields(config, {n: flags.FLAGS[n].value for n in FIELD_FLAGS})
+    schema.apply_fields(config, {n: flags.FLAGS[n].value for n in FIELD_FLAGS})
     jobs.run(config)
   except interrupt.Interrupted as e:
     print(e, file=sys.stderr)

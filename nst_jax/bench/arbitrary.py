@@ -151,14 +151,15 @@ def distances(vgg_params, image: np.ndarray, photo: np.ndarray, painting: np.nda
   """Style distance: mean over conv1_1..conv5_1 of ||G(image) - G(painting)|| / ||G(painting)||
   (Grams normalised by positions); content distance: ||F(image) - F(photo)|| / ||F(photo)|| at
   conv4_2. Images are uint8 RGB; ``image`` and ``photo`` share a size."""
-  from nst_jax.losses import gram as losses  # pylint: disable=g-import-not-at-top
+  from nst_jax.losses import gram as gram_lib  # pylint: disable=g-import-not-at-top
   from nst_jax.models import vgg  # pylint: disable=g-import-not-at-top
   layers = QUALITY_STYLE_LAYERS + (QUALITY_CONTENT_LAYER,)
   f_img = vgg.extract(vgg_params, image.astype(np.float32), layers)
   f_pho = vgg.extract(vgg_params, photo.astype(np.float32), (QUALITY_CONTENT_LAYER,))
   f_pai = vgg.extract(vgg_params, painting.astype(np.float32), QUALITY_STYLE_LAYERS)
   norm = lambda a: float(jnp.linalg.norm(a.ravel()))
-  style = np.mean([norm(losses.gram(f_img[l]) - losses.gram(f_pai[l])) / norm(losses.gram(f_pai[l]))
+  gram = gram_lib.gram
+  style = np.mean([norm(gram(f_img[l]) - gram(f_pai[l])) / norm(gram(f_pai[l]))
                    for l in QUALITY_STYLE_LAYERS])
   content = norm(f_img[QUALITY_CONTENT_LAYER] - f_pho[QUALITY_CONTENT_LAYER]) / norm(
       f_pho[QUALITY_CONTENT_LAYER])

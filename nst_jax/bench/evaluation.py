@@ -23,11 +23,11 @@ import jax
 from jax import lax
 import numpy as np
 
-from nst_jax.config import stylize as config_lib
+from nst_jax.config import stylize as stylize_schema
 from nst_jax.io import images as image_io
 from nst_jax.losses import objective
 from nst_jax.models import weights
-from nst_jax.optimize import problem as engine
+from nst_jax.optimize import problem as problem_lib
 from nst_jax.runtime import profiling
 
 _CONTENT = flags.DEFINE_string('content', '../shared/images/tubingen.jpg', 'Content image.')
@@ -59,11 +59,11 @@ def bench_eval(content, style, size, steps, repeats=3, conv_impl='direct', pooli
                params=None, conv_dtype='float32') -> dict:
   """Times one objective evaluation (forward + gradient to the image) at ``size`` px."""
   params = params if params is not None else weights.load_vgg19()
-  c = config_lib.base_config()
+  c = stylize_schema.base_config()
   c.size, c.conv_impl, c.pooling, c.tv_weight = size, conv_impl, pooling, 1e-3
   c.conv_dtype = conv_dtype
   c.content_layers, c.style_layers = content_layers, style_layers
-  problem = engine.build_problem(c, params, content, [style])
+  problem = problem_lib.build_problem(c, params, content, [style])
   args = (params, problem.targets, problem.weights)
   spec = problem.spec
 

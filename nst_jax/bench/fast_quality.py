@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nst_jax.config import stylize as config_lib
+from nst_jax.config import stylize as stylize_schema
 from nst_jax.io import images as image_io
 from nst_jax.losses import objective
 from nst_jax.models import model_dir as model_io
@@ -39,7 +39,7 @@ from nst_jax.optimize import problem as problem_lib
 def objective_config(info: dict, size: int):
   """A ``stylize`` config with the objective the network was trained with."""
   t = info['trained_with']
-  c = config_lib.base_config()
+  c = stylize_schema.base_config()
   for k in ('content_layers', 'style_layers', 'content_weight', 'style_weight', 'tv_weight',
             'content_layer_weights', 'style_layer_weights', 'loss_norm', 'tv_type', 'pooling'):
     c[k] = t[k]

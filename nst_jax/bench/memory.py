@@ -19,7 +19,7 @@ from typing import Optional
 import jax
 import numpy as np
 
-from nst_jax.config import schema as config_lib
+from nst_jax.config import schema
 from nst_jax.optimize import loop, memory
 from nst_jax.optimize import problem as problem_lib
 from nst_jax.runtime import compile_cache, profiling
@@ -32,7 +32,7 @@ def bench_memory(content: np.ndarray, style: np.ndarray, size: int, steps: int,
   if params is None:
     from nst_jax.models import weights  # pylint: disable=g-import-not-at-top
     params = weights.load_vgg19()
-  c = config_lib.load_preset('gatys2015')
+  c = schema.load_preset('gatys2015')
   c.size, c.num_steps, c.log_every, c.conv_impl = size, steps, steps, conv_impl
   c.update(overrides or {})
   with compile_cache.CompileStats() as stats:

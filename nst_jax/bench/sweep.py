@@ -24,7 +24,7 @@ from typing import Mapping, Optional, Union
 import jax
 import numpy as np
 
-from nst_jax.config import stylize as config_lib
+from nst_jax.config import stylize as stylize_schema
 from nst_jax.optimize import loop, problem
 from nst_jax.optimize.sweeps import batch as batch_lib
 from nst_jax.optimize.sweeps import grid
@@ -44,7 +44,7 @@ def _path(images: batch_lib.ImageCache, image, default: str, name: str) -> str:
 def bench_config(k: int, size: int, steps: int, content: str, style: str,
                  optimizer: str = 'adam'):
   """The base config of the benchmark: ``k`` style weights, one program."""
-  c = config_lib.base_config()
+  c = stylize_schema.base_config()
   c.content, c.style, c.size, c.num_steps, c.log_every = content, style, size, steps, steps
   c.init = 'content'
   c.optimizer.name = optimizer

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nst_jax.config import train as train_lib
+from nst_jax.config import train as train_schema
 from nst_jax.training import loop
 from nst_jax.training.tasks import adain as adain_lib
 from nst_jax.training.tasks import feedforward as train_style
@@ -37,7 +37,7 @@ def bench_train(network: str = 'slim', size: int = 256, batch: int = 4,
   if network not in NETWORK_ALIASES:
     raise SystemExit(f'error: unknown network {network!r}; choose one of '
                      f'{", ".join(NETWORK_ALIASES)}')
-  c = train_lib.train_config()
+  c = train_schema.train_config()
   c.network = NETWORK_ALIASES[network]
   c.crop_size, c.batch_size = size, batch
   c.style = ','.join(['../shared/images/starry_night.jpg'] * styles)
@@ -103,7 +103,7 @@ def main(argv=None) -> None:
   overrides = {}
   for s in a.set:
     k, _, v = s.partition('=')
-    ref = train_lib.train_config()
+    ref = train_schema.train_config()
     for part in k.split('.'):
       ref = ref[part]
     overrides[k] = type(ref)(v) if not isinstance(ref, bool) else v.lower() in ('1', 'true')

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from nst_jax.config import schema as config_lib
+from nst_jax.config import schema
 from nst_jax.io import images as image_io
 
 # --- Config ----------------------------------------------------------------------------------
@@ -35,4 +35,4 @@ def arbitrary_config() -> ml_collections.ConfigDict:
   c.model = ''                  # AdaIN: decoder dir; '' = the shipped weights/adain_decoder
   c.impl = 'fast'               # Ghiasi convs: fast (strips, space-to-depth) | direct (same result)
   c.quiet = False               # no progress lines
-  return config_lib.lock(c)
+  return schema.lock(c)

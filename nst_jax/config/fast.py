@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from nst_jax.config import schema as config_lib
+from nst_jax.config import schema
 from nst_jax.io import images as image_io
 
 
@@ -31,4 +31,4 @@ def fast_config() -> ml_collections.ConfigDict:
   c.max_pixels = image_io.DEFAULT_MAX_PIXELS  # refuse larger source images
   c.impl = 'fast'               # fast (reformulated convs) | direct (plain lax convs)
   c.quiet = False               # no progress lines
-  return config_lib.lock(c)
+  return schema.lock(c)

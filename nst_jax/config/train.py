@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from nst_jax.config import schema as config_lib
+from nst_jax.config import schema
 
 NETWORKS = ('johnson', 'slim', 'adain')
 
@@ -84,9 +84,9 @@ def train_config() -> ml_collections.ConfigDict:
   c.resume = False                 # continue from OUTPUT/checkpoint.npz
   c.shard = True                   # shard the batch axis over every device
   c.progress = 'bar'               # bar | log | none
-  return config_lib.lock(c)
+  return schema.lock(c)
 
 
 def style_paths(config: ml_collections.ConfigDict) -> list[str]:
   """The training config's style images (``style``, comma separated)."""
-  return config_lib.split_list(config.style)
+  return schema.split_list(config.style)

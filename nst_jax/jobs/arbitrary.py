@@ -39,6 +39,7 @@ from nst_jax.errors import ConfigError, ImageError, NSTError
 from nst_jax.io import files as fileio
 from nst_jax.io import images as image_io
 from nst_jax.io import log
+from nst_jax.jobs import media
 from nst_jax.losses import controls
 from nst_jax.models import ghiasi
 
@@ -344,8 +345,6 @@ def run(config: ml_collections.ConfigDict, stylizer: Optional[ArbitraryStylizer]
   device work overlapping file I/O; video via :mod:`nst_jax.io.video`, audio kept).
   """
   del unused
-  from nst_jax.io import images as images_lib  # pylint: disable=g-import-not-at-top  # folder/video pipeline
-  from nst_jax.jobs import media  # pylint: disable=g-import-not-at-top  # folder/video pipeline
   t0 = time.perf_counter()
   validate(config)
   content, kind = media.content_kind(config.content)
@@ -364,7 +363,7 @@ def run(config: ml_collections.ConfigDict, stylizer: Optional[ArbitraryStylizer]
     from nst_jax.io import video  # pylint: disable=g-import-not-at-top
     info = video.probe(content)  # an unreadable video fails here, before any work
   elif kind == 'folder':
-    files = images_lib.list_images(content)
+    files = image_io.list_images(content)
   else:
     image = image_io.load_image(content, size=int(config.size) or None, max_pixels=cap)
   if stylizer is None:
@@ -376,9 +375,7 @@ def run(config: ml_collections.ConfigDict, stylizer: Optional[ArbitraryStylizer]
     fileio.check_writable(output, suffixes=('.mp4', '.m4v', '.mov', '.mkv'))
   elif kind == 'folder':
     fileio.check_writable_dir(output, '--output')
-    jobs = list(zip(files, media.output_names(files)))
-    if config.skip_existing:
-      jobs = [(f, n) for f, n in jobs if not (output / n).exists()]
+    jobs = media.folder_jobs(files, output, config.skip_existing)
   else:
     fileio.check_writable(output)
   t_loaded = time.perf_counter()

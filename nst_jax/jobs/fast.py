@@ -250,9 +250,7 @@ def run(config: ml_collections.ConfigDict, stylizer: Optional[Stylizer] = None,
     if output.suffix.lower() in fileio.IMAGE_SUFFIXES or media.is_video(output):
       raise ImageError(f'{content} is a folder: give --output a directory, not {output}')
     fileio.check_writable_dir(output, '--output')
-    jobs = list(zip(all_files, media.output_names(all_files)))
-    if config.skip_existing:
-      jobs = [(f, n) for f, n in jobs if not (output / n).exists()]
+    jobs = media.folder_jobs(all_files, output, config.skip_existing)
   else:
     fileio.check_writable(output)
   mask = None

@@ -60,6 +60,16 @@ def output_names(files: Sequence[Path]) -> list[str]:
           for f in files]
 
 
+def folder_jobs(files: Sequence[Path], out_dir: Path, skip_existing: bool
+                ) -> list[tuple[Path, str]]:
+  """(photo, output name) per photo of a folder; with ``skip_existing``, those whose output
+  already exists in ``out_dir`` are left out (a folder run resumed after Ctrl-C)."""
+  jobs = list(zip(files, output_names(files)))
+  if skip_existing:
+    jobs = [(f, n) for f, n in jobs if not (out_dir / n).exists()]
+  return jobs
+
+
 def _pipelined(batches: Iterable[tuple[Any, np.ndarray]], stylizer: Stylizer
                ) -> Iterator[tuple[Any, np.ndarray]]:
   """Dispatches batch k+1 before fetching batch k, so host I/O overlaps the device work."""

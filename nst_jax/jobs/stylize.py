@@ -28,7 +28,7 @@ from nst_jax.io import images as image_io
 from nst_jax.io import metric_writers as metrics
 from nst_jax.losses import controls, objective
 from nst_jax.models import vgg
-from nst_jax.optimize import lbfgs as optim
+from nst_jax.optimize import lbfgs as lbfgs_lib
 from nst_jax.optimize import loop as loop_lib
 from nst_jax.optimize import memory, spatial
 from nst_jax.optimize import problem as problem_lib
@@ -40,8 +40,8 @@ def run(config: ml_collections.ConfigDict, params: Optional[Mapping] = None,
         quiet: bool = False) -> dict:
   """The ``stylize`` job: a batched grid if ``config.sweep.axes`` is set, else one image."""
   if config.sweep.axes:
-    from nst_jax.optimize.sweeps import run as sweep  # pylint: disable=g-import-not-at-top
-    return sweep.run_sweep(config, None, params, quiet)
+    from nst_jax.optimize.sweeps import run as sweep_run  # pylint: disable=g-import-not-at-top
+    return sweep_run.run_sweep(config, None, params, quiet)
   return run_single(config, params, quiet)
 
 
@@ -50,14 +50,14 @@ def save_checkpoint(path: Path, state: Any, step: int, history: dict, key: str,
                     extra_arrays: Optional[Mapping[str, np.ndarray]] = None) -> None:
   """Writes an optimiser state (its checkpoint form), step and loss history atomically;
   ``extra`` joins the JSON metadata and ``extra_arrays`` are stored beside the leaves."""
-  checkpoints.save(path, optim.checkpoint_leaves(state), step, key,
+  checkpoints.save(path, lbfgs_lib.checkpoint_leaves(state), step, key,
                    {'history': history, **(extra or {})}, extra_arrays)
 
 
 def load_checkpoint(path: Path, template_state: Any, key: str) -> tuple[Any, int, dict]:
   """Returns (state, step, history) restored into the structure of ``template_state``."""
   meta, leaves = checkpoints.read(path, key)
-  state = optim.state_from_leaves(leaves, template_state, f'checkpoint {path}')
+  state = lbfgs_lib.state_from_leaves(leaves, template_state, f'checkpoint {path}')
   return state, int(meta['step']), meta['history']
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import ml_collections
 
-from nst_jax.config import train as train_lib
+from nst_jax.config import train as train_schema
 from nst_jax.errors import ImageError
 from nst_jax.io import files as fileio
 from nst_jax.io import images as image_io
@@ -27,7 +27,7 @@ def run(config: ml_collections.ConfigDict, params=None, quiet: bool = False) -> 
   if config.network == 'adain':
     image_io.list_images(config.style_dir, 'style images')
   else:
-    for p in train_lib.style_paths(config):
+    for p in train_schema.style_paths(config):
       if not Path(p).expanduser().is_file():
         raise ImageError(f'style image not found: {p} (check --style)')
   fileio.check_writable_dir(Path(config.output).expanduser(), '--output')

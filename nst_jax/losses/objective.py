@@ -38,7 +38,6 @@ def layer_choice(config: ml_collections.ConfigDict
 
   Raises ConfigError for unknown or pooling layers, no layers at all, or a chain of one layer.
   """
-  from nst_jax.models import vgg  # pylint: disable=g-import-not-at-top
   content_layers = tuple(vgg.parse_layers(config.content_layers))
   style_layers = tuple(vgg.parse_layers(config.style_layers))
   for layer in content_layers + style_layers:

@@ -30,7 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nst_jax.errors import ConfigError
+from nst_jax.errors import ConfigError, NSTError
+from nst_jax.io import files as fileio
 from nst_jax.io import images as image_io
 from nst_jax.models import convolution, vgg
 
@@ -324,7 +325,6 @@ MODEL_KIND = 'adain_decoder'
 def save_decoder(directory, params: Mapping, width: float = 1.0, dtype=np.float32) -> None:
   """Writes ``model.npz`` (plain arrays, no pickle; ``dtype`` float32, or float16 to ship: half
   the size, loaded back as float32) and ``model.json``, atomically."""
-  from nst_jax.io import files as fileio  # pylint: disable=g-import-not-at-top
   directory = Path(directory)
   directory.mkdir(parents=True, exist_ok=True)
   flat = {f'{layer}/{name}': np.asarray(v, np.float32).astype(dtype)
@@ -339,7 +339,6 @@ def save_decoder(directory, params: Mapping, width: float = 1.0, dtype=np.float3
 def load_decoder(directory) -> tuple[dict, float]:
   """(decoder params, width) from a model directory written by :func:`save_decoder` (or the
   ``model.npz`` path itself); one-line errors for a missing, corrupt or foreign model."""
-  from nst_jax.errors import NSTError  # pylint: disable=g-import-not-at-top
   p = Path(directory)
   d = p.parent if p.suffix == '.npz' else p
   meta_path, npz = d / 'model.json', d / 'model.npz'

@@ -45,6 +45,7 @@ from nst_jax.errors import WeightsError
 from nst_jax.io import files as fileio
 from nst_jax.models import onnx_import as onnx_convert
 from nst_jax.models import transformer as networks
+from nst_jax.models import weights
 
 PathLike = Union[str, os.PathLike]
 Params = Mapping[str, Any]
@@ -431,13 +432,7 @@ def convert(predict_onnx: PathLike, transform_onnx: PathLike, out_path: PathLike
   validate(flat, f'{predict_onnx} + {transform_onnx}')
   meta = {'format_version': FORMAT_VERSION, 'predict': str(predict_onnx.resolve()),
           'transform': str(transform_onnx.resolve())}
-  try:
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fileio.write_npz(out_path, flat, meta)
-  except OSError as e:
-    raise WeightsError(f'cannot write {out_path} ({e}); set $NST_JAX_CACHE to a writable '
-                       'directory') from e
-  return out_path
+  return weights.write_cached(out_path, flat, meta)
 
 
 def _digest(*paths: Path) -> str:
@@ -453,7 +448,6 @@ def resolve(path: Optional[PathLike] = None, cache_dir: Optional[PathLike] = Non
   """The converted ``.npz``: ``path`` if it is one; else converted from the ONNX pair in ``path``
   (a directory), or in ``../shared/weights/magenta``, into ``<cache>/ghiasi_<sha12>.npz``.
   """
-  from nst_jax.models import weights  # pylint: disable=g-import-not-at-top
   cache = Path(cache_dir) if cache_dir is not None else weights.default_cache_dir()
   src = Path(path).expanduser() if path else onnx_convert.default_onnx_dir()
   if src.is_file():

@@ -225,6 +225,12 @@ def save_params(params: Params, path: PathLike, metadata: Optional[Dict[str, Any
     raise WeightsError(f'refusing to save invalid VGG19 params to {path}: {e}') from e
   meta = {'format_version': FORMAT_VERSION, **(metadata or {})}
   arrays = {f'{layer}/{name}': arr for layer, p in params.items() for name, arr in p.items()}
+  return write_cached(path, arrays, meta)
+
+
+def write_cached(path: Path, arrays: dict, meta: dict) -> Path:
+  """Writes converted weights (plain npz + JSON metadata) atomically into the weights cache;
+  WeightsError naming ``$NST_JAX_CACHE`` when the directory cannot be written."""
   try:
     path.parent.mkdir(parents=True, exist_ok=True)
     fileio.write_npz(path, arrays, meta)

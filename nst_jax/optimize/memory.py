@@ -30,7 +30,7 @@ import jax
 from nst_jax.errors import ImageError, NSTError
 from nst_jax.io import log
 from nst_jax.losses import objective
-from nst_jax.optimize import method as optim
+from nst_jax.optimize import method as method_lib
 from nst_jax.optimize import problem as problem_lib
 
 MB = 2 ** 20
@@ -142,9 +142,9 @@ def _impl(conv_impl: str) -> str:
   return 'direct' if conv_impl == 'direct' else 'winograd'
 
 
-def state_bytes(mspec: optim.MethodSpec, pixels: int) -> int:
+def state_bytes(mspec: method_lib.MethodSpec, pixels: int) -> int:
   """The optimiser state: image, gradient (and Adam's moments, roughly) plus the history."""
-  return 4 * 3 * pixels * 4 + optim.history_bytes(mspec, pixels)
+  return 4 * 3 * pixels * 4 + method_lib.history_bytes(mspec, pixels)
 
 
 def separate_shards(config) -> int:
@@ -269,6 +269,6 @@ def check_config(config, content, styles, quiet: bool = False) -> dict:
                      f'megapixels is above the cap of {cap / 1e6:g} megapixels; use a smaller '
                      'size or raise the cap with max_pixels (config field `max_pixels`)')
   spec = objective.make_spec(config)._replace(conv_impl=problem_lib.run_conv_impl(config, shape))
-  mspec, _ = optim.spec_and_hyper(config.optimizer, config.image_range)
-  mspec = optim.fit_history(mspec, config.num_steps, bool(config.save_every or config.resume))
+  mspec, _ = method_lib.spec_and_hyper(config.optimizer, config.image_range)
+  mspec = method_lib.fit_history(mspec, config.num_steps, bool(config.save_every or config.resume))
   return check(shape, spec, mspec, config, quiet=quiet)

@@ -20,9 +20,9 @@ from nst_jax.config.stylize import INITS, LAYER_WEIGHTINGS, MODES
 from nst_jax.errors import ConfigError
 from nst_jax.io import images as image_io
 from nst_jax.losses import controls, objective
-from nst_jax.losses import terms as losses
+from nst_jax.losses import terms as terms_lib
 from nst_jax.models import vgg
-from nst_jax.optimize import method as optim
+from nst_jax.optimize import method as method_lib
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -47,7 +47,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f'init_noise_ratio must be in [0, 1], got {c.init_noise_ratio}')
   for what, allowed in (('pooling', vgg.POOLINGS), ('conv_impl', vgg.CONV_IMPLS),
                         ('conv_dtype', vgg.CONV_DTYPES),
-                        ('loss_norm', losses.LOSS_NORMS), ('tv_type', losses.TV_TYPES),
+                        ('loss_norm', terms_lib.LOSS_NORMS), ('tv_type', terms_lib.TV_TYPES),
                         ('color_control', controls.COLOR_CONTROLS),
                         ('color_match_mode', controls.COLOR_MATCH_MODES),
                         ('layer_weighting', LAYER_WEIGHTINGS)):
@@ -60,7 +60,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError('give only one of mask, masks and labels')
   if c.scale_mix_layer:
     vgg.canonical_layer(c.scale_mix_layer)
-  optim.spec_and_hyper(c.optimizer, c.image_range)
+  method_lib.spec_and_hyper(c.optimizer, c.image_range)
   objective.layer_choice(c)
 
 
@@ -88,7 +88,7 @@ def output_shape(config: ml_collections.ConfigDict, content: Optional[np.ndarray
 class Problem:
   """Everything one optimisation needs, as arrays plus static specs."""
   spec: objective.Spec
-  mspec: optim.MethodSpec
+  mspec: method_lib.MethodSpec
   weights: objective.Weights
   hyper: dict
   targets: objective.Targets
@@ -106,7 +106,7 @@ class Inputs:
   :func:`prepare` per config and compute targets shared by a group once.
   """
   spec: objective.Spec
-  mspec: optim.MethodSpec
+  mspec: method_lib.MethodSpec
   weights: objective.Weights
   hyper: dict
   z0: jax.Array
@@ -219,8 +219,8 @@ def prepare(config: ml_collections.ConfigDict, content: Optional[np.ndarray],
   weights = objective.make_weights(
       spec, config.content_weight, config.style_weight, config.tv_weight, content_w, style_w,
       config.loss_scale, config.gram_shift, preserve_weight)
-  mspec, hyper = optim.spec_and_hyper(config.optimizer, config.image_range)
-  mspec = optim.fit_history(mspec, config.num_steps, bool(config.save_every or config.resume))
+  mspec, hyper = method_lib.spec_and_hyper(config.optimizer, config.image_range)
+  mspec = method_lib.fit_history(mspec, config.num_steps, bool(config.save_every or config.resume))
   start: Any = initial_image(config, shape, content_in, styles_in, init_image)
   if color == 'luminance':
     start = np.asarray(controls.gray3(controls.rgb_to_yiq(start)[..., 0]))

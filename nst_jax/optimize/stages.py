@@ -11,7 +11,7 @@ from typing import Callable, Mapping, Optional, Sequence
 import ml_collections
 import numpy as np
 
-from nst_jax.config import schema as config_lib
+from nst_jax.config import schema
 from nst_jax.losses import controls
 from nst_jax.optimize.loop import Result, optimize
 from nst_jax.optimize.problem import Problem, build_problem
@@ -30,7 +30,7 @@ def stage_configs(config: ml_collections.ConfigDict) -> list[ml_collections.Conf
     return [config]
   out = []
   for i, (size, steps) in enumerate(stages):
-    c = config_lib.lock(ml_collections.ConfigDict(config.to_dict()))
+    c = schema.lock(ml_collections.ConfigDict(config.to_dict()))
     c.size, c.num_steps, c.stages = size, steps, ''
     c.resume = False  # The same programs (optimiser history size) when a staged run resumes.
     if i:

@@ -45,7 +45,7 @@ from nst_jax.io import checkpoints, log
 from nst_jax.io import files as fileio
 from nst_jax.io import images as image_io
 from nst_jax.io import metric_writers as metrics
-from nst_jax.losses import terms as losses
+from nst_jax.losses import terms as terms_lib
 from nst_jax.models import vgg
 from nst_jax.runtime import interrupt
 from nst_jax.runtime import mesh as mesh_lib
@@ -84,7 +84,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f'unknown progress {c.progress!r}; choose bar, log or none')
   for what, allowed in (('pooling', vgg.POOLINGS), ('conv_impl', vgg.CONV_IMPLS),
                         ('conv_dtype', vgg.CONV_DTYPES),
-                        ('loss_norm', losses.LOSS_NORMS), ('tv_type', losses.TV_TYPES)):
+                        ('loss_norm', terms_lib.LOSS_NORMS), ('tv_type', terms_lib.TV_TYPES)):
     if c[what] not in allowed:
       raise ConfigError(f'unknown {what} {c[what]!r}; choose one of {", ".join(allowed)}')
   if c.network != 'adain':

@@ -5,16 +5,16 @@ import numpy as np
 import pytest
 
 import nst_jax
-from nst_jax.config import stylize as config_lib
+from nst_jax.config import stylize as stylize_schema
 from nst_jax.losses import controls
 from nst_jax.losses import objective as objective_lib
 from nst_jax.optimize import loop
 from nst_jax.optimize import problem as problem_lib
 from nst_jax.optimize import stages as stages_lib
 from nst_jax.io import images as image_io
-from nst_jax.losses import gram as losses
+from nst_jax.losses import gram as gram_lib
 from nst_jax.losses import objective
-from nst_jax import jobs as runner
+from nst_jax import jobs
 from nst_jax.models import vgg
 from nst_jax.errors import ConfigError, ImageError
 from conftest import IMAGES, run_cli
@@ -28,7 +28,7 @@ from nst_jax.config.schema import load_preset
 
 def small_config(**overrides):
   """Gatys-style transfer on shallow layers: cheap to compile and run on CPU."""
-  c = config_lib.base_config()
+  c = stylize_schema.base_config()
   c.update(dict(size=48, num_steps=20, log_every=20, content_layers='conv3_2',
                 style_layers=SHALLOW, pooling='avg', init='content',
                 conv_impl='direct'))  # Winograd: test_vgg, test_winograd, test_cli (CI time)
@@ -49,7 +49,7 @@ def _yiq(a):
 
 def test_guided_gram_all_ones_mask_equals_plain_gram():
   f = np.random.default_rng(0).normal(size=(1, 5, 7, 4)).astype(np.float32)
-  np.testing.assert_allclose(losses.gram(f, np.ones((1, 5, 7), np.float32)), losses.gram(f),
+  np.testing.assert_allclose(gram_lib.gram(f, np.ones((1, 5, 7), np.float32)), gram_lib.gram(f),
                              rtol=1e-5, atol=1e-6)
 
 
@@ -58,13 +58,13 @@ def test_guided_gram_half_mask_hand_computed():
   f = np.arange(1., 9.).reshape(1, 2, 2, 2).astype(np.float32)  # F rows [1,2],[3,4],[5,6],[7,8]
   mask = np.array([[[1., 0.], [1., 0.]]], np.float32)
   want = np.array([[1 + 25, 2 + 30], [2 + 30, 4 + 36]]) / 2.
-  np.testing.assert_allclose(losses.gram(f, mask)[0], want, rtol=1e-6)
+  np.testing.assert_allclose(gram_lib.gram(f, mask)[0], want, rtol=1e-6)
   # Soft mask: features weighted by m, normalised by sum(m^2).
   soft = np.array([[[1., .5], [0., .5]]], np.float32)
   rows = np.array([[1, 2], [3, 4], [5, 6], [7, 8]]) * np.array([1, .5, 0, .5])[:, None]
-  np.testing.assert_allclose(losses.gram(f, soft)[0], rows.T @ rows / 1.5, rtol=1e-6)
+  np.testing.assert_allclose(gram_lib.gram(f, soft)[0], rows.T @ rows / 1.5, rtol=1e-6)
   # R masks on one feature map give R guided Grams.
-  both = losses.gram(f, np.concatenate([mask, 1 - mask]))
+  both = gram_lib.gram(f, np.concatenate([mask, 1 - mask]))
   assert both.shape == (2, 2, 2)
   np.testing.assert_allclose(both[1], np.array([[9 + 49, 12 + 56], [12 + 56, 16 + 64]]) / 2.)
 
@@ -130,7 +130,7 @@ def test_regional_targets_are_per_region_style_grams(params, portrait, style_sma
   half[:, :32] = 1.
   g = objective.compute_targets(params, spec, None, [style_small], style_masks=[half])
   f = vgg.extract(params, style_small.astype(np.float32), ['block1_conv1'])['block1_conv1']
-  np.testing.assert_allclose(g.style['block1_conv1'], losses.gram(f[:, :32][None])[0], rtol=1e-4)
+  np.testing.assert_allclose(g.style['block1_conv1'], gram_lib.gram(f[:, :32][None])[0], rtol=1e-4)
 
 
 # --- Preserved (unstyled) regions ---------------------------------------------------------------
@@ -155,14 +155,14 @@ def test_preserved_region_stays_within_tolerance(params, portrait, style_small):
 
 
 def test_popart_preset_with_mask_preserves_background(tmp_path, params):
-  """The pop-art pipeline via runner.run (files, --mask) at a small size; a larger learning rate
+  """The pop-art pipeline via jobs.run (files, --mask) at a small size; a larger learning rate
   stands in for the preset's 1000 steps."""
   c = load_preset('popart_portrait')
   c.update(dict(content=str(PORTRAIT), style=str(IMAGES / 'picasso_selfport1907.jpg'),
                 mask=str(PORTRAIT_MASK), output=str(tmp_path / 'popart.png'), size=64,
                 num_steps=30, log_every=30, conv_impl='direct'))  # the preset's Winograd: CI time
   c.optimizer.learning_rate = 3.
-  summary = runner.run(c, params=params, quiet=True)
+  summary = jobs.run(c, params=params, quiet=True)
   out = image_io.load_image(tmp_path / 'popart.png').astype(float)
   ref = image_io.load_image(PORTRAIT, shape=out.shape[:2]).astype(float)
   m = image_io.load_mask(PORTRAIT_MASK, shape=out.shape[:2])

@@ -24,7 +24,7 @@ from jax.sharding import PartitionSpec as P
 import ml_collections
 import numpy as np
 
-from nst_jax.config import schema as config_lib
+from nst_jax.config import schema
 from nst_jax.errors import ConfigError
 from nst_jax.io import images as image_io
 from nst_jax.losses import controls, objective
@@ -157,7 +157,7 @@ def build_batch(configs: Sequence[ml_collections.ConfigDict], params: Mapping,
       content_layers=_by_depth(l for s in specs for l in s.content_layers),
       style_layers=_by_depth(l for s in specs for l in s.style_layers),
       use_tv=any(s.use_tv for s in specs))
-  own_styles = [config_lib.split_list(c.style) for c in configs]
+  own_styles = [schema.split_list(c.style) for c in configs]
   content = images(base.content) if base.content else None
   init = lambda c: images(c.init_image) if c.init == 'image' and c.init_image else None
   inputs = []

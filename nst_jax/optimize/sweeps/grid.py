@@ -12,8 +12,8 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import ml_collections
 
 from nst_jax.errors import ConfigError
-from nst_jax.optimize import method as optim
-from nst_jax.optimize import problem as config_lib
+from nst_jax.optimize import method as method_lib
+from nst_jax.optimize import problem as problem_lib
 
 MODES = ('product', 'zip')
 # Fields that vary inside one compiled program; every other field splits the sweep into groups.
@@ -22,7 +22,7 @@ BATCHABLE = frozenset({
     'content_layers', 'style_layers', 'content_layer_weights', 'style_layer_weights',
     'style', 'style_blend_weights', 'seed', 'init', 'init_image', 'init_noise_ratio',
     'gram_shift',
-    'optimizer.schedule', *(f'optimizer.{k}' for k in optim.HYPER_KEYS)})
+    'optimizer.schedule', *(f'optimizer.{k}' for k in method_lib.HYPER_KEYS)})
 # Fields that never matter to the optimisation (so never split groups).
 _IGNORED = ('output', 'output_dir', 'resume', 'save_every', 'profile_dir', 'max_pixels', 'weights')
 
@@ -129,7 +129,7 @@ def materialize(config: ml_collections.ConfigDict, point: Mapping[str, str]
   if c.stages:
     raise ConfigError('coarse-to-fine stages are not supported in sweeps; sweep size instead')
   try:
-    config_lib.validate(c)
+    problem_lib.validate(c)
   except ConfigError as e:
     raise ConfigError(f'sweep point {dict(point)}: {e}') from None
   return c

@@ -18,7 +18,7 @@ import ml_collections
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from nst_jax.config import schema as config_lib
+from nst_jax.config import schema
 from nst_jax.errors import ConfigError
 from nst_jax.io import files as fileio
 from nst_jax.io import images as image_io
@@ -262,7 +262,7 @@ def title_of(result: SweepResult, config: ml_collections.ConfigDict) -> str:
   c0 = result.outcomes[0].config
   return ' | '.join(x for x in (
       Path(c0.content).stem if c0.content else '',
-      '+'.join(Path(p).stem for p in config_lib.split_list(c0.style)),
+      '+'.join(Path(p).stem for p in schema.split_list(c0.style)),
       f'{c0.num_steps} steps', f'{config.sweep.mode} of '
       + ' x '.join(SHORT_NAMES.get(a.name, a.name) for a in result.axes)) if x)
 

@@ -12,8 +12,9 @@ from typing import Callable, Mapping
 import jax
 import jax.numpy as jnp
 
-from nst_jax.config import train as schema
+from nst_jax.config import train as train_schema
 from nst_jax.io import images as image_io
+from nst_jax.models import adain
 from nst_jax.training import data
 from nst_jax.training.data import content_sampler, sample_photo
 from nst_jax.training.loop import Task
@@ -24,7 +25,6 @@ from nst_jax.training.loop import Task
 @functools.lru_cache(maxsize=8)
 def _adain_loss(width: float, conv_impl: str, style_weight: float,
                 content_weight: float) -> Callable:
-  from nst_jax.models import adain  # pylint: disable=g-import-not-at-top
 
   def loss(params, batch, consts):
     terms = adain.loss_terms(params, consts['vgg'], batch['content'].astype(jnp.float32),
@@ -35,7 +35,6 @@ def _adain_loss(width: float, conv_impl: str, style_weight: float,
 
 
 def adain_task(config, vgg_params: Mapping) -> Task:
-  from nst_jax.models import adain  # pylint: disable=g-import-not-at-top
   width, conv_impl = float(config.net.width), config.conv_impl
   style_weight = float(config.style_weight)
   styles = data.CropSampler(config.style_dir, int(config.crop_size), int(config.batch_size),
@@ -43,7 +42,7 @@ def adain_task(config, vgg_params: Mapping) -> Task:
                             bool(config.flip), 0, 'style images', int(config.max_pixels))
   photo = sample_photo(config)
   sample_style = (image_io.load_image(style_paths[0], size=int(config.sample_size))
-                  if (style_paths := schema.style_paths(config)) else styles.images[0])
+                  if (style_paths := train_schema.style_paths(config)) else styles.images[0])
 
   loss = _adain_loss(width, conv_impl, style_weight, float(config.content_weight))
   def sample(params, consts):

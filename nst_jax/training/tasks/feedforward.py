@@ -19,11 +19,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nst_jax.config import train as schema
+from nst_jax.config import train as train_schema
 from nst_jax.errors import ConfigError
 from nst_jax.io import images as image_io
 from nst_jax.losses import gram, objective
-from nst_jax.losses import objective as engine
+from nst_jax.losses import objective as objective_lib
 from nst_jax.losses import terms as terms_lib
 from nst_jax.models import model_dir as model_io
 from nst_jax.models import transformer as networks
@@ -78,13 +78,13 @@ def objective_spec(config) -> objective.Spec:
 def objective_weights(config, spec: objective.Spec) -> objective.Weights:
   cfg = dict(content_layer_weights=config.content_layer_weights,
              style_layer_weights=config.style_layer_weights, layer_weighting='uniform')
-  content_w, style_w = engine.layer_weight_lists(_Fields(cfg), spec)
+  content_w, style_w = objective_lib.layer_weight_lists(_Fields(cfg), spec)
   return objective.make_weights(spec, config.content_weight, config.style_weight,
                                 config.tv_weight, content_w, style_w)
 
 
 class _Fields(dict):
-  """Attribute access for :func:`engine.layer_weight_lists`."""
+  """Attribute access for :func:`objective_lib.layer_weight_lists`."""
   __getattr__ = dict.__getitem__
 
 
@@ -191,7 +191,7 @@ def save_model(directory: Path, netcfg: networks.NetworkConfig, params, styles: 
 
 def style_task(config, vgg_params: Mapping) -> loop_lib.Task:
   """The Johnson (one ``--style``) or Dumoulin (several) training task."""
-  paths = schema.style_paths(config)
+  paths = train_schema.style_paths(config)
   styles = data.load_styles(paths, int(config.style_size), int(config.max_pixels))
   n = len(styles)
   netcfg = network_config(config, n)

@@ -16,7 +16,7 @@ from nst_jax.config import arbitrary as arbitrary_schema
 from nst_jax.jobs import arbitrary as arbitrary_lib
 from nst_jax.models import ghiasi
 from nst_jax.io import images as image_io
-from nst_jax import jobs as runner
+from nst_jax import jobs
 from nst_jax.errors import NSTError
 from conftest import run_cli
 
@@ -273,13 +273,13 @@ def test_job_photo_and_folder(tmp_path, ghiasi_npz, photo):
   folder.mkdir()
   for i in range(3):
     image_io.save_image(folder / f'p{i}.png', photo)
-  s = runner.run(_config(content=str(folder), style=style, output=str(tmp_path / 'out'),
+  s = jobs.run(_config(content=str(folder), style=style, output=str(tmp_path / 'out'),
                          weights=str(ghiasi_npz), batch_size=1))  # batch 1: no new compile
   assert s['count'] == 3
   names = sorted(p.name for p in (tmp_path / 'out').iterdir())
   assert names == ['arbitrary.json', 'p0.png', 'p1.png', 'p2.png']
   out = tmp_path / 'one.png'
-  runner.run(_config(content=str(folder / 'p0.png'), style=style, output=str(out),
+  jobs.run(_config(content=str(folder / 'p0.png'), style=style, output=str(out),
                      weights=str(ghiasi_npz)))
   np.testing.assert_array_equal(image_io.load_image(out),
                                 image_io.load_image(tmp_path / 'out' / 'p0.png'))
@@ -376,7 +376,7 @@ def test_bad_inputs(tmp_path, ghiasi_npz, photo, monkeypatch):
     kw = dict(content=str(content), style=starry, output=str(out), weights=str(ghiasi_npz))
     kw.update(overrides)
     with pytest.raises(NSTError) as e:
-      runner.run(_config(**kw))
+      jobs.run(_config(**kw))
     assert '\n' not in str(e.value) and needle in str(e.value), (overrides, str(e.value))
     assert not out.parent.exists()  # nothing written, not even the output's directory
 
@@ -396,7 +396,7 @@ def test_cli_error_line(tmp_path):
 def test_video_through_the_fast_pipeline(tmp_path, ghiasi_npz):
   from nst_jax.io import video
   out = tmp_path / 'v.mp4'
-  s = runner.run(_config(content=str(SHARED / 'videos' / 'bunny.mp4'),
+  s = jobs.run(_config(content=str(SHARED / 'videos' / 'bunny.mp4'),
                          style=str(IMAGES / 'starry_night.jpg'), output=str(out),
                          weights=str(ghiasi_npz), size=64, max_frames=6, batch_size=3))
   assert s['count'] == 6

@@ -3,7 +3,6 @@ run.py's flag mapping, metrics streams and Ctrl-C. Random VGG19 and synthetic im
 of these needs ../shared."""
 
 import json
-import os
 from pathlib import Path
 import re
 import signal
@@ -21,7 +20,7 @@ from nst_jax.optimize import problem
 from nst_jax.io import metric_writers as metrics
 from nst_jax import jobs
 from nst_jax.jobs import stylize as stylize_lib
-from nst_jax.optimize.sweeps import run as sweep
+from nst_jax.optimize.sweeps import run as sweep_run
 from nst_jax.errors import ConfigError
 
 from conftest import ROOT, cli_env, run_cli
@@ -161,7 +160,7 @@ def test_sweep_stops_after_the_current_chunk(random_params, synthetic_files, tmp
   c.optimizer.name, c.optimizer.learning_rate = 'adam', 2.
   c.sweep.axes, c.sweep.max_batch, c.sweep.cost_analysis = 'style_weight=1,10,100', 2, False
   with metrics.MetricsWriter(tmp_path, c, quiet=True) as writer:
-    result = sweep.execute(c, random_params, writer=writer, stop=lambda: True)
+    result = sweep_run.execute(c, random_params, writer=writer, stop=lambda: True)
   assert result.stopped and result.total == 3
   assert [o.index for o in result.outcomes] == [0, 1]  # the running chunk; the next not started
   assert all(len(o.losses) == 2 for o in result.outcomes)  # at the step where it stopped

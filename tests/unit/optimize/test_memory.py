@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 
 from nst_jax.runtime import compile_cache
-from nst_jax.config import stylize as config_lib
+from nst_jax.config import stylize as stylize_schema
 from nst_jax.losses import objective as objective_lib
 from nst_jax.optimize import loop
 from nst_jax.optimize import problem as problem_lib
 from nst_jax.io import images as image_io
 from nst_jax.optimize import memory
 from nst_jax.losses import objective
-from nst_jax.optimize import method as optim
+from nst_jax.optimize import method as method_lib
 from nst_jax.models import vgg
 from nst_jax import jobs
 from nst_jax.errors import ImageError
@@ -27,7 +27,7 @@ from conftest import IMAGES, ROOT
 
 
 def _config(**kw):
-  c = config_lib.base_config()
+  c = stylize_schema.base_config()
   c.size, c.num_steps, c.log_every, c.conv_impl = 32, 2, 2, 'direct'
   for k, v in kw.items():
     c[k] = v
@@ -125,7 +125,7 @@ def test_memory_check_per_device_when_rows_are_split(monkeypatch):
   c.num_steps = 500
   shape = (1536, 2048)
   spec = objective_lib.make_spec(c)._replace(conv_impl='direct')
-  mspec, _ = optim.spec_and_hyper(c.optimizer)
+  mspec, _ = method_lib.spec_and_hyper(c.optimizer)
   whole = memory.estimate(shape, spec, mspec, rss_now=0)
   quarter = memory.estimate(shape, spec, mspec, rss_now=0, shards=4)
   pixels = shape[0] * shape[1]
@@ -181,7 +181,7 @@ SHARD_SCRIPT = r"""
 import json, sys
 import jax, jax.numpy as jnp, numpy as np
 from nst_jax.runtime import compile_cache
-from nst_jax.config import stylize as config_lib
+from nst_jax.config import stylize as stylize_schema
 from nst_jax.losses import objective as objective_lib
 from nst_jax.optimize import loop
 from nst_jax.optimize import problem as problem_lib
@@ -190,7 +190,7 @@ from nst_jax.models import weights
 params = weights.load_vgg19(sys.argv[1])
 rng = np.random.default_rng(0)
 content, style = (rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(2))
-c = config_lib.base_config()  # Two VGG blocks: block 2 still splits 16 rows over 4 devices.
+c = stylize_schema.base_config()  # Two VGG blocks: block 2 still splits 16 rows over 4 devices.
 c.height, c.width, c.conv_impl, c.num_steps, c.log_every = 32, 32, 'direct', 2, 2
 c.content_layers, c.style_layers = 'conv2_1', 'conv1_1,conv2_1'
 p1 = problem_lib.build_problem(c, params, content, [style])

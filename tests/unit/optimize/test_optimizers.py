@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nst_jax.config import stylize as config_lib
+from nst_jax.config import stylize as stylize_schema
 from nst_jax.optimize import loop as loop_lib
 from nst_jax.optimize import problem as problem_lib
 from nst_jax.optimize import lbfgs as lbfgs_lib
@@ -121,7 +121,7 @@ def test_pixels_stay_in_range():
 
 
 def test_unknown_optimizer_and_schedule():
-  c = config_lib.base_config().optimizer
+  c = stylize_schema.base_config().optimizer
   c.name = 'adagrad'
   with pytest.raises(ConfigError, match='unknown optimizer'):
     method_lib.spec_and_hyper(c)
@@ -135,7 +135,7 @@ def test_unknown_optimizer_and_schedule():
     ('sgd', 1e-9, 'exponential'), ('rmsprop', 5., 'constant'), ('nadam', 10., 'constant')])
 def test_every_optimizer_lowers_the_style_transfer_loss(params, content_small, style_small, name,
                                                         lr, schedule):
-  c = config_lib.base_config()
+  c = stylize_schema.base_config()
   c.size, c.num_steps, c.log_every = 32, 6, 6
   c.conv_impl = 'direct'  # Winograd compiles 10-25 s per program; it has its own tests (CI time)
   c.optimizer.name, c.optimizer.learning_rate, c.optimizer.schedule = name, lr, schedule
