@@ -28,7 +28,6 @@ from nst_jax.io import images as image_io
 from nst_jax.io import metric_writers as metrics
 from nst_jax.losses import controls, objective
 from nst_jax.models import vgg
-from nst_jax.optimize import lbfgs as lbfgs_lib
 from nst_jax.optimize import loop as loop_lib
 from nst_jax.optimize import memory, spatial
 from nst_jax.optimize import problem as problem_lib
@@ -43,22 +42,6 @@ def run(config: ml_collections.ConfigDict, params: Optional[Mapping] = None,
     from nst_jax.optimize.sweeps import run as sweep_run  # pylint: disable=g-import-not-at-top
     return sweep_run.run_sweep(config, None, params, quiet)
   return run_single(config, params, quiet)
-
-
-def save_checkpoint(path: Path, state: Any, step: int, history: dict, key: str,
-                    extra: Optional[dict] = None,
-                    extra_arrays: Optional[Mapping[str, np.ndarray]] = None) -> None:
-  """Writes an optimiser state (its checkpoint form), step and loss history atomically;
-  ``extra`` joins the JSON metadata and ``extra_arrays`` are stored beside the leaves."""
-  checkpoints.save(path, lbfgs_lib.checkpoint_leaves(state), step, key,
-                   {'history': history, **(extra or {})}, extra_arrays)
-
-
-def load_checkpoint(path: Path, template_state: Any, key: str) -> tuple[Any, int, dict]:
-  """Returns (state, step, history) restored into the structure of ``template_state``."""
-  meta, leaves = checkpoints.read(path, key)
-  state = lbfgs_lib.state_from_leaves(leaves, template_state, f'checkpoint {path}')
-  return state, int(meta['step']), meta['history']
 
 
 def load_inputs(config: ml_collections.ConfigDict
@@ -150,7 +133,7 @@ def run_single(config: ml_collections.ConfigDict, params: Optional[Mapping] = No
     if resume_step is not None and i == first_stage:
       template = loop_lib.init_state(problem.z0, params_i, problem.targets, problem.weights,
                                    problem.hyper, spec=problem.spec, mspec=problem.mspec)
-      state, start, history = load_checkpoint(ckpt, template, key)
+      state, start, history = loop_lib.load_checkpoint(ckpt, template, key)
       writer.message(f'resuming from {ckpt} at step {start}')
       summary['resumed_from'] = start  # the step this process started at
     if staged:
@@ -168,7 +151,7 @@ def run_single(config: ml_collections.ConfigDict, params: Optional[Mapping] = No
         last_saved[0] = step // save_every
         z = loop_lib.state_image(st, problem)
         image_io.save_image(f'{stem}_step{step:05d}{output.suffix}', loop_lib.render(problem, z))
-        save_checkpoint(ckpt, st, step, info['history'], key)
+        loop_lib.save_checkpoint(ckpt, st, step, info['history'], key)
 
     chunk = min(c.log_every, save_every) if save_every and not staged else int(c.log_every)
     try:
@@ -221,13 +204,13 @@ def run_single(config: ml_collections.ConfigDict, params: Optional[Mapping] = No
   fileio.write_json(output.with_suffix('.json'), summary)
   written = [output]
   if not staged and (save_every or last.stopped):  # Resumable: extend or continue the run.
-    save_checkpoint(ckpt, last.state, last.steps,
+    loop_lib.save_checkpoint(ckpt, last.state, last.steps,
                     {'losses': last.losses, 'evals': last.evals, 'terms': last.terms}, key)
     written.append(ckpt)
   elif staged and last.stopped:  # The stopped stage's state, index and starting image.
     idx = first_stage + len(stages) - 1
     start_img = stages[-2][2].image if len(stages) > 1 else stage_init
-    save_checkpoint(ckpt, last.state, last.steps,
+    loop_lib.save_checkpoint(ckpt, last.state, last.steps,
                     {'losses': last.losses, 'evals': last.evals, 'terms': last.terms}, key,
                     {'stage': idx, 'stages': summary['stages'][:-1]},
                     {} if start_img is None else {'stage_init': start_img})

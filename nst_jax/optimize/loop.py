@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from pathlib import Path
 import time
 from typing import Any, Callable, Mapping, Optional
 
@@ -21,7 +22,9 @@ import numpy as np
 
 from nst_jax.errors import NonFiniteLossError
 from nst_jax.io import images as image_io
+from nst_jax.io import checkpoints
 from nst_jax.losses import controls, objective
+from nst_jax.optimize import lbfgs
 from nst_jax.optimize import method as method_lib
 from nst_jax.optimize import optimizers, spatial
 from nst_jax.optimize.problem import Problem
@@ -175,3 +178,22 @@ def render(problem: Problem, z: Any) -> np.ndarray:
   if problem.color_control in ('luminance', 'original_colors') and problem.content is not None:
     image = controls.original_colors(image, problem.content)
   return image
+
+
+# --- Checkpoints of the loop's state (the format: nst_jax.io.checkpoints).
+
+
+def save_checkpoint(path: Path, state: Any, step: int, history: dict, key: str,
+                    extra: Optional[dict] = None,
+                    extra_arrays: Optional[Mapping[str, np.ndarray]] = None) -> None:
+  """Writes an optimiser state (its checkpoint form), step and loss history atomically;
+  ``extra`` joins the JSON metadata and ``extra_arrays`` are stored beside the leaves."""
+  checkpoints.save(path, lbfgs.checkpoint_leaves(state), step, key,
+                   {'history': history, **(extra or {})}, extra_arrays)
+
+
+def load_checkpoint(path: Path, template_state: Any, key: str) -> tuple[Any, int, dict]:
+  """Returns (state, step, history) restored into the structure of ``template_state``."""
+  meta, leaves = checkpoints.read(path, key)
+  state = lbfgs.state_from_leaves(leaves, template_state, f'checkpoint {path}')
+  return state, int(meta['step']), meta['history']

@@ -70,7 +70,7 @@ import numpy as np
 from nst_jax.io import checkpoints, log
 from nst_jax.io import files as fileio
 from nst_jax.io import metric_writers as metrics
-from nst_jax.optimize import lbfgs
+from nst_jax.optimize import loop
 from nst_jax.optimize.sweeps.batch import (
   BatchResult,
   ImageCache,
@@ -222,10 +222,9 @@ def save_progress(path: Path, progress: Progress, key: str) -> None:
     arrays['losses'] = np.stack([np.asarray(o.losses, np.float32) for o in done])
   if part is not None:
     arrays.update({f'p_{k}': np.asarray(part[k]) for k in _PARTIAL_ARRAYS})
-  checkpoints.save(path, lbfgs.checkpoint_leaves([] if part is None else part['state']),
-                   0 if part is None else int(part['step']), key,
-                   {'history': {}, 'sweep': json.loads(json.dumps(meta, default=_json_default))},
-                   arrays)
+  loop.save_checkpoint(path, [] if part is None else part['state'],
+                       0 if part is None else int(part['step']), {}, key,
+                       {'sweep': json.loads(json.dumps(meta, default=_json_default))}, arrays)
 
 
 def _json_default(x: object) -> object:
