@@ -92,7 +92,7 @@ from nst_jax.optimize.sweeps.report import (
   summary_of,
   write_report,
 )
-from nst_jax.runtime import compile_cache, interrupt
+from nst_jax.runtime import compile_cache, distributed, interrupt
 
 
 def execute(config: ml_collections.ConfigDict, params: Optional[Mapping] = None,
@@ -261,16 +261,6 @@ def _record(writer: metrics.MetricsWriter, group: int, rec: dict) -> None:
   writer.write(rec.pop('step'), dict(rec, group=group))
 
 
-_distributed_done = [False]
-
-
-def init_distributed() -> None:
-  """``jax.distributed.initialize()`` once (cluster auto-detection: SLURM, MPI, TPU pods)."""
-  if not _distributed_done[0]:
-    jax.distributed.initialize()
-    _distributed_done[0] = True
-
-
 def run_sweep(config: ml_collections.ConfigDict, output_dir: Optional[str] = None,
               params: Optional[Mapping] = None, quiet: bool = False) -> dict:
   """Runs a sweep and writes PNGs, ``contact_sheet.png``, ``results.csv`` and ``results.json``
@@ -285,7 +275,7 @@ def run_sweep(config: ml_collections.ConfigDict, output_dir: Optional[str] = Non
   """
   compile_cache.enable(config.compile_cache)  # persistent XLA cache
   if config.sweep.distributed:
-    init_distributed()
+    distributed.initialize()
   out = fileio.check_writable_dir(Path(output_dir or config.output_dir or 'outputs/sweep'))
   writes = jax.process_index() == 0
   writer = metrics.MetricsWriter(out if writes else None, config,
