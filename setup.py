@@ -12,7 +12,11 @@ setup(
                       # half of `import jax` and a fifth of a warm 1-step run (2026-12-02).
                       'ml_dtypes>=0.5,<0.7'],
     extras_require={'test': ['pytest', 'pytest-xdist', 'chex', 'mypy', 'ruff', 'import-linter',
-                             'onnx', 'onnxruntime', 'imageio-ffmpeg'],
+                             'onnx', 'onnxruntime', 'imageio-ffmpeg',
+                             # References of the evaluation metrics' tests; OpenCV's DIS flow.
+                             'scikit-image', 'opencv-python-headless'],
                     'onnx': ['onnx'],  # only to convert ONNX weights (weights/convert_onnx.py)
-                    'video': ['imageio-ffmpeg']},
+                    'video': ['imageio-ffmpeg'],
+                    # the video warping error's optical flow (nst_jax.evaluation.video)
+                    'video_eval': ['opencv-python-headless']},
 )
