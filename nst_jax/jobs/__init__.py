@@ -29,6 +29,7 @@ ALL_JOBS: dict[str, str] = {
     'fast': 'nst_jax.jobs.fast',
     'arbitrary': 'nst_jax.jobs.arbitrary',
     'train': 'nst_jax.jobs.train',
+    'benchmark': 'nst_jax.jobs.benchmark',
 }
 
 
