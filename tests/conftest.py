@@ -128,3 +128,35 @@ def compile_cache_dir(tmp_path_factory):
     os.environ.pop('NST_JAX_COMPILE_CACHE', None)
   else:
     os.environ['NST_JAX_COMPILE_CACHE'] = old
+
+
+# --- Learned metrics: random weights in the converted format (nst_jax.evaluation.learned).
+
+def random_lpips_arrays(backbone, seed=0):
+  """Random LPIPS weights of ``backbone`` ('vgg' or 'alex'), finite and non-vanishing."""
+  import numpy as np
+  from nst_jax.models import lpips as lpips_lib
+  rng = np.random.default_rng(seed)
+  arrays = {}
+  for name, shape in lpips_lib.param_shapes(backbone).items():
+    if name.startswith('lin'):
+      arrays[name] = rng.uniform(0., 1., shape).astype(np.float32)
+    elif name.endswith('kernel'):
+      arrays[name] = rng.normal(0., np.sqrt(2. / np.prod(shape[:3])), shape).astype(np.float32)
+    else:
+      arrays[name] = rng.normal(0., 0.05, shape).astype(np.float32)
+  return arrays
+
+
+def write_converted(path, name, arrays, hashes=None, digest=None):
+  """What weights/convert_learned.py writes, with the official source hashes by default."""
+  from nst_jax.evaluation import learned
+  from nst_jax.io import files as fileio
+  spec = learned.LEARNED[name]
+  sources = {s.role: {'file': s.filename,
+                      'sha256': (hashes or {}).get(s.role) or s.sha256 or 'ab' * 32}
+             for s in spec.sources}
+  meta = {'metric': name, 'format_version': learned.FORMAT_VERSION, 'sources': sources,
+          'arrays_sha256': digest or learned.arrays_digest(arrays)}
+  fileio.write_npz(path, arrays, meta)
+  return path

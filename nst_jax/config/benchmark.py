@@ -32,6 +32,12 @@ def benchmark_config() -> ml_collections.ConfigDict:
   c.max_styles = 0              # the first N style images (by name); 0 = all
   c.methods = 'gatys2015,fast:0,ghiasi,adain'  # comma separated (see the module docstring)
   c.metrics = ''                # comma separated subset of the evaluation metrics; '' = all
+  # Learned metrics over each method's outputs (FID, LPIPS, ArtFID; nst_jax.evaluation.learned):
+  # 'NAME[=PATH],...' of fid_inception, art_inception, lpips_vgg, lpips_alex, with weights the
+  # user converted (docs/guide/evaluation.md); '' = none. 'NAME=SHA256,...' replaces the
+  # official hash check of the file converted from.
+  c.learned = ''
+  c.learned_sha256 = ''
   c.size = 512                  # longest side of every content and style image, every method
   c.steps = 300                 # optimisation presets' num_steps; 0 = each preset's own
   # Weights ('' = the defaults each method resolves by itself).

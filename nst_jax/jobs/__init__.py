@@ -10,6 +10,8 @@ beside its output). :data:`ALL_JOBS` maps job names to those modules (the patter
 * ``fast``: a trained feed-forward network (Johnson, Dumoulin), :mod:`nst_jax.jobs.fast`.
 * ``arbitrary``: any painting in one pass (Ghiasi, AdaIN), :mod:`nst_jax.jobs.arbitrary`.
 * ``train``: train a feed-forward network or the AdaIN decoder, :mod:`nst_jax.jobs.train`.
+* ``benchmark``: every method on every photo x painting pair, scored by the evaluation harness,
+  :mod:`nst_jax.jobs.benchmark`.
 
 Photos, folders and videos for the one-pass jobs go through :mod:`nst_jax.jobs.media`.
 """

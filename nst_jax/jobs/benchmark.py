@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 from pathlib import Path
 import time
 from typing import Any, Callable, Mapping, Optional, Sequence
@@ -55,6 +56,7 @@ import numpy as np
 
 from nst_jax.config import schema
 from nst_jax.errors import ConfigError, ImageError, NSTError
+from nst_jax.evaluation import learned as learned_lib
 from nst_jax.evaluation import metrics as metrics_lib
 from nst_jax.io import checkpoints, log
 from nst_jax.io import files as fileio
@@ -76,7 +78,7 @@ KINDS = ('PRESET (an optimisation preset of configs/, e.g. gatys2015)', 'fast[:I
 KEY_IGNORED = ('methods', 'max_contents', 'max_styles', 'output_dir', 'bootstrap_resamples',
                'bootstrap_seed', 'sheet_pairs', 'sheet_metrics', 'cell_size', 'compile_cache',
                'quiet', 'distributed', 'coordinator', 'num_processes', 'process_id',
-               'connect_timeout')
+               'connect_timeout', 'learned', 'learned_sha256')
 
 
 # --- Methods -----------------------------------------------------------------------------------
@@ -258,6 +260,44 @@ def sheet_metrics(text: str, metrics: Sequence[str]) -> list[str]:
 
 # --- The job -----------------------------------------------------------------------------------
 
+def _pairs(text: str) -> dict[str, str]:
+  """``'A=x,B'`` -> ``{'A': 'x', 'B': ''}``."""
+  out = {}
+  for item in schema.split_list(text):
+    name, _, value = item.partition('=')
+    out[name.strip()] = value.strip()
+  return out
+
+
+def learned_weights(config: ml_collections.ConfigDict
+                    ) -> tuple[dict[str, Optional[str]], dict[str, str]]:
+  """The learned metrics asked for: ({name: weights path or None for the default},
+  {name: the user's sha256}); ConfigError for an unknown name."""
+  paths = {n: (p or None) for n, p in _pairs(config.learned).items()}
+  hashes = _pairs(config.learned_sha256)
+  for name in list(paths) + list(hashes):
+    learned_lib.metric_spec(name)
+  return paths, hashes
+
+
+def learned_summary(out: Path, methods: Sequence[Method], contents: Mapping[str, np.ndarray],
+                    styles: Mapping[str, np.ndarray], paths: Mapping[str, Optional[str]],
+                    hashes: Mapping[str, str]) -> dict[str, dict[str, float]]:
+  """Each method's learned metrics over all its finished outputs (read back from
+  ``results.json``; FID needs many images: StyleID's protocol has 800 pairs)."""
+  rows = json.loads((out / 'results.json').read_text())['rows']
+  result = {}
+  for m in methods:
+    mine = [r for r in rows if r['method'] == m.name]
+    if len(mine) < 2:
+      continue
+    outputs = [image_io.load_image(out / r['image']) for r in mine]
+    result[m.name] = learned_lib.learned_metrics(
+        outputs, [contents[r['content']] for r in mine], [styles[r['style']] for r in mine],
+        paths, hashes)
+  return result
+
+
 def validate(config: ml_collections.ConfigDict) -> list[Method]:
   """One-line ConfigError for an impossible benchmark (before any file is read); the methods."""
   if not config.content or not config.style:
@@ -331,6 +371,9 @@ def run(config: ml_collections.ConfigDict, params: Optional[Mapping] = None,
   quiet = bool(config.quiet) if quiet is None else quiet
   methods = validate(config)
   metrics = metric_names(config.metrics, metrics_lib.METRICS)
+  learned_paths, learned_hashes = learned_weights(config)
+  for name, path in learned_paths.items():  # a missing or mismatching file: before any work
+    learned_lib.load_learned(name, path, learned_hashes.get(name))
   shown = sheet_metrics(config.sheet_metrics, metrics)
   if config.distributed:
     distributed.initialize_from(config)
@@ -430,6 +473,12 @@ def run(config: ml_collections.ConfigDict, params: Optional[Mapping] = None,
         cell_size=int(config.cell_size), resamples=int(config.bootstrap_resamples),
         seed=int(config.bootstrap_seed),
         timings={'load_s': t_loaded - t0, 'run_s': t_run - t_loaded}))
+    if learned_paths:
+      summary['learned'] = learned_summary(out, methods, contents, styles, learned_paths,
+                                           learned_hashes)
+      summary_file = out / 'summary.json'
+      fileio.write_json(summary_file, report.finite_or_none(
+          dict(json.loads(summary_file.read_text()), learned=summary['learned'])))
   summary['wall_s'] = time.perf_counter() - t0
   if stopped:
     done = sum(1 for c, s in mine if all((c, s, m.name) not in todo or (c, s, m.name) in rows

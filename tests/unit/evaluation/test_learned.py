@@ -17,7 +17,7 @@ from nst_jax.evaluation import learned
 from nst_jax.io import files as fileio
 from nst_jax.models import inception, lpips as lpips_lib
 
-from conftest import ROOT
+from conftest import ROOT, random_lpips_arrays, write_converted
 
 FID_SHA = '6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2'
 
@@ -40,31 +40,6 @@ def random_inception_arrays(variant, seed=0):
     else:
       arrays[name] = rng.normal(0., 0.05, shape).astype(np.float32)
   return arrays
-
-
-def random_lpips_arrays(backbone, seed=0):
-  rng = np.random.default_rng(seed)
-  arrays = {}
-  for name, shape in lpips_lib.param_shapes(backbone).items():
-    if name.startswith('lin'):
-      arrays[name] = rng.uniform(0., 1., shape).astype(np.float32)
-    elif name.endswith('kernel'):
-      arrays[name] = rng.normal(0., np.sqrt(2. / np.prod(shape[:3])), shape).astype(np.float32)
-    else:
-      arrays[name] = rng.normal(0., 0.05, shape).astype(np.float32)
-  return arrays
-
-
-def write_converted(path, name, arrays, hashes=None, digest=None):
-  """What weights/convert_learned.py writes, with the official source hashes by default."""
-  spec = learned.LEARNED[name]
-  sources = {s.role: {'file': s.filename,
-                      'sha256': (hashes or {}).get(s.role) or s.sha256 or 'ab' * 32}
-             for s in spec.sources}
-  meta = {'metric': name, 'format_version': learned.FORMAT_VERSION, 'sources': sources,
-          'arrays_sha256': digest or learned.arrays_digest(arrays)}
-  fileio.write_npz(path, arrays, meta)
-  return path
 
 
 @pytest.fixture(scope='module')

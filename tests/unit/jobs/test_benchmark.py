@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import run_cli, synthetic_image
+from conftest import random_lpips_arrays, run_cli, synthetic_image, write_converted
 
 from nst_jax import jobs
 from nst_jax.config import benchmark as benchmark_schema
@@ -266,6 +266,37 @@ def test_cli_unknown_method_is_one_error_line(tmp_path, inputs):
   lines = [l for l in r.stderr.splitlines() if l.startswith('error: ')]
   assert r.returncode == 1 and len(lines) == 1, r.stderr
   assert "did you mean 'adain'" in lines[0] and not (tmp_path / 'out').exists()
+
+
+def test_learned_metrics_over_each_methods_outputs(straight, inputs, random_weights_file,
+                                                   random_params, tmp_path):
+  """LPIPS (AlexNet head, random converted weights) per method over its saved outputs, added to
+  a finished benchmark by a rerun (no image is stylized again); a wrong hash fails first."""
+  import shutil
+  from nst_jax.evaluation import learned
+  from nst_jax.errors import WeightsError
+  weights = write_converted(tmp_path / 'alex.npz', 'lpips_alex', random_lpips_arrays('alex', 2))
+  out = tmp_path / 'out'
+  shutil.copytree(straight[0], out)
+  with pytest.raises(WeightsError, match='sha256'):
+    jobs.run(_config(inputs, out, random_weights_file, learned=f'lpips_alex={weights}',
+                     learned_sha256='lpips_alex=' + '0' * 64), params=random_params)
+  s = jobs.run(_config(inputs, out, random_weights_file, learned=f'lpips_alex={weights}'),
+               params=random_params)
+  assert s['ran'] == 0 and set(s['learned']) == set(s['methods'])
+  rows = _table(out)['rows']
+  w = learned.load_learned('lpips_alex', weights)
+  for method, values in s['learned'].items():
+    mine = [r for r in rows if r['method'] == method]
+    outs = [image_io.load_image(out / r['image']) for r in mine]
+    photos = [image_io.load_image(Path(inputs['content']) / r['content'], size=SIZE)
+              for r in mine]
+    want = float(np.mean(learned.lpips(w, outs, photos)))
+    np.testing.assert_allclose(values['lpips_alex'], want, rtol=1e-5)
+    assert values['lpips_alex'] > 0
+  assert json.loads((out / 'summary.json').read_text())['learned'] == s['learned']
+  with pytest.raises(ConfigError, match='fid_inceptoin|unknown'):
+    jobs.run(_config(inputs, out, random_weights_file, learned='fid_inceptoin'))
 
 
 def test_method_grammar():
