@@ -141,29 +141,22 @@ def bench_adain(size: int = 384, repeats: int = 5, model: Optional[str] = None,
           'backend': jax.default_backend()}
 
 
-# --- Quality: the issue's style and content distances, and a contact sheet ------------------
-
-QUALITY_STYLE_LAYERS = ('conv1_1', 'conv2_1', 'conv3_1', 'conv4_1', 'conv5_1')
-QUALITY_CONTENT_LAYER = 'conv4_2'
+# --- Quality: the evaluation harness's style and content distances, and a contact sheet -----
 
 
 def distances(vgg_params, image: np.ndarray, photo: np.ndarray, painting: np.ndarray) -> dict:
-  """Style distance: mean over conv1_1..conv5_1 of ||G(image) - G(painting)|| / ||G(painting)||
-  (Grams normalised by positions); content distance: ||F(image) - F(photo)|| / ||F(photo)|| at
-  conv4_2. Images are uint8 RGB; ``image`` and ``photo`` share a size."""
-  from nst_jax.losses import gram as gram_lib  # pylint: disable=g-import-not-at-top
+  """The harness's style distance (:func:`nst_jax.evaluation.metrics.gram_distance`) and content
+  distance (:func:`~nst_jax.evaluation.metrics.content_distance` at conv4_2). Images are uint8
+  RGB; ``image`` and ``photo`` share a size."""
+  from nst_jax.evaluation import metrics  # pylint: disable=g-import-not-at-top
   from nst_jax.models import vgg  # pylint: disable=g-import-not-at-top
-  layers = QUALITY_STYLE_LAYERS + (QUALITY_CONTENT_LAYER,)
+  layers = metrics.STYLE_LAYERS + (metrics.CONTENT_LAYER,)
   f_img = vgg.extract(vgg_params, image.astype(np.float32), layers)
-  f_pho = vgg.extract(vgg_params, photo.astype(np.float32), (QUALITY_CONTENT_LAYER,))
-  f_pai = vgg.extract(vgg_params, painting.astype(np.float32), QUALITY_STYLE_LAYERS)
-  norm = lambda a: float(jnp.linalg.norm(a.ravel()))
-  gram = gram_lib.gram
-  style = np.mean([norm(gram(f_img[l]) - gram(f_pai[l])) / norm(gram(f_pai[l]))
-                   for l in QUALITY_STYLE_LAYERS])
-  content = norm(f_img[QUALITY_CONTENT_LAYER] - f_pho[QUALITY_CONTENT_LAYER]) / norm(
-      f_pho[QUALITY_CONTENT_LAYER])
-  return {'style': float(style), 'content': float(content)}
+  f_pho = vgg.extract(vgg_params, photo.astype(np.float32), (metrics.CONTENT_LAYER,))
+  f_pai = vgg.extract(vgg_params, painting.astype(np.float32), metrics.STYLE_LAYERS)
+  return {'style': float(metrics.gram_distance(f_img, f_pai)),
+          'content': float(metrics.content_distance(f_img[metrics.CONTENT_LAYER],
+                                                    f_pho[metrics.CONTENT_LAYER]))}
 
 
 def quality(photos: list[str], paintings: list[str], size: int = 384,

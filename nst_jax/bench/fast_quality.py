@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nst_jax.config import stylize as stylize_schema
+from nst_jax.evaluation import metrics
 from nst_jax.io import images as image_io
 from nst_jax.losses import objective
 from nst_jax.models import model_dir as model_io
@@ -78,8 +79,15 @@ def evaluate(model_dir, photos, size: int = 256, steps: int = 100, style_index: 
     result = loop.optimize(problem, vgg_params, steps, 50)
     lbfgs_terms = {k: v for k, v in result.terms[-1].items() if k != 'step'}
     lbfgs_s = result.timings['run_s']
+    # The harness's metrics of both images, against the photo and painting as the problem saw
+    # them (the same numbers the benchmark job reports).
+    harness = {name: metrics.image_metrics(vgg_params, im, problem.content, style)
+               for name, im in (('network', net_image), ('lbfgs', result.image))}
     row = {'photo': str(path), 'shape': list(problem.shape),
-           'network': net_terms, 'lbfgs': lbfgs_terms,
+           'network': net_terms, 'lbfgs': lbfgs_terms, 'harness': harness,
+           'harness_style_ratio': harness['network']['style_gram'] / harness['lbfgs']['style_gram'],
+           'harness_content_ratio': (harness['network']['content']
+                                     / harness['lbfgs']['content']),
            'style_ratio': net_terms['style'] / lbfgs_terms['style'],
            'content_ratio': net_terms['content'] / lbfgs_terms['content'],
            'network_s': min(times), 'lbfgs_s': lbfgs_s, 'lbfgs_compile_s':
@@ -96,6 +104,8 @@ def evaluate(model_dir, photos, size: int = 256, steps: int = 100, style_index: 
   mean = lambda k: float(np.mean([r[k] for r in rows]))
   return {'model': str(model_dir), 'size': size, 'lbfgs_steps': steps, 'photos': rows,
           'mean_style_ratio': mean('style_ratio'), 'mean_content_ratio': mean('content_ratio'),
+          'mean_harness_style_ratio': mean('harness_style_ratio'),
+          'mean_harness_content_ratio': mean('harness_content_ratio'),
           'mean_network_s': mean('network_s'), 'mean_lbfgs_s': mean('lbfgs_s'),
           'mean_speedup': mean('speedup'), 'device': str(jax.devices()[0])}
 
