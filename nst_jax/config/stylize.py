@@ -110,6 +110,12 @@ def base_config() -> ml_collections.ConfigDict:
   s.max_batch = 16                 # configs per compiled batch; larger groups run in chunks
   s.shard = True                   # shard the batch axis over all devices
   s.distributed = False            # call jax.distributed.initialize() first (multi-host)
+  # With distributed: '' / 0 / -1 = detected (SLURM, Open MPI, TPU pod); else process 0's
+  # HOST:PORT, the process count and this process's index (docs/guide/distributed.md).
+  s.coordinator = ''
+  s.num_processes = 0
+  s.process_id = -1
+  s.connect_timeout = 300.0        # s to wait for every process (then one error line)
   s.cell_size = 256                # longest side of a contact-sheet thumbnail
   s.cost_analysis = True           # record XLA's FLOPs per step (one more lowering per group)
   c.output_dir = ''                # sweep output directory ('' = outputs/sweep; --output_dir)

@@ -83,6 +83,13 @@ def train_config() -> ml_collections.ConfigDict:
   c.save_every = 500               # checkpoint + model every N steps (and at the end)
   c.resume = False                 # continue from OUTPUT/checkpoint.npz
   c.shard = True                   # shard the batch axis over every device
+  # Several processes (hosts), data-parallel (docs/guide/distributed.md): jax.distributed
+  # with the cluster detected (SLURM, Open MPI, TPU pod) or an explicit coordinator.
+  c.distributed = False
+  c.coordinator = ''               # process 0's HOST:PORT ('' = detected)
+  c.num_processes = 0              # 0 = detected
+  c.process_id = -1                # -1 = detected
+  c.connect_timeout = 300.0        # s to wait for every process (then one error line)
   c.progress = 'bar'               # bar | log | none
   return schema.lock(c)
 

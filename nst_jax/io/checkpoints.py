@@ -35,20 +35,39 @@ ADDED_FIELDS: dict[str, Any] = {'conv_dtype': 'float32'}
 
 # Per job: the fields that do not change what a step computes, so a checkpoint resumes across
 # changes of these.
+# A dotted name is a nested field (``sweep.coordinator``).
 RESUME_IRRELEVANT: dict[str, tuple[str, ...]] = {
     'stylize': ('num_steps', 'log_every', 'save_every', 'resume', 'output', 'profile_dir',
-                'output_dir'),
+                'output_dir', 'sweep.coordinator', 'sweep.num_processes', 'sweep.process_id',
+                'sweep.connect_timeout'),
     'train': ('num_steps', 'max_minutes', 'chunk', 'prefetch', 'sample_every', 'sample_image',
-              'sample_size', 'save_every', 'resume', 'output', 'progress', 'shard'),
+              'sample_size', 'save_every', 'resume', 'output', 'progress', 'shard',
+              'distributed', 'coordinator', 'num_processes', 'process_id', 'connect_timeout'),
 }
 
 
 def config_key(config: ml_collections.ConfigDict, ignore: Sequence[str]) -> str:
   """A hash of the config's fields but ``ignore`` (and :data:`ADDED_FIELDS` at their old
   meaning): a checkpoint resumes only into a config with its own key."""
-  d = {k: v for k, v in config.to_dict().items()
-       if k not in ignore and not (k in ADDED_FIELDS and v == ADDED_FIELDS[k])}
+  d = config.to_dict()
+  for name in ignore:
+    _pop(d, name)
+  for name, old in ADDED_FIELDS.items():
+    _pop(d, name, old)
   return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _pop(d: dict, name: str, only_if: Any = ...) -> None:
+  """Removes the (dotted) field ``name`` from the nested dict ``d`` (if it equals ``only_if``,
+  when given)."""
+  *parents, leaf = name.split('.')
+  node: Any = d
+  for p in parents:
+    node = node.get(p)
+    if not isinstance(node, dict):
+      return
+  if leaf in node and (only_if is ... or node[leaf] == only_if):
+    del node[leaf]
 
 
 def resume_key(config: ml_collections.ConfigDict, job: str = 'stylize') -> str:

@@ -369,14 +369,14 @@ def run(config: ml_collections.ConfigDict, params: Optional[Mapping] = None,
   del unused
   t0 = time.perf_counter()
   quiet = bool(config.quiet) if quiet is None else quiet
+  if config.distributed:  # before anything touches JAX (validation builds arrays)
+    distributed.initialize_from(config)
   methods = validate(config)
   metrics = metric_names(config.metrics, metrics_lib.METRICS)
   learned_paths, learned_hashes = learned_weights(config)
   for name, path in learned_paths.items():  # a missing or mismatching file: before any work
     learned_lib.load_learned(name, path, learned_hashes.get(name))
   shown = sheet_metrics(config.sheet_metrics, metrics)
-  if config.distributed:
-    distributed.initialize_from(config)
   size, cap = int(config.size), int(config.max_pixels)
   content_files = input_files(config.content, 'content', int(config.max_contents))
   style_files = input_files(config.style, 'style', int(config.max_styles))

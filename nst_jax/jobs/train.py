@@ -16,12 +16,15 @@ from nst_jax.config import train as train_schema
 from nst_jax.errors import ImageError
 from nst_jax.io import files as fileio
 from nst_jax.io import images as image_io
+from nst_jax.runtime import distributed
 from nst_jax.training import loop, tasks
 
 
 def run(config: ml_collections.ConfigDict, params=None, quiet: bool = False) -> dict:
   """The ``train`` job: builds the task the config names, trains it, returns the summary."""
   loop.validate(config)
+  if config.distributed:  # Before anything starts JAX's backend.
+    distributed.initialize_from(config)
   # Fail fast, before loading weights, on a bad photo folder.
   image_io.list_images(config.data_dir, 'training photos')
   if config.network == 'adain':

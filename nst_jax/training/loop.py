@@ -10,7 +10,10 @@ samplers that produce its batches, a sample stylization and how to save the mode
 * ``chunk`` optimisation steps (optax Adam) per jitted call, as one ``lax.scan`` over a chunk of
   batches that a loader thread prepared while the previous chunk ran (:mod:`nst_jax.training.data`);
 * data-parallel: the batch axis is sharded over every device (``Mesh(devices, ('batch',))``, as
-  the sweeps shard theirs); params are replicated and XLA inserts the gradient all-reduce;
+  the sweeps shard theirs); params are replicated and XLA inserts the gradient all-reduce. With
+  ``distributed`` (:mod:`nst_jax.runtime.distributed`) the devices are every process's: each
+  process feeds its devices' slice of the global batch (every process samples the same batches,
+  a function of the step), the all-reduce crosses hosts, and only process 0 writes files;
 * after each chunk: NaN/Inf check, one metrics record (:mod:`nst_jax.io.metric_writers`: loss terms,
   images/s), every ``sample_every`` steps a sample stylization of a fixed photo, every
   ``save_every`` steps (and at the end) the model directory and a checkpoint, both atomic;
@@ -47,7 +50,7 @@ from nst_jax.io import images as image_io
 from nst_jax.io import metric_writers as metrics
 from nst_jax.losses import terms as terms_lib
 from nst_jax.models import vgg
-from nst_jax.runtime import interrupt
+from nst_jax.runtime import distributed, interrupt
 from nst_jax.runtime import mesh as mesh_lib
 from nst_jax.training import data
 
@@ -227,22 +230,25 @@ def train(config: ml_collections.ConfigDict, task: Task, quiet: bool = False) ->
     log.info(f'no checkpoint at {ckpt}; starting from step 0')
 
   mesh = mesh_lib.batch_mesh(bool(config.shard), int(config.batch_size))
-  if mesh is not None:
+  if mesh is not None:  # Global arrays: with several processes each puts its devices' slices.
     rep, bsh = NamedSharding(mesh, P()), NamedSharding(mesh, P(None, 'batch'))
-    put_batches = lambda b: jax.device_put(b, bsh)
-    carry = jax.device_put(jax.tree.map(np.array, carry), rep)  # a copy: the carry is donated
-    consts = jax.device_put(task.consts, rep)
+    put = lambda tree, sh: jax.tree.map(lambda x: distributed.global_array(x, sh), tree)
+    put_batches = lambda b: put(b, bsh)
+    carry = put(jax.tree.map(np.array, carry), rep)  # a copy: the carry is donated
+    consts = put(task.consts, rep)
   else:
     put_batches = lambda b: jax.tree.map(jnp.asarray, b)
     carry, consts = jax.tree.map(jnp.array, carry), jax.tree.map(jnp.asarray, task.consts)
 
+  main = distributed.is_main()  # Only process 0 writes files.
   writer = metrics.MetricsWriter(
-      out, config, total_steps=num_steps, images_per_step=int(config.batch_size),
+      out if main else None, config, total_steps=num_steps, images_per_step=int(config.batch_size),
       progress='none' if quiet else config.progress,
       progress_keys=('total', 'content', 'style', 'tv', 'images_per_s'),
       resume_step=start if config.resume else None)
   summary: dict = {'job': 'train', 'task': task.name, 'output': str(out),
-                   'devices': [str(d) for d in jax.devices()], 'start_step': start, **task.info}
+                   'devices': [str(d) for d in jax.devices()], 'processes': jax.process_count(),
+                   'start_step': start, **task.info}
   timings = {'compile_s': 0., 'run_s': 0., 'wait_s': 0., 'sample_s': 0., 'save_s': 0.}
   samples_dir = out / 'samples'
   step = start
@@ -251,9 +257,9 @@ def train(config: ml_collections.ConfigDict, task: Task, quiet: bool = False) ->
 
   def save(s: int, c) -> list[Path]:
     ts = time.perf_counter()
-    params = jax.device_get(c[0])
-    task.save_model(out, params)
-    save_checkpoint(ckpt, jax.device_get(c), s, key)
+    if main:
+      task.save_model(out, jax.device_get(c[0]))
+      save_checkpoint(ckpt, jax.device_get(c), s, key)
     timings['save_s'] += time.perf_counter() - ts
     return [out / 'model.npz', ckpt]
 
@@ -261,8 +267,10 @@ def train(config: ml_collections.ConfigDict, task: Task, quiet: bool = False) ->
     if task.sample is None:
       return
     ts = time.perf_counter()
-    samples_dir.mkdir(exist_ok=True)
-    image_io.save_image(samples_dir / f'step_{s:06d}.png', task.sample(c[0], consts))
+    image = task.sample(c[0], consts)  # On every process: the params are global arrays.
+    if main:
+      samples_dir.mkdir(exist_ok=True)
+      image_io.save_image(samples_dir / f'step_{s:06d}.png', image)
     timings['sample_s'] += time.perf_counter() - ts
 
   prefetcher: Optional[data.Prefetcher] = None
@@ -305,20 +313,22 @@ def train(config: ml_collections.ConfigDict, task: Task, quiet: bool = False) ->
         if save_every and step // save_every > prev // save_every and step < num_steps:
           save(step, carry)
         elapsed = time.perf_counter() - t_start
-        if limit_s and step < num_steps and elapsed + dt * 1.5 > limit_s:
+        if limit_s and step < num_steps and distributed.any_process(
+            elapsed + dt * 1.5 > limit_s):
           summary['stopped_early'] = (f'max_minutes={config.max_minutes} reached after {step} of '
                                       f'{num_steps} steps')
           if not quiet:
             log.info(f'{summary["stopped_early"]}: saving and stopping (resume with '
                   '--config.resume=True and a larger max_minutes to continue)')
           break
-        if stop.requested and step < num_steps:
+        if step < num_steps and distributed.any_process(stop.requested):
           paths = save(step, carry)
           _write_summary(out, summary, writer, timings, step, num_steps, t_start,
                          interrupted=True)
           raise interrupt.Interrupted(interrupt.resume_line(
               step, paths, interrupt.resume_command()), step, paths)
-      if num_steps and step > start or not (out / 'model.npz').exists():
+      if num_steps and step > start or distributed.any_process(
+          not (out / 'model.npz').exists()):
         save(step, carry)
         if sample_every and step % sample_every:
           sample(step, carry)
@@ -331,7 +341,7 @@ def train(config: ml_collections.ConfigDict, task: Task, quiet: bool = False) ->
       prefetcher.close()
   result = _write_summary(out, summary, writer, timings, step, num_steps, t_start)
   result['params'] = jax.device_get(carry[0])
-  if not quiet:
+  if not quiet and main:
     log.info(f'wrote {out} ({step} steps, {result["timings"]["wall_s"]:.1f} s)')
   return result
 
@@ -348,5 +358,6 @@ def _write_summary(out: Path, summary: dict, writer, timings: dict, step: int, n
   summary.update(steps=step, num_steps=num_steps, interrupted=interrupted, timings=t,
                  final=writer.last(), history=[{k: r[k] for k in r if k in (
                      'step', 'total', 'content', 'style', 'tv', 'images_per_s')} for r in recs])
-  fileio.write_json(out / SUMMARY, metrics.finite_or_none(summary))
+  if distributed.is_main():
+    fileio.write_json(out / SUMMARY, metrics.finite_or_none(summary))
   return dict(summary)

@@ -21,7 +21,10 @@ A sweep is a base config plus ``config.sweep`` (defaults in
   shard the batch axis over every device (``Mesh(jax.devices(), ('batch',))``); the batch is
   padded to a multiple of the device count.
 ``distributed``
-  call ``jax.distributed.initialize()`` first (multi-host runs; only process 0 writes files).
+  call ``jax.distributed.initialize()`` first (multi-host runs; only process 0 writes files):
+  the cluster is detected, or ``coordinator`` / ``num_processes`` / ``process_id`` name it
+  (``connect_timeout`` seconds to connect; docs/guide/distributed.md). The batch axis is then
+  sharded over every process's devices.
 ``cell_size``
   longest side of a contact-sheet thumbnail (images are never upscaled).
 
@@ -275,7 +278,7 @@ def run_sweep(config: ml_collections.ConfigDict, output_dir: Optional[str] = Non
   """
   compile_cache.enable(config.compile_cache)  # persistent XLA cache
   if config.sweep.distributed:
-    distributed.initialize()
+    distributed.initialize_from(config.sweep)
   out = fileio.check_writable_dir(Path(output_dir or config.output_dir or 'outputs/sweep'))
   writes = jax.process_index() == 0
   writer = metrics.MetricsWriter(out if writes else None, config,
@@ -287,8 +290,8 @@ def run_sweep(config: ml_collections.ConfigDict, output_dir: Optional[str] = Non
   if progress.finished or progress.partial is not None:
     writer.message(f'resuming from {ckpt}: {len(progress.finished)} configs done')
   with writer, interrupt.StopOnSignal(quiet=quiet) as stop:
-    result = execute(config, params, quiet=quiet, writer=writer, stop=lambda: stop.requested,
-                     progress=progress)
+    result = execute(config, params, quiet=quiet, writer=writer,
+                     stop=lambda: distributed.any_process(stop.requested), progress=progress)
   summary = {}
   if writes and result.outcomes:
     summary = write_report(result, config, out)
@@ -306,7 +309,7 @@ def run_sweep(config: ml_collections.ConfigDict, output_dir: Optional[str] = Non
         None, [out, ckpt])
   if writes and ckpt.exists():  # Finished: the checkpoint of a stopped run is spent.
     ckpt.unlink()
-  if not quiet:
+  if not quiet and writes:
     log.info(f'wrote {out}/contact_sheet.png, results.csv, results.json and {n} images '
           f'({len(result.groups)} programs, compile {t["compile_s"]:.1f} s, run '
           f'{t["run_s"]:.1f} s, {n / max(t["run_s"], 1e-9):.2f} configs/s)')
