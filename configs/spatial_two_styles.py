@@ -7,6 +7,10 @@ first style image, its white region (the person) the second. Runs as is from the
 
 Two mask files instead of a label image: --masks=bg.png,person.png --style=a.jpg,b.jpg; a style
 of 'none' keeps its region from the content.
+
+Typical time (2-core CPU, whole process, warm compilation cache): 54 s for 256 px, 100 steps
+(tubingen x starry_night). Harness-measured (docs/results/2026-12-03-presets.md):
+style distance 0.485, content distance 1.129, CFSD 0.630, SSIM 0.435.
 """
 
 from configs import gatys2015

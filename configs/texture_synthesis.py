@@ -2,6 +2,10 @@
 
   python run.py --config=configs/texture_synthesis.py --style=../shared/images/starry_night.jpg \
       --output=outputs/texture.png
+
+Typical time (2-core CPU, whole process, warm compilation cache): 43 s for 256 px, 100 steps
+(tubingen x starry_night). Harness-measured (docs/results/2026-12-03-presets.md):
+style distance 0.378, content distance 1.617, CFSD 1.058, SSIM 0.036.
 """
 
 from configs import gatys2015

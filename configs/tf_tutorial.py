@@ -2,6 +2,10 @@
 
   python run.py --config=configs/tf_tutorial.py --content=../shared/images/tubingen.jpg \
       --style=../shared/images/starry_night.jpg --output=outputs/tf.png
+
+Typical time (2-core CPU, whole process, warm compilation cache): 37 s for 256 px, 100 steps
+(tubingen x starry_night). Harness-measured (docs/results/2026-12-03-presets.md):
+style distance 0.485, content distance 1.242, CFSD 0.793, SSIM 0.175.
 """
 
 from nst_jax.config.stylize import base_config
