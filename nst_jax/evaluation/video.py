@@ -138,6 +138,18 @@ def dis_flows(frames: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
   return fw, bw
 
 
+def _paired(output_frames: Any, input_frames: Any) -> tuple[np.ndarray, np.ndarray]:
+  """Both videos as (T, H, W, 3) float arrays, the input resized to the output's frame size;
+  ImageError when their frame counts differ."""
+  out = _frames(output_frames, 'output_frames')
+  inp = _frames(input_frames, 'input_frames')
+  if len(out) != len(inp):
+    raise ImageError(f'output has {len(out)} frames, input {len(inp)}')
+  if inp.shape[1:3] != out.shape[1:3]:
+    inp = np.stack([image_io.resize_image(f, shape=out.shape[1:3]) for f in inp])
+  return out, inp
+
+
 def warping_error(output_frames: Any, input_frames: Any) -> float:
   """Lai et al.'s warping error of a stylised video, with the flow of its input video.
 
@@ -148,12 +160,7 @@ def warping_error(output_frames: Any, input_frames: Any) -> float:
   here is DIS (:func:`dis_flows`) instead of their FlowNet 2.0. 0 for an output that moves
   exactly with the input.
   """
-  out = _frames(output_frames, 'output_frames')
-  inp = _frames(input_frames, 'input_frames')
-  if len(out) != len(inp):
-    raise ImageError(f'output has {len(out)} frames, input {len(inp)}')
-  if inp.shape[1:3] != out.shape[1:3]:
-    inp = np.stack([image_io.resize_image(f, shape=out.shape[1:3]) for f in inp])
+  out, inp = _paired(output_frames, input_frames)
   fw, bw = dis_flows(inp)
   errors = []
   for t in range(len(out) - 1):
@@ -170,12 +177,7 @@ def video_metrics(output_frames: Sequence | np.ndarray,
   Both are (T, H, W, 3) RGB, uint8 or float in 0..255, the same number of frames; input frames of
   another size are resized to the output's.
   """
-  out = _frames(output_frames, 'output_frames')
-  inp = _frames(input_frames, 'input_frames')
-  if len(out) != len(inp):
-    raise ImageError(f'output has {len(out)} frames, input {len(inp)}')
-  if inp.shape[1:3] != out.shape[1:3]:
-    inp = np.stack([image_io.resize_image(f, shape=out.shape[1:3]) for f in inp])
+  out, inp = _paired(output_frames, input_frames)
   result = {'flicker_ratio': float(flicker_ratio(out, inp))}
   if _import_cv2() is None:
     log.warning(f'warping_error skipped: OpenCV is not installed (pip install '
