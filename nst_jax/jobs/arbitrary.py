@@ -403,4 +403,5 @@ def run(config: ml_collections.ConfigDict, stylizer: Optional[ArbitraryStylizer]
   if not config.quiet:
     log.info(f'wrote {output} ({summary["count"]} {"frames" if kind == "video" else "images"}, '
              f'{summary["wall_s"]:.1f} s)')
+  media.check_failures(summary)  # a folder's unreadable photos: one error after the others
   return summary

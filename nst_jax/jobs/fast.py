@@ -289,6 +289,7 @@ def run(config: ml_collections.ConfigDict, stylizer: Optional[Stylizer] = None,
   fileio.write_json(json_path, summary)
   what = 'frames' if kind == 'video' else 'images'
   media.report(config, f'wrote {output} ({summary["count"]} {what}, {summary["wall_s"]:.1f} s)')
+  media.check_failures(summary)  # a folder's unreadable photos: one error after the others
   return summary
 
 

@@ -5,6 +5,10 @@ A job builds a stylizer (anything with ``dispatch(batch) -> device array``: the 
 here with the content's kind: :func:`run_folder` stylizes every photo of a folder, batched and
 pipelined so host I/O overlaps the device work, and :func:`run_video` streams a video's frames
 through it (audio kept, an interrupted video discarded rather than left half-written).
+
+A photo of a folder that cannot be read or stylized (a truncated file, too small) is skipped with a
+warning naming it; every other photo is written, and the job then ends with one error saying how
+many failed (:func:`check_failures`, after the summary is written).
 """
 
 from __future__ import annotations
@@ -70,27 +74,59 @@ def folder_jobs(files: Sequence[Path], out_dir: Path, skip_existing: bool
   return jobs
 
 
-def _pipelined(batches: Iterable[tuple[Any, np.ndarray]], stylizer: Stylizer
-               ) -> Iterator[tuple[Any, np.ndarray]]:
-  """Dispatches batch k+1 before fetching batch k, so host I/O overlaps the device work."""
+def _pipelined(batches: Iterable[tuple[Any, np.ndarray]], stylizer: Stylizer,
+               catch: tuple[type[Exception], ...] = ()) -> Iterator[tuple[Any, Any]]:
+  """Dispatches batch k+1 before fetching batch k, so host I/O overlaps the device work.
+
+  An exception of a ``catch`` type from a batch's dispatch is yielded in place of its result.
+  """
   pending = None
   for tag, batch in batches:
-    result = stylizer.dispatch(batch)
+    try:
+      result = stylizer.dispatch(batch)
+    except catch as e:
+      result = e
     if pending is not None:
-      yield pending[0], np.asarray(pending[1])
+      yield pending[0], _fetch(pending[1])
     pending = (tag, result)
   if pending is not None:
-    yield pending[0], np.asarray(pending[1])
+    yield pending[0], _fetch(pending[1])
+
+
+def _fetch(result: Any) -> Any:
+  return result if isinstance(result, Exception) else np.asarray(result)
+
+
+def check_failures(summary: dict) -> None:
+  """ImageError naming how many photos of a folder run failed (each was warned about as it was
+  skipped); nothing when none did. Called by the jobs after their summary is written."""
+  failed = summary.get('failed') or []
+  if failed:
+    total = len(failed) + int(summary.get('count', 0))
+    raise ImageError(f'{len(failed)} of {total} photos could not be read or stylized and were '
+                     f'skipped (named in the warnings above); the other {total - len(failed)} '
+                     f'were written to {summary.get("output", "the output folder")}')
 
 
 def run_folder(config, stylizer: Stylizer, jobs: list[tuple[Path, str]], out_dir: Path) -> dict:
   files, names = [f for f, _ in jobs], [n for _, n in jobs]
   size, cap, bs = int(config.size) or None, int(config.max_pixels), int(config.batch_size)
 
+  failed: list[str] = []
+
+  def skip(indices: Sequence[int], error: ImageError) -> None:
+    for j in indices:
+      log.warning(f'skipping {files[j].name}: {error}')
+      failed.append(str(files[j]))
+
   def batches():  # groups of equal shape, at most batch_size each, in file order
     groups: dict[tuple[int, int], list[tuple[int, np.ndarray]]] = {}
     for i, f in enumerate(files):
-      image = image_io.load_image(f, size=size, max_pixels=cap)
+      try:
+        image = image_io.load_image(f, size=size, max_pixels=cap)
+      except ImageError as e:  # a broken photo: skipped, the others still written
+        skip([i], e)
+        continue
       group = groups.setdefault(image.shape[:2], [])
       group.append((i, image))
       if len(group) == bs:
@@ -100,22 +136,28 @@ def run_folder(config, stylizer: Stylizer, jobs: list[tuple[Path, str]], out_dir
       if group:
         yield [j for j, _ in group], np.stack([im for _, im in group])
 
-  t, done, shapes = time.perf_counter(), 0, set()
+  t, done, shapes, written = time.perf_counter(), 0, set(), []
   with interrupt.StopOnSignal(quiet=bool(config.quiet), what='batch') as stop:
-    for idx, out in _pipelined(batches(), stylizer):
+    # An ImageError from a batch's dispatch is about its shape (too small...): a batch holds
+    # photos of one shape, so all of them are skipped.
+    for idx, out in _pipelined(batches(), stylizer, catch=(ImageError,)):
+      if isinstance(out, ImageError):
+        skip(idx, out)
+        continue
       for j, result in zip(idx, out):
         image_io.save_image(out_dir / names[j], result)
         shapes.add(result.shape[:2])
+        written.append(j)
       done += len(idx)
       report(config, f'[fast] {done}/{len(files)} images, '
                    f'{done / (time.perf_counter() - t):.2f} images/s')
-      if stop.requested and done < len(files):
+      if stop.requested and done + len(failed) < len(files):
         raise interrupt.Interrupted(
             f'interrupted after {done}/{len(files)} images (each written completely to '
             f'{out_dir}); continue with: '
             f'{interrupt.resume_command(flag="--config.skip_existing=True")}', done, [out_dir])
-  return {'count': done, 'files': [str(out_dir / n) for n in names],
-          'shapes': sorted(list(s) for s in shapes),
+  return {'count': done, 'files': [str(out_dir / names[j]) for j in sorted(written)],
+          'failed': failed, 'shapes': sorted(list(s) for s in shapes),
           'stylize_s': time.perf_counter() - t}
 
 
