@@ -56,13 +56,16 @@ _MEMORY = flags.DEFINE_bool('memory', False, 'A real run: seconds per evaluation
 
 def bench_eval(content, style, size, steps, repeats=3, conv_impl='direct', pooling='max',
                content_layers='conv4_2', style_layers='conv1_1,conv2_1,conv3_1,conv4_1,conv5_1',
-               params=None, conv_dtype='float32') -> dict:
-  """Times one objective evaluation (forward + gradient to the image) at ``size`` px."""
+               params=None, conv_dtype='float32', overrides=None) -> dict:
+  """Times one objective evaluation (forward + gradient to the image) at ``size`` px;
+  ``overrides``: further config fields (e.g. ``{'style_loss': 'histogram'}``)."""
   params = params if params is not None else weights.load_vgg19()
   c = stylize_schema.base_config()
   c.size, c.conv_impl, c.pooling, c.tv_weight = size, conv_impl, pooling, 1e-3
   c.conv_dtype = conv_dtype
   c.content_layers, c.style_layers = content_layers, style_layers
+  for k, v in (overrides or {}).items():
+    c[k] = v
   problem = problem_lib.build_problem(c, params, content, [style])
   args = (params, problem.targets, problem.weights)
   spec = problem.spec

@@ -53,6 +53,17 @@ def base_config() -> ml_collections.ConfigDict:
   c.loss_norm = 'gatys'            # gatys | keras | tf_tutorial (see nst_jax/losses/terms.py)
   c.tv_type = 'l2'                 # l2 | l1 | keras
   c.loss_scale = 1.0               # objective multiplier seen by the optimiser only
+  # The style term (nst_jax/losses/style.py, docs/guide/style_losses.md) and its options.
+  c.style_loss = 'gram'            # gram | mean_std | mmd | cmd | histogram | sliced_wasserstein
+  #                                  | mrf | strotss
+  c.content_loss = 'mse'           # mse (Gatys) | self_similarity (STROTSS, Kolkin et al. 2019)
+  c.mmd_kernel = 'poly'            # style_loss=mmd: linear | poly | gaussian (Li et al. 2017)
+  c.mmd_c = 0.0                    # poly kernel (x.y + c)^2; c = 0 is the Gram loss
+  c.cmd_order = 5                  # style_loss=cmd: highest central moment (Kalischek: 5)
+  c.sw_projections = -1            # sliced_wasserstein: directions per layer; -1 = its channels
+  c.mrf_patch_size = 3             # style_loss=mrf: feature patch size (Li & Wand 2016: 3)
+  c.mrf_stride = 1                 # style_loss=mrf: stride between the style's patches
+  c.style_samples = 1024           # positions sampled per step (mmd gaussian, strotss)
   c.image_range = 255.0            # the optimiser sees pixels in 0..image_range
   # Initialisation.
   c.init = 'content'               # content | noise | style | image | blend

@@ -31,7 +31,11 @@ VERSION = 1
 # Fields added after checkpoints were first written, with the value that means "as before": a
 # config holding that value hashes as if the field did not exist, so checkpoints written before
 # the field was added still resume (add new fields here).
-ADDED_FIELDS: dict[str, Any] = {'conv_dtype': 'float32'}
+ADDED_FIELDS: dict[str, Any] = {
+    'conv_dtype': 'float32', 'style_loss': 'gram', 'content_loss': 'mse', 'mmd_kernel': 'poly',
+    'mmd_c': 0.0, 'cmd_order': 5, 'sw_projections': -1, 'mrf_patch_size': 3, 'mrf_stride': 1,
+    'style_samples': 1024,
+    'finetune': {'model': '', 'train_all': False, 'init': 'mean'}, 'ghiasi_weights': ''}
 
 # Per job: the fields that do not change what a step computes, so a checkpoint resumes across
 # changes of these.

@@ -71,7 +71,8 @@ DEFAULT_OUTPUT = 'outputs/benchmark'
 # the photo's structure (SSIM).
 SHEET_METRICS = ('style_gram', 'cfsd', 'ssim')
 ONE_PASS = ('ghiasi', 'adain')
-KINDS = ('PRESET (an optimisation preset of configs/, e.g. gatys2015)', 'fast[:INDEX]',
+KINDS = ('PRESET[@STEPS] (an optimisation preset of configs/, e.g. gatys2015 or gatys2015@50)',
+         'fast[:INDEX]',
          'fast:MODEL_DIR[:INDEX]', 'ghiasi', 'adain')
 # Fields that change no row's result: a benchmark continues across changes of these (another
 # method list or more pairs run only what they add; the summary and the sheet are redrawn).
@@ -89,6 +90,7 @@ class Method:
   name: str            # as given: the table's ``method`` column
   kind: str            # 'optimize' | 'fast' | 'ghiasi' | 'adain'
   preset: str = ''     # optimize: a preset name of configs/ or a .py path
+  steps: int = 0       # optimize: PRESET@STEPS, its own step count (0 = config.steps)
   model: str = ''      # fast: a model directory ('' = the built-in network)
   index: int = 0       # fast: the style index of an N-style model
 
@@ -113,8 +115,11 @@ def parse_method(text: str) -> Method:
     return Method(name, 'fast', model=rest)
   if name in ONE_PASS:
     return Method(name, name)
-  if name in preset_names() or (name.endswith('.py') and Path(name).is_file()):
-    return Method(name, 'optimize', preset=name)
+  preset, at, steps = name.partition('@')
+  if at and not steps.isdigit():
+    raise ConfigError(f'method {name!r}: PRESET@STEPS needs a whole number of steps')
+  if preset in preset_names() or (preset.endswith('.py') and Path(preset).is_file()):
+    return Method(name, 'optimize', preset=preset, steps=int(steps or 0))
   raise ConfigError(f'unknown method {name!r}; a method is one of {", ".join(KINDS)}'
                     + schema.did_you_mean(name, [*preset_names(), 'fast', *ONE_PASS]))
 
@@ -138,7 +143,7 @@ def optimize_config(method: Method, size: int, steps: int) -> ml_collections.Con
   if job != 'stylize':
     raise ConfigError(f'method {method.name!r}: that preset runs the {job} job; an optimisation '
                       'method names a stylize preset (e.g. gatys2015)')
-  for bad, why in ((c.sweep.axes, 'is a sweep'), (c.stages, 'is coarse-to-fine (stages)'),
+  for bad, why in ((c.sweep.axes, 'is a sweep'),
                    (c.mode != 'transfer', f'has mode={c.mode}'),
                    (c.scale_mix_layer, 'mixes two style images')):
     if bad:
@@ -147,11 +152,25 @@ def optimize_config(method: Method, size: int, steps: int) -> ml_collections.Con
   overrides: dict[str, Any] = {
       'size': int(size), 'height': 0, 'width': 0, 'content': '', 'style': '', 'mask': '',
       'masks': '', 'labels': '', 'style_masks': '', 'style_blend_weights': '', 'resume': False}
-  if steps > 0:
+  steps = method.steps or steps
+  if c.stages:  # Coarse-to-fine: the last stage at `size`, earlier ones scaled alike.
+    overrides['stages'] = scaled_stages(c.stages, int(size), int(steps))
+  elif steps > 0:
     overrides['num_steps'] = int(steps)
   c = stylize.with_overrides(c, overrides, f' (method {method.name})')
   problem.validate(c)
   return c
+
+
+def scaled_stages(text: str, size: int, steps: int) -> str:
+  """A preset's stages with the last at ``size`` px (the others in proportion) and, with
+  ``steps`` > 0, that many steps in all (split in the preset's proportions)."""
+  from nst_jax.losses import controls  # pylint: disable=g-import-not-at-top
+  stages = controls.parse_stages(text)
+  scale = size / stages[-1][0]
+  total = sum(n for _, n in stages)
+  per = [n if steps <= 0 or total == 0 else max(1, round(n * steps / total)) for _, n in stages]
+  return ','.join(f'{max(16, round(s * scale))}:{n}' for (s, _), n in zip(stages, per))
 
 
 Result = tuple[np.ndarray, float, float]  # (uint8 image, seconds, compile seconds)

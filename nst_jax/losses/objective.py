@@ -14,6 +14,12 @@ Perceptual controls (Gatys et al. 2016) and Novak & Nikulin (2016) enter as:
     feature means (``Targets.style_means``) and shifted exactly by :func:`gram_lib.shift_gram`;
   * correlation chain (``Spec.chain``): cross Grams of neighbouring style layers
     (``Targets.chain``) replace the per-layer Grams; link i has the weight of style layer i.
+
+The style losses that followed the Gram matrix (``Spec.style_loss``, :mod:`nst_jax.losses.style`)
+keep one target per style image (``Targets.style`` is then a tuple over the styles) and weight
+their losses by ``Targets.style_blend`` (S, R, L); those that sample (sliced Wasserstein, a
+gaussian MMD, STROTSS) take the step's PRNG key, which the loop splits from the one it carries in
+the optimiser state (starting at ``Weights.key``, from the seed).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import numpy as np
 
 from nst_jax.errors import ConfigError
 from nst_jax.losses import gram as gram_lib
+from nst_jax.losses import style as style_lib
 from nst_jax.losses import terms as terms_lib
 from nst_jax.models import vgg
 from nst_jax.runtime import compile_cache
@@ -99,7 +106,9 @@ def make_spec(config: ml_collections.ConfigDict) -> Spec:
                         config.loss_norm, config.tv_type, float(config.image_range),
                         use_tv=float(config.tv_weight) != 0., chain=chain,
                         remat=','.join(map(str, vgg.parse_remat(config.remat))),
-                        conv_dtype=config.conv_dtype)
+                        conv_dtype=config.conv_dtype, style_loss=str(config.style_loss),
+                        style_options=style_lib.options(config),
+                        content_loss=str(config.content_loss))
 
 
 class Spec(NamedTuple):
@@ -117,10 +126,20 @@ class Spec(NamedTuple):
   use_hold: bool = False         # add the hold term ``preserve * mean(hold * (x - content)^2)``
   remat: str = 'none'            # VGG blocks rematerialised in the backward pass (vgg.parse_remat)
   conv_dtype: str = 'float32'    # the VGG convolutions' operand dtype (vgg.CONV_DTYPES)
+  style_loss: str = 'gram'       # the style term (losses.style.STYLE_LOSSES)
+  style_options: style_lib.Options = style_lib.Options()  # its static options
+  content_loss: str = 'mse'      # mse (Gatys) | self_similarity (Kolkin et al. 2019)
 
   @property
   def layers(self) -> tuple[str, ...]:
     return tuple(dict.fromkeys(self.content_layers + self.style_layers))
+
+  @property
+  def stochastic(self) -> bool:
+    """Whether the objective samples: it then takes a fresh PRNG key every step."""
+    return style_lib.needs_key(self.style_loss if self.style_layers else 'gram',
+                               self.style_options,
+                               self.content_loss if self.content_layers else 'mse')
 
 
 class Weights(NamedTuple):
@@ -133,6 +152,7 @@ class Weights(NamedTuple):
   loss_scale: jax.Array          # multiplies the objective the optimiser sees
   gram_shift: jax.Array = 0.     # activation shift in the Gram matrices (Novak: -1)
   preserve: jax.Array = 0.       # weight of the hold term of unstyled pixels (Spec.use_hold)
+  key: Optional[jax.Array] = None  # the first PRNG key of a sampling objective (from the seed)
 
 
 class Targets(NamedTuple):
@@ -145,12 +165,16 @@ class Targets(NamedTuple):
   chain_means: Optional[dict] = None  # first layer of a link -> ((C1,), (C2,)) means
   hold: Optional[jax.Array] = None    # (H, W) unstyled pixels (1 = held to the content)
   hold_image: Optional[jax.Array] = None  # (H, W, 3) the content, optimiser domain
+  style_blend: Optional[jax.Array] = None  # (S, R, L) loss weights of a non-Gram style loss
+  content_pixels: Optional[jax.Array] = None  # (H, W, 3) RGB 0..255 (self-similarity content)
 
 
 def make_weights(spec: Spec, content: float, style: float, tv: float,
                  content_layer_weights=None, style_layer_weights=None,
-                 loss_scale: float = 1., gram_shift: float = 0., preserve: float = 0.) -> Weights:
-  """Builds :class:`Weights`; per-layer weights default to 1/L each."""
+                 loss_scale: float = 1., gram_shift: float = 0., preserve: float = 0.,
+                 seed: int = 0) -> Weights:
+  """Builds :class:`Weights`; per-layer weights default to 1/L each. A sampling objective
+  (``spec.stochastic``) gets its first key from ``seed``."""
   def per_layer(values, layers):
     if values is None or len(values) == 0:
       return jnp.full((len(layers),), 1. / max(len(layers), 1), jnp.float32)
@@ -158,7 +182,8 @@ def make_weights(spec: Spec, content: float, style: float, tv: float,
   f32 = lambda v: jnp.asarray(v, jnp.float32)
   return Weights(f32(content), f32(style), f32(tv), per_layer(content_layer_weights,
                  spec.content_layers), per_layer(style_layer_weights, spec.style_layers),
-                 f32(loss_scale), f32(gram_shift), f32(preserve))
+                 f32(loss_scale), f32(gram_shift), f32(preserve),
+                 jax.random.PRNGKey(int(seed)) if spec.stochastic else None)
 
 
 def geometric_layer_weights(layers, base: float = 2., rising: bool = False) -> list[float]:
@@ -248,12 +273,19 @@ def _targets(params, styles, content, blend_weights, masks, style_masks, hold, s
     feats = vgg.features(params, jnp.asarray(content, jnp.float32)[None],
                          spec.content_layers, spec.pooling, spec.conv_impl)
     content_t = {l: feats[l] for l in spec.content_layers}
+  pixels_t = (jnp.asarray(content, jnp.float32) if spec.content_loss == 'self_similarity'
+              and content is not None else None)
   layers = spec.style_layers
   regional = masks is not None
   n_regions = int(np.shape(masks)[0]) if regional else 1
   if regional and blend_weights is None and n_regions == len(styles) and n_regions > 1:
     blend_weights = np.eye(n_regions, dtype=np.float32)[:, :, None]
   style_t, means_t, chain_t, chain_means_t = {}, {}, {}, {}
+  if layers and styles and spec.style_loss != 'gram':
+    style_t, blend = _loss_targets(params, spec, styles, style_masks, blend_weights, n_regions)
+    return Targets(content_t, style_t, None,
+                   vgg.layer_masks(masks, layers) if regional else None, None, None,
+                   *_hold(hold, content, spec), style_blend=blend, content_pixels=pixels_t)
   if layers and styles:
     w = _blend_matrix(blend_weights, len(styles), n_regions, len(layers))
     plain = () if spec.chain else layers  # The chain replaces the per-layer Grams.
@@ -278,13 +310,35 @@ def _targets(params, styles, content, blend_weights, masks, style_masks, hold, s
     if not regional:  # One region: drop the region axis, as without controls.
       style_t, means_t, chain_t, chain_means_t = jax.tree.map(
           lambda v: v[0], (style_t, means_t, chain_t, chain_means_t))
-  hold_t = hold_image = None
-  if hold is not None and content is not None:
-    hold_t = jnp.asarray(hold, jnp.float32)
-    hold_image = from_image(content, spec)
   return Targets(content_t, style_t, means_t or None,
                  vgg.layer_masks(masks, layers) if regional and layers else None,
-                 chain_t or None, chain_means_t or None, hold_t, hold_image)
+                 chain_t or None, chain_means_t or None, *_hold(hold, content, spec),
+                 content_pixels=pixels_t)
+
+
+def _hold(hold, content, spec: Spec) -> tuple[Optional[jax.Array], Optional[jax.Array]]:
+  """(held pixels, the content in the optimiser's domain), or Nones."""
+  if hold is None or content is None:
+    return None, None
+  return jnp.asarray(hold, jnp.float32), from_image(content, spec)
+
+
+def _loss_targets(params, spec: Spec, styles, style_masks, blend_weights, n_regions: int
+                  ) -> tuple[tuple, jax.Array]:
+  """One target per style image for a non-Gram style loss, and the (S, R, L) loss weights."""
+  layers = spec.style_layers
+  if n_regions > 1 and blend_weights is None and n_regions == len(styles):
+    blend_weights = np.eye(n_regions, dtype=np.float32)[:, :, None]
+  loss = style_lib.get(spec.style_loss)
+  out = []
+  for i, s in enumerate(styles):
+    pixels = jnp.asarray(s, jnp.float32)
+    feats = vgg.features(params, pixels[None], layers, spec.pooling, spec.conv_impl)
+    smask = None if style_masks is None or style_masks[i] is None else (
+        vgg.layer_masks(style_masks[i], layers))
+    out.append(loss.target({l: feats[l][0] for l in layers}, layers, pixels, smask,
+                           spec.style_options))
+  return tuple(out), _blend_matrix(blend_weights, len(styles), n_regions, len(layers))
 
 
 _targets_jit = jax.jit(_targets, static_argnames=('spec',))
@@ -299,25 +353,38 @@ def compose(z: jax.Array, targets: Targets, spec: Spec) -> jax.Array:
 
 
 def loss_terms(z: jax.Array, params: Mapping, targets: Targets, weights: Weights,
-               spec: Spec) -> dict[str, jax.Array]:
+               spec: Spec, key: Optional[jax.Array] = None) -> dict[str, jax.Array]:
   """Weighted loss terms of an optimiser-domain image z (H, W, 3): content, style, tv, total
-  (and hold, with ``Spec.use_hold``)."""
+  (and hold, with ``Spec.use_hold``). ``key``: this step's PRNG key of a sampling objective
+  (``spec.stochastic``); None = ``weights.key``, the first one (reported terms)."""
   x = compose(z, targets, spec)
   image = to_image(x, spec)[None]
   feats = vgg.features(params, image, spec.layers, spec.pooling, spec.conv_impl, spec.remat,
                        spec.conv_dtype)
   positions = image.shape[1] * image.shape[2]
+  key = weights.key if key is None else key
   zero = jnp.zeros((), jnp.float32)
   content = zero
-  for i, l in enumerate(spec.content_layers):
-    if l in targets.content:
-      content += weights.content_layers[i] * terms_lib.content_loss(
-          feats[l], targets.content[l], spec.loss_norm)[0]
+  if spec.content_loss == 'self_similarity' and targets.content:
+    # One hypercolumn over the content layers (Kolkin et al.): the layer weights scale it.
+    # The style term's key: one sample of positions serves both terms, as in the authors' code.
+    content = jnp.sum(weights.content_layers) * style_lib.self_similarity(
+        {l: feats[l][0] for l in spec.content_layers},
+        {l: targets.content[l][0] for l in spec.content_layers}, image[0],
+        targets.content_pixels, key, spec.style_options)
+  else:
+    for i, l in enumerate(spec.content_layers):
+      if l in targets.content:
+        content += weights.content_layers[i] * terms_lib.content_loss(
+            feats[l], targets.content[l], spec.loss_norm)[0]
   style = zero
   shift = weights.gram_shift
   masks, means = targets.masks or {}, targets.style_means or {}
   chain, chain_means = targets.chain or {}, targets.chain_means or {}
-  if spec.chain:
+  if spec.style_loss != 'gram':
+    if isinstance(targets.style, tuple) and targets.style_blend is not None:
+      style = _style_term(feats, image[0], targets, weights, spec, key)
+  elif spec.chain:
     for i, (l1, l2) in enumerate(zip(spec.style_layers[:-1], spec.style_layers[1:])):
       if l1 in chain:
         deeper = l1 if feats[l1].shape[1] < feats[l2].shape[1] else l2
@@ -344,6 +411,22 @@ def loss_terms(z: jax.Array, params: Mapping, targets: Targets, weights: Weights
   return terms
 
 
-def objective(z, params, targets, weights, spec):
+def _style_term(feats, pixels, targets: Targets, weights: Weights, spec: Spec, key
+                ) -> jax.Array:
+  """A non-Gram style loss summed over styles and regions with ``Targets.style_blend``."""
+  loss = style_lib.get(spec.style_loss)
+  layers = spec.style_layers
+  one = {l: feats[l][0] for l in layers}
+  blend = targets.style_blend
+  total = jnp.zeros((), jnp.float32)
+  for s, target in enumerate(targets.style):
+    for r in range(blend.shape[1]):
+      masks = None if targets.masks is None else {l: targets.masks[l][r] for l in layers}
+      total = total + loss.loss(one, pixels, target, weights.style_layers * blend[s, r], key,
+                                masks, spec.style_options, layers)
+  return total
+
+
+def objective(z, params, targets, weights, spec, key=None):
   """The scalar the optimiser minimises: ``loss_scale * total``."""
-  return weights.loss_scale * loss_terms(z, params, targets, weights, spec)['total']
+  return weights.loss_scale * loss_terms(z, params, targets, weights, spec, key)['total']

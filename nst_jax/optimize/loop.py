@@ -36,8 +36,8 @@ from nst_jax.runtime import compile_cache
 
 
 def _fns(params: Mapping, targets: objective.Targets, weights: objective.Weights,
-         spec: objective.Spec) -> tuple[Callable, Callable]:
-  value_fn = lambda z: objective.objective(z, params, targets, weights, spec)
+         spec: objective.Spec, key: Optional[jax.Array] = None) -> tuple[Callable, Callable]:
+  value_fn = lambda z: objective.objective(z, params, targets, weights, spec, key)
   return value_fn, jax.value_and_grad(value_fn)
 
 
@@ -45,19 +45,33 @@ def _fns(params: Mapping, targets: objective.Targets, weights: objective.Weights
 def init_state(z0: jax.Array, params: Mapping, targets: objective.Targets,
                weights: objective.Weights, hyper: dict, spec: objective.Spec,
                mspec: method_lib.MethodSpec) -> Any:
-  """The optimiser's initial state at ``z0``."""
-  _, value_and_grad = _fns(params, targets, weights, spec)
-  return optimizers.make_method(mspec).init(z0, hyper, value_and_grad)
+  """The optimiser's initial state at ``z0``.
+
+  A sampling objective (``spec.stochastic``: random projections or positions) adds its PRNG key
+  to the state (``state['key']``, from ``weights.key``): every step splits off the key its
+  evaluations use, so the run is reproducible from its seed and a checkpoint resumes exactly.
+  """
+  key = weights.key if spec.stochastic else None
+  _, value_and_grad = _fns(params, targets, weights, spec, key)
+  state = optimizers.make_method(mspec).init(z0, hyper, value_and_grad)
+  return state if key is None else dict(state, key=key)
 
 
 def chunk_fn(state: Any, params: Mapping, targets: objective.Targets,
              weights: objective.Weights, spec: objective.Spec, mspec: method_lib.MethodSpec,
              length: int) -> tuple[Any, tuple[jax.Array, jax.Array]]:
   """``length`` optimisation steps as one ``lax.scan``; returns (state, (losses, evals))."""
-  value_fn, value_and_grad = _fns(params, targets, weights, spec)
   method = optimizers.make_method(mspec)
   def body(s: Any, _: Any) -> tuple[Any, tuple[jax.Array, jax.Array]]:
-    s, (loss, evals) = method.step(s, value_and_grad, value_fn)
+    if spec.stochastic:  # This step's key; the state carries the next one.
+      carry, key = jax.random.split(s['key'])
+      value_fn, value_and_grad = _fns(params, targets, weights, spec, key)
+      s = {k: v for k, v in s.items() if k != 'key'}
+      s, (loss, evals) = method.step(s, value_and_grad, value_fn)
+      s = dict(s, key=carry)
+    else:
+      value_fn, value_and_grad = _fns(params, targets, weights, spec)
+      s, (loss, evals) = method.step(s, value_and_grad, value_fn)
     return s, (loss / weights.loss_scale, evals)
   return lax.scan(body, state, None, length=length)
 

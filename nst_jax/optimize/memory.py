@@ -30,6 +30,8 @@ import jax
 from nst_jax.errors import ImageError, NSTError
 from nst_jax.io import log
 from nst_jax.losses import objective
+from nst_jax.losses import style as style_lib
+from nst_jax.models import vgg
 from nst_jax.optimize import method as method_lib
 from nst_jax.optimize import problem as problem_lib
 
@@ -169,9 +171,22 @@ def estimate(shape, spec, mspec, rss_now: Optional[int] = None, shards: int = 1)
   weights and transformed kernels on each device)."""
   pixels = _device_pixels(shape, shards)
   impl = _impl(spec.conv_impl)
-  temp = temp_bytes(impl, spec.pooling, pixels)
+  temp = temp_bytes(impl, spec.pooling, pixels) + style_loss_bytes(shape, spec)
   return Estimate(rss_bytes() if rss_now is None else rss_now, state_bytes(mspec, pixels), temp,
                   overhead(pixels, impl), 'formula')
+
+
+def style_loss_bytes(shape, spec) -> int:
+  """What a non-Gram style loss (or STROTSS's content term) adds to an evaluation's temporaries
+  (:func:`nst_jax.losses.style.loss_temp_bytes`; style images taken at the output's size)."""
+  h, w = int(shape[0]), int(shape[1])
+  dims = lambda l: (h // vgg.STRIDE[l], w // vgg.STRIDE[l], vgg.CHANNELS[l])
+  extra = style_lib.loss_temp_bytes(spec.style_loss, spec.style_options,
+                                    [dims(l) for l in spec.style_layers])
+  if spec.content_loss == 'self_similarity' and spec.content_layers:
+    extra += style_lib.loss_temp_bytes('strotss', spec.style_options,
+                                       [dims(l) for l in spec.content_layers])
+  return extra
 
 
 def overhead(pixels: int, impl: str) -> int:
@@ -210,7 +225,7 @@ def suggestion(est: Estimate, shape, spec, mspec, free: int, shards: int = 1) ->
   impl = _impl(spec.conv_impl)
 
   def fits(state=None, impl_=impl) -> bool:
-    temp = temp_bytes(impl_, spec.pooling, pixels)
+    temp = temp_bytes(impl_, spec.pooling, pixels) + style_loss_bytes(shape, spec)
     e = dataclasses.replace(est, state=est.state if state is None else state, temp=temp,
                             overhead=overhead(pixels, impl_))
     return _fits(e, free)
@@ -224,8 +239,8 @@ def suggestion(est: Estimate, shape, spec, mspec, free: int, shards: int = 1) ->
         return f'--config.optimizer.history_size={m}'
   if impl == 'winograd' and fits(impl_='direct'):
     return '--config.conv_impl=direct'
-  per_px = (est.state + (temp_per_pixel(impl, spec.pooling) + OVERHEAD_PER_PIXEL[impl]) * pixels
-            ) / pixels
+  per_px = (est.state + style_loss_bytes(shape, spec)
+            + (temp_per_pixel(impl, spec.pooling) + OVERHEAD_PER_PIXEL[impl]) * pixels) / pixels
   fixed = est.peak - per_px * pixels
   max_px = (SAFETY * free - fixed) / per_px if per_px else 0
   if max_px > 0:

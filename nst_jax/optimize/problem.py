@@ -20,6 +20,7 @@ from nst_jax.config.stylize import INITS, LAYER_WEIGHTINGS, MODES
 from nst_jax.errors import ConfigError
 from nst_jax.io import images as image_io
 from nst_jax.losses import controls, objective
+from nst_jax.losses import style as style_lib
 from nst_jax.losses import terms as terms_lib
 from nst_jax.models import vgg
 from nst_jax.optimize import method as method_lib
@@ -62,6 +63,22 @@ def validate(config: ml_collections.ConfigDict) -> None:
     vgg.canonical_layer(c.scale_mix_layer)
   method_lib.spec_and_hyper(c.optimizer, c.image_range)
   objective.layer_choice(c)
+  _validate_style_loss(c)
+
+
+def _validate_style_loss(c: ml_collections.ConfigDict) -> None:
+  """The style loss, its options, and the features it cannot be combined with."""
+  opts = style_lib.options(c)
+  name = c.style_loss
+  if name != 'gram':
+    if c.chain or float(c.gram_shift) != 0.:
+      raise ConfigError(f'chain and gram_shift (Novak & Nikulin) change Gram matrices; '
+                        f'style_loss={name} has none (use style_loss=gram)')
+    style_lib.check_masks(name, opts, bool(c.mask or c.masks or c.labels or c.style_masks))
+  if (name != 'gram' or c.content_loss != 'mse') and int(c.spatial_shards) != 1:
+    raise ConfigError(f'spatial sharding splits the Gram and content sums over image rows; '
+                      f'style_loss={name} with content_loss={c.content_loss} is not split that '
+                      'way: use spatial_shards=1 (or sweep configurations over the devices)')
 
 
 
@@ -186,6 +203,9 @@ def prepare(config: ml_collections.ConfigDict, content: Optional[np.ndarray],
   _check_size(spec, shape, 'the output')
   for s in styles_r:
     _check_size(spec, s.shape[:2], 'a style image (after style_scale)')
+  for what, hw in [('the output', shape)] + [('a style image', s.shape[:2]) for s in styles_r]:
+    style_lib.check_size(spec.style_loss, spec.style_options, spec.style_layers, vgg.STRIDE, hw,
+                         what)
   smasks_r = None if kept_masks is None else [
       None if m is None else controls.prepare_masks([m], s.shape[:2], [f'style mask {i + 1}'])[0]
       for i, (m, s) in enumerate(zip(kept_masks, styles_r))]
@@ -218,7 +238,7 @@ def prepare(config: ml_collections.ConfigDict, content: Optional[np.ndarray],
   content_w, style_w = objective.layer_weight_lists(config, spec)
   weights = objective.make_weights(
       spec, config.content_weight, config.style_weight, config.tv_weight, content_w, style_w,
-      config.loss_scale, config.gram_shift, preserve_weight)
+      config.loss_scale, config.gram_shift, preserve_weight, int(config.seed))
   mspec, hyper = method_lib.spec_and_hyper(config.optimizer, config.image_range)
   mspec = method_lib.fit_history(mspec, config.num_steps, bool(config.save_every or config.resume))
   start: Any = initial_image(config, shape, content_in, styles_in, init_image)

@@ -91,8 +91,10 @@ CONTROL_FIELDS = ('mask', 'masks', 'labels', 'style_masks', 'scale_mix_layer', '
 
 
 def uses_controls(config: ml_collections.ConfigDict) -> bool:
-  """Whether a config needs per-config targets (perceptual controls, Novak's chain)."""
-  return any(config[f] for f in CONTROL_FIELDS) or config.color_control != 'none'
+  """Whether a config needs per-config targets (perceptual controls, Novak's chain, a style loss
+  whose targets are not blendable Grams)."""
+  return (any(config[f] for f in CONTROL_FIELDS) or config.color_control != 'none'
+          or config.style_loss != 'gram')
 
 
 def _by_depth(layers: Iterable[str]) -> tuple[str, ...]:

@@ -45,11 +45,12 @@ def parse_axes(text: str) -> list[SweepAxis]:
     part = part.strip()
     if not part:
       continue
-    name, sep, vals = part.partition('=')
+    # FIELD=V1,V2 (or FIELD:V1,V2); values may hold ':' (mmd_kernel, stage lists) after '='.
+    name, sep, vals = part.partition('=' if '=' in part else ':')
     name = name.strip()
     values = tuple(v.strip() for v in vals.split(',') if v.strip())
     if not sep or not name or not values:
-      raise ConfigError(f'sweep axis {part!r} must look like FIELD=V1,V2,... '
+      raise ConfigError(f'sweep axis {part!r} must look like FIELD=V1,V2,... (or FIELD:V1,...) '
                         "(axes separated by ';', values by ',')")
     if name in seen:
       raise ConfigError(f'sweep axis {name!r} appears twice')
@@ -151,6 +152,10 @@ def static_key(config: ml_collections.ConfigDict) -> tuple:
     key += (('shape_from_style', config.style.split(',')[0].strip()),)
   if config.chain:  # Chain links join neighbouring style layers: no union of layer sets.
     key += (('style_layers', config.style_layers), ('weights', config.style_layer_weights))
+  if config.style_loss != 'gram':
+    # One target per style image (its features' statistics, not a blendable Gram), stacked over
+    # the group's configs: each group keeps its style images and their sizes.
+    key += (('style', config.style), ('style_blend_weights', config.style_blend_weights))
   return key
 
 

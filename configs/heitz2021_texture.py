@@ -1,0 +1,22 @@
+"""Texture synthesis with the sliced Wasserstein loss (Heitz, Vanhoey, Chambon & Belcour 2021),
+from noise, no content.
+
+  python run.py --config=configs/heitz2021_texture.py --style=../shared/images/starry_night.jpg \
+      --output=outputs/heitz2021_texture.png
+
+Against Gatys et al.'s Gram textures (configs/texture_synthesis.py) with the harness:
+docs/results/2026-12-03-style-losses.md.
+"""
+
+from configs import heitz2021
+
+
+def get_config():
+  c = heitz2021.get_config()
+  c.mode = 'texture_synthesis'                     # the paper's use: no content term
+  c.content_weight = 0.0
+  c.style_weight = 1.0                             # style alone: its scale is the optimiser's
+  c.init = 'noise'                                 # code: noise (around the mean colour)
+  c.size = 256                                     # code: 256 x 256 crops
+  c.num_steps = 500                                # ours (code: 20 L-BFGS calls of 64 evals)
+  return c

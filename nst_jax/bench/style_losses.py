@@ -1,0 +1,95 @@
+"""The cost of each style loss: one objective evaluation (value and gradient) against the Gram
+loss, in one process on one machine.
+
+  python -m nst_jax.bench.style_losses --size=256 --json=docs/results/style_loss_cost.json
+
+Every loss runs with the Gram baseline's layers (gatys2015's five style layers, conv4_2 for
+content) so the ratio is the loss's own cost; the patch and hypercolumn losses (``mrf``,
+``strotss``) also run with their presets' layers and content term (at the Gram baseline's five
+layers MRF would match every relu1_1 patch against every other). One JSON line per entry, then a
+summary line with the ratios.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from absl import app
+from absl import flags
+
+from nst_jax.bench import evaluation
+from nst_jax.config import schema
+from nst_jax.io import images as image_io
+from nst_jax.models import weights
+
+_CONTENT = flags.DEFINE_string('content', '../shared/images/tubingen.jpg', 'Content image.')
+_STYLE = flags.DEFINE_string('style', '../shared/images/starry_night.jpg', 'Style image.')
+_SIZE = flags.DEFINE_integer('size', 256, 'Longest side (px).')
+_STEPS = flags.DEFINE_integer('steps', 5, 'Evaluations per timed scan.')
+_REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed repetitions; the best is reported.')
+_ONLY = flags.DEFINE_string('only', '', 'Comma-separated entry names ("" = all).')
+_WEIGHTS = flags.DEFINE_string('weights', None, 'VGG19 weights (.h5/.npz).')
+_JSON = flags.DEFINE_string('json', '', 'Also write the lines to this file.')
+
+# (name, config overrides); every entry but the presets' keeps the Gram baseline's layers.
+ENTRIES: list[tuple[str, dict]] = [
+    ('gram', {}),
+    ('mean_std', {'style_loss': 'mean_std'}),
+    ('cmd', {'style_loss': 'cmd'}),
+    ('mmd_linear', {'style_loss': 'mmd', 'mmd_kernel': 'linear'}),
+    ('mmd_poly', {'style_loss': 'mmd', 'mmd_kernel': 'poly'}),
+    ('mmd_gaussian', {'style_loss': 'mmd', 'mmd_kernel': 'gaussian'}),
+    ('histogram', {'style_loss': 'histogram'}),
+    ('sliced_wasserstein', {'style_loss': 'sliced_wasserstein'}),
+    ('mrf', {'preset': 'li2016_mrf'}),
+    ('strotss', {'preset': 'kolkin2019'}),
+    ('strotss_style_only', {'preset': 'kolkin2019', 'content_loss': 'mse',
+                            'content_layers': 'conv4_2'}),
+]
+# The fields a preset entry takes from its preset (the rest is the baseline's).
+PRESET_FIELDS = ('style_loss', 'content_loss', 'style_layers', 'content_layers', 'mmd_kernel',
+                 'cmd_order', 'sw_projections', 'mrf_patch_size', 'mrf_stride', 'style_samples',
+                 'pooling')
+
+
+def overrides_of(entry: dict) -> dict:
+  """An entry's config overrides, a preset's loss fields filled in."""
+  entry = dict(entry)
+  preset = entry.pop('preset', None)
+  if preset is None:
+    return entry
+  c = schema.load_preset(preset)
+  return {**{f: c[f] for f in PRESET_FIELDS}, **entry}
+
+
+def main(argv) -> None:
+  del argv
+  content = image_io.load_image(_CONTENT.value)
+  style = image_io.load_image(_STYLE.value)
+  params = weights.load_vgg19(_WEIGHTS.value)
+  only = set(schema.split_list(_ONLY.value))
+  lines, base = [], None
+  for name, entry in ENTRIES:
+    if only and name not in only and name != 'gram':
+      continue
+    over = overrides_of(entry)
+    r = evaluation.bench_eval(content, style, _SIZE.value, _STEPS.value, _REPEATS.value,
+                              'direct', 'avg', params=params, overrides=over)
+    r = {'entry': name, **{k: v for k, v in over.items()}, **r}
+    if name == 'gram':
+      base = r['seconds_per_eval']
+    r['ratio_to_gram'] = round(r['seconds_per_eval'] / base, 3) if base else None
+    lines.append(r)
+    print(json.dumps(r))
+    sys.stdout.flush()
+  summary = {'summary': {r['entry']: r['ratio_to_gram'] for r in lines}, 'size': _SIZE.value}
+  print(json.dumps(summary))
+  if _JSON.value:
+    with open(_JSON.value, 'w') as f:
+      for r in lines + [summary]:
+        f.write(json.dumps(r) + '\n')
+
+
+if __name__ == '__main__':
+  app.run(main)
