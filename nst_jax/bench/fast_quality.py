@@ -50,13 +50,22 @@ def objective_config(info: dict, size: int):
   return c
 
 
+def style_path(info: dict, style_index: int) -> str:
+  """The painting of style ``style_index``: a fine-tuned model lists its appended styles under
+  ``new_styles`` (index -> path) and only those in ``style_paths``."""
+  new = info.get('new_styles') or {}
+  if str(style_index) in new:
+    return new[str(style_index)]
+  return info['style_paths'][style_index]
+
+
 def evaluate(model_dir, photos, size: int = 256, steps: int = 100, style_index: int = 0,
              out_dir=None, vgg_params=None) -> dict:
   model_dir = Path(model_dir)
   model = model_io.load_model(model_dir)
   netcfg, params = model.config, jax.tree.map(jnp.asarray, model.params)
   vgg_params = vgg_params if vgg_params is not None else weights.load_vgg19()
-  style = image_io.load_image(model.info['style_paths'][style_index])
+  style = image_io.load_image(style_path(model.info, style_index))
   config = objective_config(model.info, size)
   sw = jnp.eye(netcfg.num_styles, dtype=jnp.float32)[style_index]
   apply = jax.jit(lambda p, x: networks.apply_params(netcfg, p, x, sw))

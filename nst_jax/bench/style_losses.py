@@ -5,9 +5,11 @@ loss, in one process on one machine.
 
 Every loss runs with the Gram baseline's layers (gatys2015's five style layers, conv4_2 for
 content) so the ratio is the loss's own cost; the patch and hypercolumn losses (``mrf``,
-``strotss``) also run with their presets' layers and content term (at the Gram baseline's five
-layers MRF would match every relu1_1 patch against every other). One JSON line per entry, then a
-summary line with the ratios.
+``strotss``) run with their presets' layers and content term (at the Gram baseline's five
+layers MRF would match every relu1_1 patch against every other). The ``preset/NAME`` entries time
+each preset's whole objective (its layers and options), which sets the step budgets of equal-time
+comparisons (configs/sweep_style_losses.py, configs/benchmark_style_losses.py). One JSON line per
+entry, then a summary line with the ratios to ``gram``.
 """
 
 from __future__ import annotations
@@ -23,13 +25,8 @@ from nst_jax.config import schema
 from nst_jax.io import images as image_io
 from nst_jax.models import weights
 
-_CONTENT = flags.DEFINE_string('content', '../shared/images/tubingen.jpg', 'Content image.')
-_STYLE = flags.DEFINE_string('style', '../shared/images/starry_night.jpg', 'Style image.')
-_SIZE = flags.DEFINE_integer('size', 256, 'Longest side (px).')
-_STEPS = flags.DEFINE_integer('steps', 5, 'Evaluations per timed scan.')
-_REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed repetitions; the best is reported.')
+# --content, --style, --size, --steps, --repeats and --weights: nst_jax.bench.evaluation's flags.
 _ONLY = flags.DEFINE_string('only', '', 'Comma-separated entry names ("" = all).')
-_WEIGHTS = flags.DEFINE_string('weights', None, 'VGG19 weights (.h5/.npz).')
 _JSON = flags.DEFINE_string('json', '', 'Also write the lines to this file.')
 
 # (name, config overrides); every entry but the presets' keeps the Gram baseline's layers.
@@ -46,7 +43,9 @@ ENTRIES: list[tuple[str, dict]] = [
     ('strotss', {'preset': 'kolkin2019'}),
     ('strotss_style_only', {'preset': 'kolkin2019', 'content_loss': 'mse',
                             'content_layers': 'conv4_2'}),
-]
+] + [(f'preset/{p}', {'preset': p}) for p in (
+    'gatys2015', 'li2017_mean_std', 'li2017_mmd', 'kalischek2021', 'efdm2022', 'heitz2021',
+    'li2016_mrf', 'kolkin2019')]  # each preset's whole objective: the equal-time step budgets
 # The fields a preset entry takes from its preset (the rest is the baseline's).
 PRESET_FIELDS = ('style_loss', 'content_loss', 'style_layers', 'content_layers', 'mmd_kernel',
                  'cmd_order', 'sw_projections', 'mrf_patch_size', 'mrf_stride', 'style_samples',
@@ -65,16 +64,18 @@ def overrides_of(entry: dict) -> dict:
 
 def main(argv) -> None:
   del argv
-  content = image_io.load_image(_CONTENT.value)
-  style = image_io.load_image(_STYLE.value)
-  params = weights.load_vgg19(_WEIGHTS.value)
+  content = image_io.load_image(evaluation._CONTENT.value)
+  style = image_io.load_image(evaluation._STYLE.value)
+  params = weights.load_vgg19(evaluation._WEIGHTS.value)
+  ev = evaluation  # pylint: disable=protected-access (its flags are this benchmark's)
+  size = ev._SIZE.value
   only = set(schema.split_list(_ONLY.value))
   lines, base = [], None
   for name, entry in ENTRIES:
     if only and name not in only and name != 'gram':
       continue
     over = overrides_of(entry)
-    r = evaluation.bench_eval(content, style, _SIZE.value, _STEPS.value, _REPEATS.value,
+    r = evaluation.bench_eval(content, style, size, ev._STEPS.value, ev._REPEATS.value,
                               'direct', 'avg', params=params, overrides=over)
     r = {'entry': name, **{k: v for k, v in over.items()}, **r}
     if name == 'gram':
@@ -83,7 +84,7 @@ def main(argv) -> None:
     lines.append(r)
     print(json.dumps(r))
     sys.stdout.flush()
-  summary = {'summary': {r['entry']: r['ratio_to_gram'] for r in lines}, 'size': _SIZE.value}
+  summary = {'summary': {r['entry']: r['ratio_to_gram'] for r in lines}, 'size': size}
   print(json.dumps(summary))
   if _JSON.value:
     with open(_JSON.value, 'w') as f:

@@ -17,6 +17,7 @@ def arbitrary_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.job = 'arbitrary'
   c.method = 'ghiasi'           # ghiasi (Magenta's pretrained nets) | adain (decoder trained here)
+  #                               | wct (Li et al. 2017's whitening/colouring, the same decoder)
   c.content = ''                # a photo, a folder of photos or a video (--content)
   c.style = ''                  # painting(s), comma separated (--style)
   c.output = ''                 # image / folder / .mp4 (--output); '' = outputs/<name>_arbitrary
@@ -33,7 +34,7 @@ def arbitrary_config() -> ml_collections.ConfigDict:
   c.skip_existing = False       # folders: skip photos whose output exists (resume after Ctrl-C)
   c.max_pixels = image_io.DEFAULT_MAX_PIXELS  # refuse larger source images
   c.weights = ''                # Ghiasi: converted .npz or a folder with the two ONNX files
-  c.model = ''                  # AdaIN: decoder dir; '' = the shipped weights/adain_decoder
+  c.model = ''                  # AdaIN / WCT: decoder dir; '' = the shipped weights/adain_decoder
   c.impl = 'fast'               # Ghiasi convs: fast (strips, space-to-depth) | direct (same result)
   c.quiet = False               # no progress lines
   return schema.lock(c)

@@ -16,13 +16,14 @@ import ml_collections
 
 from nst_jax.config import schema
 
-NETWORKS = ('johnson', 'slim', 'adain')
+NETWORKS = ('johnson', 'slim', 'adain', 'finetune', 'ghiasi_embedding')
 
 
 def train_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.job = 'train'
   c.network = 'johnson'            # johnson | slim (models/transformer.py) | adain (models/adain)
+  #                                  | finetune (new styles in a trained N-style network)
   c.style = ''                     # style image(s), comma separated (several: Dumoulin N-style)
   c.output = 'outputs/model'       # the model directory (model.npz + model.json, checkpoint, log)
   c.weights = ''                   # VGG19 weights (.h5 or converted .npz); '' = resolve (README)
@@ -53,6 +54,13 @@ def train_config() -> ml_collections.ConfigDict:
   # XLA:CPU 'fast' is 2.6x faster forward but its weight gradients are slow: forward + backward of
   # the slim net at 128 px, batch 4 took 2.0 s with 'fast' and 0.47 s with 'direct' (README).
   n.impl = 'direct'
+  # finetune (training/tasks/finetune.py): the --style paintings appended to an N-style network.
+  c.finetune = f = ml_collections.ConfigDict()
+  f.model = ''                     # the N-style model directory to start from; '' = multistyle26
+  f.train_all = False              # False: only the new styles' gamma/beta; True: kernels too
+  f.init = 'mean'                  # the new rows: mean | nearest | identity (gamma 1, beta 0)
+  # ghiasi_embedding (training/tasks/ghiasi_embedding.py): --output=STYLE.npz, a refined style.
+  c.ghiasi_weights = ''             # Ghiasi .npz or ONNX folder; '' = resolve (models/ghiasi)
   # Loss (same meaning as the stylize job's fields, see nst_jax/config/schema.py).
   c.content_layers = 'relu3_3'
   c.content_layer_weights = ''
@@ -66,6 +74,12 @@ def train_config() -> ml_collections.ConfigDict:
   c.pooling = 'max'
   c.conv_impl = 'auto'
   c.conv_dtype = 'float32'         # float32 | bfloat16: the VGG19 loss network's product operands
+  # adain (training/tasks/adain.py): first train the decoder to invert relu4_1 (Li et al. 2017's
+  # decoder loss), then the AdaIN loss; pretrain_steps >= num_steps: a reconstruction decoder only.
+  c.adain = a = ml_collections.ConfigDict()
+  a.pretrain_steps = 0             # the first N steps reconstruct the photos (0 = AdaIN loss only)
+  a.pixel_weight = 1.0             # pixel MSE in 0..1 units (WCT-TF's train.py default: 1)
+  a.feature_weight = 1.0           # relu4_1 MSE, normalised-VGG units (WCT-TF's default: 1)
   # Optimisation (optax Adam).
   c.num_steps = 40_000
   c.learning_rate = 1e-3

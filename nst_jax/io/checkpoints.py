@@ -35,7 +35,13 @@ ADDED_FIELDS: dict[str, Any] = {
     'conv_dtype': 'float32', 'style_loss': 'gram', 'content_loss': 'mse', 'mmd_kernel': 'poly',
     'mmd_c': 0.0, 'cmd_order': 5, 'sw_projections': -1, 'mrf_patch_size': 3, 'mrf_stride': 1,
     'style_samples': 1024,
-    'finetune': {'model': '', 'train_all': False, 'init': 'mean'}, 'ghiasi_weights': ''}
+    'finetune': {'model': '', 'train_all': False, 'init': 'mean'}, 'ghiasi_weights': '',
+    'adain': {'pretrain_steps': 0, 'pixel_weight': 1.0, 'feature_weight': 1.0}}
+
+# Added fields whose arrival also changed what older checkpoints of some configs mean: for a
+# config with these values the field stays in the key, so those checkpoints do not resume.
+# (The AdaIN decoder's output and loss units changed with its pre-training fields.)
+MEANING_CHANGED: dict[str, dict[str, Any]] = {'adain': {'network': 'adain'}}
 
 # Per job: the fields that do not change what a step computes, so a checkpoint resumes across
 # changes of these.
@@ -57,7 +63,8 @@ def config_key(config: ml_collections.ConfigDict, ignore: Sequence[str]) -> str:
   for name in ignore:
     _pop(d, name)
   for name, old in ADDED_FIELDS.items():
-    _pop(d, name, old)
+    if not any(d.get(k) == v for k, v in MEANING_CHANGED.get(name, {}).items()):
+      _pop(d, name, old)
   return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

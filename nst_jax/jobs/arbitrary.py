@@ -1,4 +1,4 @@
-"""Arbitrary-style fast transfer, Ghiasi et al. 2017 and AdaIN behind one interface (`arbitrary`).
+"""Arbitrary-style fast transfer, Ghiasi et al. 2017, AdaIN and WCT behind one interface.
 
   python run.py --config=configs/arbitrary.py --content=PHOTO|DIR|VIDEO \
       --style=PAINTING[,PAINTING2] --output=OUT.png|OUT_DIR|OUT.mp4
@@ -9,13 +9,18 @@ Python: :func:`stylize_arbitrary` (re-exported as ``nst_jax.jobs.fast.stylize_ar
   painting is centre-cropped to a square and resized to 256x256 for the style prediction network;
   ``strength`` interpolates between the photo's own embedding (the photo through the same
   predictor) and the painting's, as Magenta's demo does; several paintings mix by a convex
-  combination of their embeddings (``style_blend_weights``).
+  combination of their embeddings (``style_blend_weights``). A style file (``--style=FILE.npz``,
+  :mod:`nst_jax.models.ghiasi_style`, e.g. an embedding refined by
+  ``configs/ghiasi_refine_cpu.py``) takes a painting's place: alone, mixed, with ``strength``.
 * ``method='adain'``: Huang & Belongie's AdaIN with a decoder trained here (``model`` = its
   directory; :mod:`nst_jax.models.adain`, imported lazily): ``strength`` is the paper's alpha,
   several styles mix their feature statistics, and masks give each region its own painting's
   statistics (the content's statistics taken per region; one decoding), as in the paper.
+* ``method='wct'``: Li et al. 2017's whitening and colouring of relu4_1
+  (:mod:`nst_jax.models.wct`) with the same decoder (best one pre-trained to reconstruct:
+  ``adain.pretrain_steps``); ``strength`` is their alpha; mixing and masks as for AdaIN.
 
-Both: ``original_colors`` keeps the photo's colours (the YIQ transform of
+All: ``original_colors`` keeps the photo's colours (the YIQ transform of
 :mod:`nst_jax.losses.controls`); ``mask`` (one style) or ``masks`` (one per style) put each
 painting's result in its region and keep the photo elsewhere (Ghiasi: by compositing whole results;
 AdaIN: per region in feature space); folders and videos go through the feed-forward job's pipeline
@@ -42,8 +47,9 @@ from nst_jax.io import log
 from nst_jax.jobs import media
 from nst_jax.losses import controls
 from nst_jax.models import ghiasi
+from nst_jax.models import ghiasi_style
 
-METHODS = ('ghiasi', 'adain')
+METHODS = ('ghiasi', 'adain', 'wct')
 # The AdaIN decoder shipped with the repository (trained here, float16), used when no model is
 # given; see README, "AdaIN: arbitrary styles with a trained decoder".
 DEFAULT_ADAIN_MODEL = Path(__file__).resolve().parents[2] / 'weights' / 'adain_decoder'
@@ -103,6 +109,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   styles = _split(config.style)
   if not styles:
     raise ConfigError('the arbitrary job needs --style=PAINTING (several: comma separated)')
+  if config.method != 'ghiasi' and any(map(ghiasi_style.is_style_file, styles)):
+    raise ConfigError('style files (.npz) hold Ghiasi embeddings; use them with method=ghiasi')
   check_strength(config.strength)
   blend_weights(config.style_blend_weights, len(styles))
   if config.mask and config.masks:
@@ -123,7 +131,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f'max_frames must be >= 0, got {config.max_frames}')
   if config.impl not in ('fast', 'direct'):
     raise ConfigError(f'unknown impl {config.impl!r}; choose fast or direct')
-  if config.method == 'adain':
+  if config.method in ('adain', 'wct'):  # both decode with an AdaIN decoder
     adain_model(config.model)
 
 
@@ -162,19 +170,26 @@ def check_image(image: np.ndarray, what: str, min_side: int) -> np.ndarray:
   return arr if arr.dtype == np.uint8 else image_io.to_uint8(arr)
 
 
-def style_input(image: np.ndarray, size: int = ghiasi.STYLE_SIZE) -> np.ndarray:
-  """The predictor's input: the centre square of a uint8 image, resized to size^2, 0..1."""
-  h, w = image.shape[:2]
-  side = min(h, w)
-  top, left = (h - side) // 2, (w - side) // 2
-  square = image[top:top + side, left:left + side]
-  return image_io.resize_image(square, shape=(size, size)).astype(np.float32) / 255.
+style_input = ghiasi_style.predictor_input  # the predictor's input (centre square, 256x256)
+
+Style = Union[np.ndarray, ghiasi_style.StyleEmbedding]  # a painting (uint8) or a style file's
 
 
-def embeddings(params, images: Sequence[np.ndarray]) -> jax.Array:
-  """Style embeddings (N, 100) of uint8 images (one compiled 256x256 program, batch 1)."""
-  return jnp.concatenate([ghiasi.predict(params, jnp.asarray(style_input(im))[None])
-                          for im in images], 0)
+def load_style_or_file(path: Union[str, Path],
+                       max_pixels: Optional[int] = image_io.DEFAULT_MAX_PIXELS) -> Style:
+  """``--style`` entry: a style file (``.npz``, :func:`ghiasi_style.load`) or a painting."""
+  if ghiasi_style.is_style_file(path):
+    return ghiasi_style.load(path)
+  return load_style(path, max_pixels)
+
+
+def embeddings(params, images: Sequence[Style]) -> jax.Array:
+  """Style embeddings (N, 100) of uint8 images (one compiled 256x256 program, batch 1); a style
+  file's embedding is taken as it is."""
+  return jnp.concatenate([
+      jnp.asarray(im.embedding, jnp.float32)[None]
+      if isinstance(im, ghiasi_style.StyleEmbedding)
+      else ghiasi.predict(params, jnp.asarray(style_input(im))[None]) for im in images], 0)
 
 
 # --- Stylizing -------------------------------------------------------------------------------
@@ -201,8 +216,9 @@ class ArbitraryStylizer:
   """Paintings + options, prepared once (style embeddings / statistics); call on uint8 photos.
 
   Args:
-    styles: uint8 (H, W, 3) paintings (each >= 16 px).
-    method: 'ghiasi' or 'adain'.
+    styles: uint8 (H, W, 3) paintings (each >= 16 px); with method='ghiasi' also style files'
+      embeddings (:class:`nst_jax.models.ghiasi_style.StyleEmbedding`).
+    method: 'ghiasi', 'adain' or 'wct'.
     strength: 0..1 (Ghiasi: photo's own embedding -> painting's; AdaIN: alpha).
     style_blend_weights: one weight per style (default equal); ignored with masks.
     masks: None, or one float (H, W) mask per style (any size; resized to each photo).
@@ -213,7 +229,7 @@ class ArbitraryStylizer:
     impl: Ghiasi conv formulation ('fast' or 'direct', same result).
   """
 
-  def __init__(self, styles: Sequence[np.ndarray], method: str = 'ghiasi', strength: float = 1.,
+  def __init__(self, styles: Sequence[Style], method: str = 'ghiasi', strength: float = 1.,
                style_blend_weights=None, masks: Optional[Sequence[np.ndarray]] = None,
                original_colors: bool = False, params=None, model: Optional[str] = None,
                impl: str = 'fast'):
@@ -221,8 +237,11 @@ class ArbitraryStylizer:
       raise ConfigError(f'unknown method {method!r}; choose one of {", ".join(METHODS)}')
     if not styles:
       raise ConfigError('give at least one style image')
-    self.styles = [check_image(s, f'style image {i + 1}', MIN_STYLE_SIDE)
-                   for i, s in enumerate(styles)]
+    if method != 'ghiasi' and any(isinstance(s, ghiasi_style.StyleEmbedding) for s in styles):
+      raise ConfigError('style files (.npz) hold Ghiasi embeddings; use them with method=ghiasi')
+    self.styles: list[Any] = [s if isinstance(s, ghiasi_style.StyleEmbedding)
+                              else check_image(s, f'style image {i + 1}', MIN_STYLE_SIDE)
+                              for i, s in enumerate(styles)]
     self.method, self.strength = method, check_strength(strength)
     self.weights = blend_weights(style_blend_weights, len(self.styles))
     if masks is not None and len(masks) and len(masks) != len(self.styles):
@@ -252,8 +271,11 @@ class ArbitraryStylizer:
         from nst_jax.models import weights  # pylint: disable=g-import-not-at-top
         params = weights.load_vgg19()
       self.vgg = params
+      # WCT: the same decoder after whitening and colouring (nst_jax.models.wct, lazily too).
+      self._transfer = (importlib.import_module('nst_jax.models.wct') if method == 'wct'
+                        else adain)
       # The paintings' statistics once, not once per photo or video frame.
-      self.adain_stats = adain.style_statistics(params, list(self.styles))
+      self.adain_stats = self._transfer.style_statistics(params, list(self.styles))
 
   def _masks_for(self, shape: tuple[int, int]) -> jax.Array:
     if shape not in self._mask_cache:
@@ -274,7 +296,7 @@ class ArbitraryStylizer:
     if min(h, w) < MIN_CONTENT_SIDE:
       raise ImageError(f'content image is {w}x{h} px; both sides must be at least '
                        f'{MIN_CONTENT_SIDE} px')
-    if self.method == 'adain':
+    if self.method in ('adain', 'wct'):
       return np.stack([self._adain_one(im) for im in images])
     b = images.shape[0]
     embs = jnp.broadcast_to(self.style_embs[:, None], (self.style_embs.shape[0], b,
@@ -291,9 +313,9 @@ class ArbitraryStylizer:
     # With masks: the paper's per-region AdaIN (content statistics per region, each region its
     # own painting's statistics), one feature map decoded once (nst_jax.models.adain.adain_regions).
     masks = None if self.masks is None else np.asarray(self._masks_for(photo.shape[:2]))
-    out = self._adain.stylize(self.decoder, photo, list(self.styles), alpha=self.strength,
-                              style_weights=self.weights, vgg_params=self.vgg,
-                              width=self.width, masks=masks, statistics=self.adain_stats)
+    out = self._transfer.stylize(self.decoder, photo, list(self.styles), alpha=self.strength,
+                                 style_weights=self.weights, vgg_params=self.vgg,
+                                 width=self.width, masks=masks, statistics=self.adain_stats)
     return controls.original_colors(out, photo) if self.original_colors else out
 
   def __call__(self, images: np.ndarray) -> np.ndarray:
@@ -301,7 +323,7 @@ class ArbitraryStylizer:
     return out[0] if np.asarray(images).ndim == 3 else out
 
 
-def stylize_arbitrary(content: np.ndarray, style: Union[np.ndarray, Sequence[np.ndarray]],
+def stylize_arbitrary(content: np.ndarray, style: Union[Style, Sequence[Style]],
                       method: str = 'ghiasi', strength: float = 1.0,
                       style_blend_weights: Optional[Sequence[float]] = None,
                       masks: Optional[Sequence[np.ndarray]] = None, original_colors: bool = False,
@@ -310,7 +332,8 @@ def stylize_arbitrary(content: np.ndarray, style: Union[np.ndarray, Sequence[np.
 
   Args:
     content: uint8 RGB photo (H, W, 3) (or a batch (B, H, W, 3)), any size >= 16 px.
-    style: one uint8 (H, W, 3) painting or a list of them (each >= 16 px).
+    style: one uint8 (H, W, 3) painting or a list of them (each >= 16 px); Ghiasi: also
+      style files' embeddings (:func:`nst_jax.models.ghiasi_style.load`).
     method: 'ghiasi' (Magenta's pretrained networks) or 'adain' (a decoder trained here).
     strength: 0..1; Ghiasi: from the photo's own embedding (0) to the painting's (1); AdaIN:
       the paper's alpha.
@@ -326,7 +349,9 @@ def stylize_arbitrary(content: np.ndarray, style: Union[np.ndarray, Sequence[np.
   Returns:
     uint8 RGB of the content's shape.
   """
-  styles = [style] if isinstance(style, np.ndarray) and style.ndim == 3 else list(style)
+  single = (isinstance(style, ghiasi_style.StyleEmbedding)
+            or isinstance(style, np.ndarray) and style.ndim == 3)
+  styles = [cast(Style, style)] if single else list(cast(Sequence[Style], style))
   content = np.asarray(content)
   if content.ndim == 3:
     check_image(content, 'content image', MIN_CONTENT_SIDE)
@@ -353,7 +378,7 @@ def run(config: ml_collections.ConfigDict, stylizer: Optional[ArbitraryStylizer]
             f'{".png" if kind == "image" else ""}')
   cap = int(config.max_pixels)
   style_paths = _split(config.style)
-  styles = [load_style(p, cap) for p in style_paths]
+  styles = [load_style_or_file(p, cap) for p in style_paths]
   masks = None
   if config.mask or config.masks:
     masks = [controls.check_mask(image_io.load_mask(p, max_pixels=cap), f'mask {p}')

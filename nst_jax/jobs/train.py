@@ -33,11 +33,17 @@ def run(config: ml_collections.ConfigDict, params=None, quiet: bool = False) -> 
     for p in train_schema.style_paths(config):
       if not Path(p).expanduser().is_file():
         raise ImageError(f'style image not found: {p} (check --style)')
-  fileio.check_writable_dir(Path(config.output).expanduser(), '--output')
+  tasks.check_inputs(config)  # e.g. finetune's paintings and base model: before any file exists
+  # The loop's directory: --output, or beside it for a task writing one file (a style file).
+  run_config = config
+  if str(config.network) in tasks.RUN_DIRECTORIES:
+    run_config = config.copy_and_resolve_references()
+    run_config.output = str(tasks.run_directory(config))
+  fileio.check_writable_dir(Path(run_config.output).expanduser(), '--output')
   if params is None:
     from nst_jax.models import weights  # pylint: disable=g-import-not-at-top
     params = weights.load_vgg19(config.weights or None)
   task = tasks.get_task(config.network)(config, params)
-  result = loop.train(config, task, quiet)
+  result = loop.train(run_config, task, quiet)
   result.pop('params', None)
   return result

@@ -10,7 +10,13 @@ image. Only the decoder is trained (:func:`loss_terms`, through :mod:`nst_jax.tr
 * content loss: ``mean((f(g(t)) - t)^2)`` at relu4_1, with ``t = AdaIN(f(c), f(s))`` (paper eq. 12);
 * style loss: ``sum_l mean((mu_l(g(t)) - mu_l(s))^2) + mean((sigma_l(g(t)) - sigma_l(s))^2)`` over
   relu1_1, relu2_1, relu3_1, relu4_1 (eq. 13, squared as in the authors' PyTorch code);
-* total ``content + style_weight * style`` (style weight 10, the paper's lambda).
+* total ``content + style_weight * style`` (style weight 10, the paper's lambda);
+* features in the units of the authors' normalised VGG19 (:data:`FEATURE_SCALE`), the output
+  scored as saved (clipped, :func:`as_saved`).
+
+Before the AdaIN loss the decoder can be pre-trained as an inverse of relu4_1
+(:func:`reconstruction_loss_terms`, Li et al. 2017's decoder loss; the ``adain.pretrain_steps``
+of :mod:`nst_jax.training.tasks.adain`); the same decoder serves WCT (:mod:`nst_jax.models.wct`).
 
 Statistics are over the spatial axes with the population variance and ``eps = 1e-5`` inside the
 square root. Inference: :func:`stylize` (``alpha`` interpolates features between the content's and
@@ -40,6 +46,20 @@ STYLE_LAYERS = ('block1_conv1', 'block2_conv1', 'block3_conv1', 'block4_conv1') 
 EPS = 1e-5
 # Decoder (the paper's Sec. 6 / authors' code): mirrors VGG19 relu4_1 -> input. 'up' = nearest x2.
 DECODER_LAYOUT = (256, 'up', 256, 256, 256, 128, 'up', 128, 64, 'up', 64, 3)
+# The output conv's unit: its 0..1 output times 255 (authors' code: the decoder outputs 0..1
+# images). Decoders saved before this (model.json without 'output_scale' and 'input_scale') took
+# raw relu4_1 and output 0..255 directly; load_decoder converts them to the same function.
+OUTPUT_SCALE = 255.
+# The output conv's initial bias: the ImageNet mean colour (vgg.BGR_MEAN, in RGB, 0..1), so an
+# untrained decoder starts at mid grey rather than black.
+_OUTPUT_BIAS_INIT = tuple(m / OUTPUT_SCALE for m in vgg.BGR_MEAN[::-1])
+# Each layer's mean activation on photos: our Caffe VGG19 over 64 BSDS500 crops of 256 px (photos
+# rescaled to 512, the adain2017 preset's crops), measured 2026-12-03 (spread over 8 batches of 8:
+# +-11 %, 8 %, 7 %, 7 %). The authors' "normalised" VGG19 (Gatys et al. 2015 rescaled every filter
+# to mean activation 1 over ImageNet) has these near 1: the losses and the decoder's input divide
+# by them to work in those units (see loss_terms and Decoder).
+FEATURE_SCALE = {'block1_conv1': 18.8, 'block2_conv1': 100., 'block3_conv1': 92.,
+                 'block4_conv1': 367.}
 
 
 def mean_std(features: jax.Array, eps: float = EPS, mask: Optional[jax.Array] = None
@@ -148,6 +168,13 @@ def upsample_nearest(x: jax.Array) -> jax.Array:
 class Decoder(nn.Module):
   """The AdaIN decoder: relu4_1 features (N, h, w, 512) -> RGB 0..255 (N, 8h, 8w, 3).
 
+  The decoder works in the authors' units: its input is divided by relu4_1's mean activation
+  (:data:`FEATURE_SCALE`, their normalised VGG's scale) and its output conv's 0..1 result
+  multiplied by :data:`OUTPUT_SCALE` (255: their decoder outputs 0..1 images); it starts at the
+  mean colour of ImageNet (:func:`init_decoder`). Upsampling is nearest-neighbour and every conv
+  reflection-padded, as in Huang & Belongie's decoder: transposed (or strided) convolutions would
+  print a checkerboard, zero padding dark borders.
+
   Attributes:
     width: multiplies every hidden width (1 = the paper's 256/128/64 channels).
   """
@@ -156,6 +183,11 @@ class Decoder(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     n_conv = sum(1 for v in DECODER_LAYOUT if v != 'up')
+    # With the output in 0..1 units (below), raw relu4_1 (mean ~370 on photos; the authors'
+    # normalised VGG: ~1) would make every hidden activation ~370x theirs: an untrained decoder
+    # put out noise of RMS ~14000 grey levels, and the output conv would need kernels hundreds of
+    # times below its init, which each Adam step (~lr per parameter) changes by a large fraction.
+    x = x / FEATURE_SCALE[ENCODER_LAYER]
     i = 0
     for v in DECODER_LAYOUT:
       if v == 'up':
@@ -164,9 +196,15 @@ class Decoder(nn.Module):
       i += 1
       last = i == n_conv
       ch = 3 if last else max(1, int(round(float(v) * self.width)))
-      x = _Conv3x3Reflect(ch, name=f'conv{i}')(x)
-      if not last:
-        x = nn.relu(x)
+      if last:
+        # Why 0..1 units: Adam moves each parameter by about the learning rate per step, so a
+        # conv that output 0..255 directly (the shipped decoder until now) could move its bias
+        # by ~1e-4..1e-3 grey levels a step: after 1445 steps its biases were still ~0.1, the
+        # reconstructions' channel means 54/44/52 against the photo's 103/115/120 (dark, red and
+        # blue above green: the purple cast). In 0..1 units the bias reaches any colour.
+        x = OUTPUT_SCALE * _Conv3x3Reflect(ch, name=f'conv{i}')(x)
+      else:
+        x = nn.relu(_Conv3x3Reflect(ch, name=f'conv{i}')(x))
     return x
 
 
@@ -176,16 +214,37 @@ def encode(vgg_params: Mapping, images: jax.Array, layers: Sequence[str] = (ENCO
   return vgg.features(vgg_params, images, tuple(layers), 'max', conv_impl)
 
 
+def as_saved(images: jax.Array) -> jax.Array:
+  """The decoder's output as it is saved (clipped to 0..255), with the identity's gradient.
+
+  The losses score this, not the raw output: the shipped decoder put 2.5 % of a photo's pixels
+  below 0 (down to -115), statistics VGG scored but no saved image has. The straight-through
+  gradient keeps clipped pixels trainable (a plain clip would give them none).
+  """
+  return images + jax.lax.stop_gradient(jnp.clip(images, 0., 255.) - images)
+
+
+def _scaled(features: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
+  return {l: f / FEATURE_SCALE[l] for l, f in features.items()}
+
+
 def loss_terms(decoder_params: Mapping, vgg_params: Mapping, content: jax.Array,
                style: jax.Array, style_weight: float | jax.Array = 10., width: float = 1.0,
                conv_impl: str = 'direct', content_weight: float | jax.Array = 1.
                ) -> dict[str, jax.Array]:
-  """The paper's training loss on a batch of (N, H, W, 3) RGB 0..255 content and style crops."""
-  fc = encode(vgg_params, content, (ENCODER_LAYER,), conv_impl)[ENCODER_LAYER]
-  fs = encode(vgg_params, style, STYLE_LAYERS, conv_impl)
+  """The paper's training loss on a batch of (N, H, W, 3) RGB 0..255 content and style crops.
+
+  Features are in the authors' normalised-VGG units (each layer divided by its
+  :data:`FEATURE_SCALE`). In raw Caffe units the relu4_1 terms weighed (367 / 18.8)^2 ~ 380x the
+  relu1_1 ones, where a painting's colours live: the style loss hardly asked for them, which is
+  part of why the shipped decoder's colours drifted (dark, purple).
+  """
+  fc = _scaled(encode(vgg_params, content, (ENCODER_LAYER,), conv_impl))[ENCODER_LAYER]
+  fs = _scaled(encode(vgg_params, style, STYLE_LAYERS, conv_impl))
   t = jax.lax.stop_gradient(adain(fc, fs[ENCODER_LAYER]))
-  out = cast(jax.Array, Decoder(width).apply({'params': decoder_params}, t))
-  fo = encode(vgg_params, out, STYLE_LAYERS, conv_impl)
+  out = cast(jax.Array, Decoder(width).apply({'params': decoder_params},
+                                             t * FEATURE_SCALE[ENCODER_LAYER]))
+  fo = _scaled(encode(vgg_params, as_saved(out), STYLE_LAYERS, conv_impl))
   content_loss = content_weight * jnp.mean(jnp.square(fo[ENCODER_LAYER] - t))
   style_loss = jnp.zeros((), jnp.float32)
   for l in STYLE_LAYERS:
@@ -196,10 +255,47 @@ def loss_terms(decoder_params: Mapping, vgg_params: Mapping, content: jax.Array,
   return {'content': content_loss, 'style': style_loss, 'total': content_loss + style_loss}
 
 
+def reconstruction_loss_terms(decoder_params: Mapping, vgg_params: Mapping, images: jax.Array,
+                              pixel_weight: float | jax.Array = 1.,
+                              feature_weight: float | jax.Array = 1., width: float = 1.0,
+                              conv_impl: str = 'direct') -> dict[str, jax.Array]:
+  """The decoder as an inverse of VGG19 relu4_1 (Li et al. 2017, "Universal Style Transfer via
+  Feature Transforms", Sec. 3.1: ``||I_o - I_i||^2 + lambda ||Phi(I_o) - Phi(I_i)||^2``).
+
+  ``pixel``: mean squared error of the decoded (N, H, W, 3) images in 0..1 units; ``feature``:
+  of their relu4_1 features in normalised-VGG units (:data:`FEATURE_SCALE`): the units of the
+  weights 1 and 1 that eridgd/WCT-TF's decoder training uses by default (images in 0..1, the
+  normalised VGG19).
+  """
+  f = encode(vgg_params, images, (ENCODER_LAYER,), conv_impl)[ENCODER_LAYER]
+  out = cast(jax.Array, Decoder(width).apply({'params': decoder_params}, f))
+  pixel = jnp.mean(jnp.square((out - images) / OUTPUT_SCALE))
+  fo = encode(vgg_params, as_saved(out), (ENCODER_LAYER,), conv_impl)[ENCODER_LAYER]
+  feature = jnp.mean(jnp.square((fo - f) / FEATURE_SCALE[ENCODER_LAYER]))
+  pixel, feature = pixel_weight * pixel, feature_weight * feature
+  return {'pixel': pixel, 'feature': feature, 'total': pixel + feature}
+
+
 def init_decoder(seed: int = 0, width: float = 1.0) -> dict:
-  """Freshly initialised decoder params (Flax defaults: LeCun normal kernels, zero biases)."""
-  x = jnp.zeros((1, 4, 4, vgg.CHANNELS[ENCODER_LAYER]), jnp.float32)
-  return Decoder(width).init(jax.random.PRNGKey(seed), x)['params']
+  """Freshly initialised decoder params (Flax defaults: LeCun normal kernels, zero biases; the
+  output conv's bias the mean colour: :class:`Decoder`)."""
+  # Drawn with NumPy from the traced shapes: Flax's init (or jax.random, op by op) took 16-19 s
+  # on a busy 2-core CPU, nearly all of it compiling small programs.
+  x = jax.ShapeDtypeStruct((1, 4, 4, vgg.CHANNELS[ENCODER_LAYER]), jnp.float32)
+  shapes = jax.eval_shape(lambda x: Decoder(width).init(jax.random.PRNGKey(0), x)['params'], x)
+  rng = np.random.default_rng(seed)
+  params = {}
+  for layer in sorted(shapes, key=lambda name: int(name[4:])):
+    shape = shapes[layer]['kernel'].shape
+    # Flax's lecun_normal: a normal truncated at 2 std, rescaled to variance 1 / fan_in.
+    z = rng.standard_normal(shape)
+    while np.any(bad := np.abs(z) > 2.):
+      z[bad] = rng.standard_normal(int(bad.sum()))
+    std = np.sqrt(1. / np.prod(shape[:-1])) / .87962566103423978
+    params[layer] = {'kernel': jnp.asarray(z * std, jnp.float32),
+                     'bias': jnp.zeros(shapes[layer]['bias'].shape, jnp.float32)}
+  params[_OUTPUT_CONV]['bias'] = jnp.asarray(_OUTPUT_BIAS_INIT, jnp.float32)
+  return params
 
 
 @functools.partial(jax.jit, static_argnames=('width', 'conv_impl'))
@@ -235,7 +331,7 @@ def _style_stats(vgg_params, style, conv_impl):
   return mean_std(encode(vgg_params, style, (ENCODER_LAYER,), conv_impl)[ENCODER_LAYER])
 
 
-def _pad_to_multiple(image: np.ndarray, k: int = 8) -> tuple[np.ndarray, tuple[int, int]]:
+def pad_to_multiple(image: np.ndarray, k: int = 8) -> tuple[np.ndarray, tuple[int, int]]:
   """Reflect-pads the first two axes of (H, W, ...) to multiples of k; returns (padded, (H, W))."""
   h, w = image.shape[:2]
   ph, pw = (-h) % k, (-w) % k
@@ -279,6 +375,25 @@ def stylize(decoder_params: Mapping, content: np.ndarray, style, alpha: float = 
   Returns:
     (H, W, 3) uint8 RGB.
   """
+  styles, w = check_styles(style, style_weights, alpha)
+  vgg_params = default_vgg(vgg_params)
+  width = decoder_width(decoder_params) if width is None else width
+  mus, sds = (style_statistics(vgg_params, styles, conv_impl) if statistics is None
+              else statistics)
+  padded, (h, wd) = pad_to_multiple(np.asarray(content))
+  if masks is not None:
+    out = _stylize_regions(decoder_params, vgg_params, jnp.asarray(padded, jnp.float32)[None],
+                           padded_masks(masks, len(styles), (h, wd)), mus, sds,
+                           jnp.float32(alpha), float(width), conv_impl)
+    return image_io.to_uint8(np.asarray(out[0, :h, :wd]))
+  out = _stylize(decoder_params, vgg_params, jnp.asarray(padded, jnp.float32)[None], mus, sds,
+                 jnp.asarray(w), jnp.float32(alpha), float(width), conv_impl)
+  return image_io.to_uint8(np.asarray(out[0, :h, :wd]))
+
+
+def check_styles(style, style_weights: Optional[Sequence[float]], alpha: float
+                 ) -> tuple[list[np.ndarray], np.ndarray]:
+  """(paintings as a list, normalised float32 weights); ConfigError for a bad alpha or weights."""
   if not 0. <= float(alpha) <= 1.:
     raise ConfigError(f'alpha (strength) must be in 0..1, got {alpha}')
   styles = [style] if isinstance(style, np.ndarray) and style.ndim == 3 else list(style)
@@ -289,27 +404,26 @@ def stylize(decoder_params: Mapping, content: np.ndarray, style, alpha: float = 
   if w.shape != (len(styles),) or np.any(w < 0) or w.sum() <= 0:
     raise ConfigError(f'style_weights must be {len(styles)} non-negative numbers with a positive '
                       f'sum, got {list(np.ravel(w))}')
-  w = w / w.sum()
-  if vgg_params is None:
-    from nst_jax.models import weights as weights_lib  # pylint: disable=g-import-not-at-top
-    vgg_params = weights_lib.load_vgg19()
-  width = decoder_width(decoder_params) if width is None else width
-  mus, sds = (style_statistics(vgg_params, styles, conv_impl) if statistics is None
-              else statistics)
-  padded, (h, wd) = _pad_to_multiple(np.asarray(content))
-  if masks is not None:
-    m = np.asarray(masks, np.float32)
-    if m.shape != (len(styles), h, wd):
-      raise ConfigError(f'masks must be {len(styles)} (one per style) of the photo\'s size '
-                        f'{h}x{wd}, got shape {m.shape}')
-    m, _ = _pad_to_multiple(np.transpose(np.clip(m, 0., 1.), (1, 2, 0)))
-    out = _stylize_regions(decoder_params, vgg_params, jnp.asarray(padded, jnp.float32)[None],
-                           jnp.asarray(np.transpose(m, (2, 0, 1))), mus, sds,
-                           jnp.float32(alpha), float(width), conv_impl)
-    return image_io.to_uint8(np.asarray(out[0, :h, :wd]))
-  out = _stylize(decoder_params, vgg_params, jnp.asarray(padded, jnp.float32)[None], mus, sds,
-                 jnp.asarray(w), jnp.float32(alpha), float(width), conv_impl)
-  return image_io.to_uint8(np.asarray(out[0, :h, :wd]))
+  return styles, w / w.sum()
+
+
+def default_vgg(vgg_params: Optional[Mapping]) -> Mapping:
+  """``vgg_params``, or the VGG19 weights :func:`nst_jax.models.weights.load_vgg19` finds."""
+  if vgg_params is not None:
+    return vgg_params
+  from nst_jax.models import weights as weights_lib  # pylint: disable=g-import-not-at-top
+  return weights_lib.load_vgg19()
+
+
+def padded_masks(masks: np.ndarray, k: int, shape: tuple[int, int]) -> jax.Array:
+  """(K, H, W) masks at the photo's size ``shape``, clipped to 0..1 and padded as
+  :func:`pad_to_multiple` pads the photo (ConfigError if there are not ``k`` of that size)."""
+  m = np.asarray(masks, np.float32)
+  if m.shape != (k, *shape):
+    raise ConfigError(f'masks must be {k} (one per style) of the photo\'s size '
+                      f'{shape[0]}x{shape[1]}, got shape {m.shape}')
+  m, _ = pad_to_multiple(np.transpose(np.clip(m, 0., 1.), (1, 2, 0)))
+  return jnp.asarray(np.transpose(m, (2, 0, 1)))
 
 
 def decoder_width(decoder_params: Mapping) -> float:
@@ -320,6 +434,7 @@ def decoder_width(decoder_params: Mapping) -> float:
 # --- The model directory: model.npz (flat 'conv1/kernel' arrays) + model.json.
 
 MODEL_KIND = 'adain_decoder'
+_OUTPUT_CONV = f'conv{sum(1 for v in DECODER_LAYOUT if v != "up")}'
 
 
 def save_decoder(directory, params: Mapping, width: float = 1.0, dtype=np.float32) -> None:
@@ -333,6 +448,8 @@ def save_decoder(directory, params: Mapping, width: float = 1.0, dtype=np.float3
   fileio.write_json(directory / 'model.json', {
       'kind': MODEL_KIND, 'width': float(width), 'encoder': 'vgg19 relu4_1 (max pooling)',
       'input': 'relu4_1 features of RGB 0..255', 'output': 'RGB 0..255',
+      # The units (load_decoder converts other ones; decoders saved before these: 1 and 1).
+      'input_scale': FEATURE_SCALE[ENCODER_LAYER], 'output_scale': OUTPUT_SCALE,
       'paper': 'Huang & Belongie 2017, arXiv:1703.06868'})
 
 
@@ -361,12 +478,28 @@ def load_decoder(directory) -> tuple[dict, float]:
       raise ValueError(f'width {width}')
   except (TypeError, ValueError) as e:
     raise NSTError(f'{meta_path} has an invalid decoder width ({e})') from None
+  # Decoders saved before the units were recorded took raw relu4_1 and output 0..255 (1 and 1).
+  units = {}
+  for field in ('input_scale', 'output_scale'):
+    try:
+      units[field] = float(meta.get(field, 1.0))
+      if not 0. < units[field] < 1e6:
+        raise ValueError(f'{field} {units[field]}')
+    except (TypeError, ValueError) as e:
+      raise NSTError(f'{meta_path} has an invalid {field} ({e})') from None
+  # The same function in this decoder's units: conv1(x / a, K) = conv1(x / b, K * b / a), and
+  # the output conv's kernel and bias times (its scale / OUTPUT_SCALE).
+  convert = {'conv1': {'kernel': FEATURE_SCALE[ENCODER_LAYER] / units['input_scale']},
+             _OUTPUT_CONV: {'kernel': units['output_scale'] / OUTPUT_SCALE,
+                            'bias': units['output_scale'] / OUTPUT_SCALE}}
   params: dict = {}
   for k, v in flat.items():
     layer, _, name = k.partition('/')
     if not name or not np.issubdtype(v.dtype, np.floating):
       raise NSTError(f'{npz} is not an AdaIN decoder (unexpected array {k!r} of {v.dtype})')
-    params.setdefault(layer, {})[name] = jnp.asarray(v, jnp.float32)  # float16 files too
+    factor = convert.get(layer, {}).get(name, 1.)
+    v = np.asarray(v, np.float32)  # float16 files too
+    params.setdefault(layer, {})[name] = jnp.asarray(v if factor == 1. else v * np.float32(factor))
   ref = jax.eval_shape(lambda: init_decoder(0, width))
   if str(jax.tree.structure(ref)) != str(jax.tree.structure(params)) or any(
       a.shape != b.shape for a, b in zip(jax.tree.leaves(ref), jax.tree.leaves(params))):

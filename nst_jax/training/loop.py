@@ -113,6 +113,8 @@ class Task:
       None).
     save_model: ``save_model(directory, params)`` writes the model files atomically.
     info: extra entries for the summary JSON.
+    model_file: the file ``save_model`` writes, relative to the output directory (or absolute):
+      what the interruption line names and the final save checks.
   """
   name: str
   params: Any
@@ -122,6 +124,7 @@ class Task:
   save_model: Callable[[Path, Any], None]
   sample: Optional[Callable] = None
   info: dict = dataclasses.field(default_factory=dict)
+  model_file: str = 'model.npz'
 
 
 # --- Optimiser and the jitted chunk.
@@ -261,7 +264,7 @@ def train(config: ml_collections.ConfigDict, task: Task, quiet: bool = False) ->
       task.save_model(out, jax.device_get(c[0]))
       save_checkpoint(ckpt, jax.device_get(c), s, key)
     timings['save_s'] += time.perf_counter() - ts
-    return [out / 'model.npz', ckpt]
+    return [out / task.model_file, ckpt]
 
   def sample(s: int, c) -> None:
     if task.sample is None:
@@ -328,7 +331,7 @@ def train(config: ml_collections.ConfigDict, task: Task, quiet: bool = False) ->
           raise interrupt.Interrupted(interrupt.resume_line(
               step, paths, interrupt.resume_command()), step, paths)
       if num_steps and step > start or distributed.any_process(
-          not (out / 'model.npz').exists()):
+          not (out / task.model_file).exists()):
         save(step, carry)
         if sample_every and step % sample_every:
           sample(step, carry)
@@ -342,7 +345,8 @@ def train(config: ml_collections.ConfigDict, task: Task, quiet: bool = False) ->
   result = _write_summary(out, summary, writer, timings, step, num_steps, t_start)
   result['params'] = jax.device_get(carry[0])
   if not quiet and main:
-    log.info(f'wrote {out} ({step} steps, {result["timings"]["wall_s"]:.1f} s)')
+    wrote = out / task.model_file if Path(task.model_file).is_absolute() else out
+    log.info(f'wrote {wrote} ({step} steps, {result["timings"]["wall_s"]:.1f} s)')
   return result
 
 
