@@ -1,0 +1,29 @@
+"""The style losses judged by the evaluation harness at equal wall time (configs/benchmark.py's
+protocol, small enough for a 2-core CPU).
+
+  python run.py --config=configs/benchmark_style_losses.py \
+      --output_dir=outputs/benchmark_style_losses
+
+2 photos x 2 paintings at 256 px; every paper's preset for as many steps as gatys2015's 60 take
+(``PRESET@STEPS``; coarse-to-fine presets keep their stages, scaled to end at 256 px, whose early
+stages cost less). The step budgets: each preset's seconds per evaluation at 256 px against
+gatys2015's, ``python -m nst_jax.bench.style_losses`` (docs/results/2026-12-03-style-losses.md);
+the table's seconds column shows what each method actually took.
+"""
+
+from configs import benchmark
+
+# Ours: 60 x gatys2015's seconds per evaluation / the preset's (bench.style_losses, one run).
+METHODS = ('gatys2015@60', 'li2017_mean_std@60', 'li2017_mmd@36', 'kalischek2021@24',
+           'efdm2022@9', 'heitz2021@8', 'li2016_mrf@120', 'kolkin2019@56')
+
+
+def get_config():
+  c = benchmark.get_config()
+  c.max_contents = 2                       # ours: 2 of the 20 photos (a 2-core CPU's quarter hour)
+  c.max_styles = 2                         # ours: 2 of the paintings
+  c.methods = ','.join(METHODS)
+  c.size = 256                             # ours: bench.style_losses' size
+  c.steps = 0                              # each method's own @STEPS
+  c.output_dir = 'outputs/benchmark_style_losses'
+  return c

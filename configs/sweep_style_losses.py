@@ -1,0 +1,46 @@
+"""Every style loss on one pair at equal wall time: one sweep, one contact sheet.
+
+  python run.py --config=configs/sweep_style_losses.py --content=../shared/images/tubingen.jpg \
+      --style=../shared/images/starry_night.jpg --output_dir=outputs/sweep_style_losses
+
+Each row is one paper's preset (its loss, layers, weights, pooling, start and optimiser) at
+256 px, single-scale (a sweep runs one size; li2016_mrf and kolkin2019 are coarse-to-fine on
+their own), with as many steps as gatys2015's 100 take: the step counts come from
+``python -m nst_jax.bench.style_losses`` (each preset's seconds per evaluation at 256 px, same
+run; docs/results/2026-12-03-style-losses.md). Per-layer weights are uniform here (kalischek2021's
+own are not a sweep value). One compiled program per loss (style_loss is a
+static choice); rows of the sheet: the loss. The harness's table for these losses over several
+pairs: configs/benchmark_style_losses.py.
+"""
+
+from configs import (efdm2022, gatys2015, heitz2021, kalischek2021, kolkin2019, li2016_mrf,
+                     li2017_mean_std, li2017_mmd)
+
+# (preset, steps in gatys2015's time for 100 steps at 256 px). Ours: 100 x the preset's seconds
+# per evaluation relative to gatys2015's (bench.style_losses, 2-core CPU, one run).
+PRESETS = ((gatys2015, 100), (li2017_mean_std, 100), (li2017_mmd, 60), (kalischek2021, 40),
+           (efdm2022, 15), (heitz2021, 14), (li2016_mrf, 85), (kolkin2019, 50))
+FIELDS = ('style_loss', 'style_weight', 'style_layers', 'content_layers', 'content_loss',
+          'content_weight', 'loss_norm', 'pooling', 'mmd_kernel', 'cmd_order', 'sw_projections',
+          'mrf_patch_size', 'mrf_stride', 'style_samples', 'tv_weight', 'init', 'optimizer.name',
+          'optimizer.learning_rate')
+
+
+def _value(c, field):
+  node = c
+  for part in field.split('.'):
+    node = node[part]
+  return str(node).replace(',', '+')  # '+' joins a list inside one sweep value
+
+
+def get_config():
+  c = gatys2015.get_config()
+  c.size = 256
+  c.conv_impl = 'direct'                # ours: one evaluation's cost is the comparison's unit
+  configs = [(p.get_config(), steps) for p, steps in PRESETS]
+  c.sweep.mode = 'zip'
+  axes = [f'{f}=' + ','.join(_value(pc, f) for pc, _ in configs) for f in FIELDS]
+  axes.append('num_steps=' + ','.join(str(n) for _, n in configs))
+  c.sweep.axes = ';'.join(axes)
+  c.sweep.rows = 'style_loss'
+  return c
