@@ -15,7 +15,8 @@ def get_config():
   c = heitz2021.get_config()
   c.mode = 'texture_synthesis'                     # the paper's use: no content term
   c.content_weight = 0.0
-  c.style_weight = 1.0                             # style alone: its scale is the optimiser's
+  c.style_weight = 1e4                             # ours: style alone, but at 1 L-BFGS-torch's
+  #                                                  curvature test (y.s > 1e-10) kept candy noise
   c.init = 'noise'                                 # code: noise (around the mean colour)
   c.size = 256                                     # code: 256 x 256 crops
   c.num_steps = 500                                # ours (code: 20 L-BFGS calls of 64 evals)

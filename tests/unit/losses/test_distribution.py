@@ -2,6 +2,8 @@
 paper's definition, independent identities (Gram loss, 1-D optimal transport), finite-difference
 gradients in float64, sampling determinism and bad options."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -121,7 +123,8 @@ def test_mmd_gaussian_matches_numpy_without_sampling():
   """samples >= M and >= Ms: every position, the authors' bandwidth, the V-statistic / C."""
   f, s = _feats(8, (4, 5, 3)), _feats(9, (3, 6, 3), 0., 2.)
   t = D.mmd_target(jnp.asarray(s, jnp.float32), kernel='gaussian', samples=64)
-  got = D.mmd_loss(jnp.asarray(f, jnp.float32), t, kernel='gaussian', samples=64)
+  loss = jax.jit(lambda z: D.mmd_loss(z, t, kernel='gaussian', samples=64))
+  got = loss(jnp.asarray(f, jnp.float32))
   bw = np_bandwidth(_rows(f), _rows(s))
   np.testing.assert_allclose(float(D.gaussian_bandwidth(_rows(f), _rows(s))), bw, rtol=1e-5)
   np.testing.assert_allclose(float(got), np_mmd(f, s, 'gaussian', bw=bw), rtol=1e-4)
@@ -239,6 +242,128 @@ def test_sliced_wasserstein_key_determinism():
   assert float(a) == float(b) and float(a) != float(other)
 
 
+# --- The integer-key sort and its permutation-free gradient ----------------------------------
+
+def _tied(seed, shape, dtype=np.float32):
+  """Values on a coarse grid (many ties), with a -0.0 and both infinities."""
+  x = (np.random.default_rng(seed).integers(-4, 5, size=shape) * 0.25).astype(dtype)
+  x.reshape(-1)[:3] = [-0., np.inf, -np.inf]
+  return x
+
+
+def _np_tie_mean_grad(x, w):
+  """NumPy: d/dx of sum(w * sort(x, 0)), each element taking the mean of w over the ranks
+  [lo, hi) of the values equal to it."""
+  out = np.empty(x.shape, np.float64)
+  for c in range(x.shape[1]):
+    col = np.sort(x[:, c])
+    lo = np.searchsorted(col, x[:, c], 'left')
+    hi = np.searchsorted(col, x[:, c], 'right')
+    out[:, c] = [w[a:b, c].mean() for a, b in zip(lo, hi)]
+  return out
+
+
+@pytest.mark.parametrize('dtype', [np.float32, jnp.bfloat16])
+def test_sort_equals_jnp_sort_exactly(dtype):
+  """Every axis of tied data with signed zeros and infinities; NaNs (either sign) go last."""
+  x = jnp.asarray(_tied(60, (9, 8, 7)), dtype)
+  for axis in (0, 1, 2, -1):
+    np.testing.assert_array_equal(np.asarray(D.sort(x, axis), np.float32),
+                                  np.asarray(jnp.sort(x, axis=axis), np.float32))
+  y = np.random.default_rng(61).normal(size=(30, 4)).astype(np.float32)
+  y[[3, 17], 1] = [np.nan, -np.nan]
+  y[5, 2] = -np.nan
+  got, want = D.sort(jnp.asarray(y, dtype), 0), jnp.sort(jnp.asarray(y, dtype), axis=0)
+  np.testing.assert_array_equal(np.asarray(got, np.float32), np.asarray(want, np.float32))
+  assert np.isnan(np.asarray(got, np.float32)[-2:, 1]).all()
+  if dtype != np.float32:
+    return
+  # Batched (as a sweep's vmap) and float64.
+  np.testing.assert_array_equal(jax.vmap(lambda a: D.sort(a, 0))(x), jnp.sort(x, axis=1))
+  with jax.enable_x64(True):
+    z = jnp.asarray(_tied(62, (40, 3), np.float64))
+    assert D.sort(z, 0).dtype == jnp.float64
+    np.testing.assert_array_equal(D.sort(z, 0), jnp.sort(z, axis=0))
+
+
+def test_sort_gradient_equals_autodiff_on_distinct_values():
+  """Distinct values: exactly jax.grad through jnp.sort, for a non-linear loss, on every axis."""
+  rng = np.random.default_rng(63)
+  x = jnp.asarray(rng.normal(size=(40, 6, 5)), jnp.float32)
+  w = jnp.asarray(rng.normal(size=(40, 6, 5)), jnp.float32)
+  assert len(np.unique(np.asarray(x))) == x.size
+
+  def grads(srt):
+    loss = lambda z, w, ax: jnp.sum(w * jnp.sin(srt(z, ax)) * srt(z, ax))
+    return jax.jit(lambda z, w: [jax.grad(loss)(z, w, ax) for ax in (0, 1, -1)])(x, w)
+
+  for got, want in zip(grads(D.sort), grads(lambda a, ax: jnp.sort(a, axis=ax))):
+    np.testing.assert_array_equal(got, want)
+
+
+def test_sort_gradient_on_ties_is_the_tie_groups_mean():
+  """Tied values (and a dead channel of zeros): each receives the mean cotangent of its tie
+  group; the group's total is autodiff's (one tie-break) total."""
+  x = _tied(64, (60, 4))
+  x[:, 3] = 0.
+  w = np.random.default_rng(65).normal(size=(60, 4)).astype(np.float32)
+  grad = jax.jit(jax.grad(lambda z, w: jnp.sum(w * D.sort(z, 0))))
+  got = np.asarray(grad(jnp.asarray(x), jnp.asarray(w)), np.float64)
+  want = _np_tie_mean_grad(x, w.astype(np.float64))
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  auto = np.asarray(jax.grad(lambda z: jnp.sum(w * jnp.sort(z, axis=0)))(jnp.asarray(x)))
+  assert not np.allclose(got, auto)  # autodiff picks a tie-break
+  for c in range(4):
+    for value in np.unique(x[:, c]):
+      group = x[:, c] == value
+      np.testing.assert_allclose(got[group, c].sum(), auto[group, c].sum(), rtol=1e-5, atol=1e-5)
+
+
+def _jnp_sort_histogram(f, s):
+  """The histogram loss with jnp.sort (the definition before the integer-key sort)."""
+  x, y = f.reshape(-1, f.shape[-1]), s.reshape(-1, s.shape[-1])
+  return jnp.mean(jnp.square(jnp.sort(x, axis=0) - D.quantiles(jnp.sort(y, axis=0), x.shape[0])))
+
+
+def _jnp_sort_sliced_wasserstein(f, s, key, p):
+  x, y = f.reshape(-1, f.shape[-1]), s.reshape(-1, s.shape[-1])
+  v = D.random_directions(key, p, x.shape[1], x.dtype)
+  px = jnp.sort(jnp.matmul(x, v.T, precision=D._HI), axis=0)
+  ps = jnp.sort(jnp.matmul(y, v.T, precision=D._HI), axis=0)
+  return jnp.mean(jnp.square(px - D.quantiles(ps, x.shape[0])))
+
+
+def test_sorted_losses_unchanged_from_jnp_sort():
+  """Values on ReLU-like (tied) features, gradients on distinct ones; a style of another size."""
+  rng = np.random.default_rng(66)
+  relu = lambda a: jnp.asarray(np.maximum(a, 0.), jnp.float32)
+  f, s = relu(rng.normal(size=(12, 10, 8))), relu(rng.normal(0.3, 1., size=(9, 11, 8)))
+  hist = lambda z: D.histogram_loss(z, D.histogram_target(s))
+  sw = lambda z: D.sliced_wasserstein_loss(z, D.sliced_wasserstein_target(s), KEY, projections=6)
+  old_sw = lambda z: _jnp_sort_sliced_wasserstein(z, s, KEY, 6)
+  old_hist = lambda z: _jnp_sort_histogram(z, s)
+  z = jnp.asarray(rng.normal(size=(12, 10, 8)), jnp.float32)
+  for new, old, rtol in ((hist, old_hist, 1e-6), (sw, old_sw, 1e-5)):
+    new, old = jax.jit(jax.value_and_grad(new)), jax.jit(jax.value_and_grad(old))
+    np.testing.assert_allclose(float(new(f)[0]), float(old(f)[0]), rtol=1e-6)
+    np.testing.assert_allclose(new(z)[1], old(z)[1], rtol=rtol, atol=1e-9)
+
+
+def test_sorted_loss_gradients_need_no_permutation():
+  """The compiled gradient sorts one integer operand and scatters nothing (autodiff of
+  jnp.sort co-sorts an iota and scatters through the permutation)."""
+  f = jnp.asarray(_feats(67), jnp.float32)
+  t = D.histogram_target(f)
+  for fn in (lambda z: D.histogram_loss(z, t),
+             lambda z: D.sliced_wasserstein_loss(z, D.sliced_wasserstein_target(f), KEY)):
+    hlo = jax.jit(jax.grad(fn)).lower(f).as_text()
+    sorts = re.findall(r'"stablehlo\.sort"\(([^)]*)\)', hlo)
+    assert sorts and all(',' not in operands for operands in sorts), sorts
+    assert 'stablehlo.scatter' not in hlo
+  hlo = jax.jit(jax.grad(lambda z: _jnp_sort_histogram(z, f))).lower(f).as_text()
+  assert any(',' in ops for ops in re.findall(r'"stablehlo\.sort"\(([^)]*)\)', hlo))
+
+
 def _all_losses():
   """name -> (target(style), loss(features, target)) with default options."""
   k = jax.random.PRNGKey(0)
@@ -297,8 +422,9 @@ def test_masks_select_a_region():
 # --- Gradients ------------------------------------------------------------------------------
 
 def _check_directional_derivatives(fn, z, seeds=(0, 1, 2), eps=1e-6, rtol=1e-6):
-  g = jax.jit(jax.grad(fn))(z)
-  f = jax.jit(fn)
+  value_and_grad = jax.jit(jax.value_and_grad(fn))  # one compilation for both
+  g = value_and_grad(z)[1]
+  f = lambda z: value_and_grad(z)[0]
   assert np.all(np.isfinite(np.asarray(g)))
   for seed in seeds:
     v = jnp.asarray(np.random.default_rng(seed + 100).normal(size=z.shape))
@@ -338,7 +464,7 @@ def test_gaussian_gradient_holds_the_bandwidth_constant():
     f = jnp.asarray(_feats(44, (3, 4, 3)))
     s = jnp.asarray(_feats(45, (4, 3, 3), 0., 2.))
     t = D.mmd_target(s, kernel='gaussian', samples=64)
-    g = np.asarray(jax.grad(lambda z: D.mmd_loss(z, t, kernel='gaussian', samples=64))(f))
+    g = np.asarray(jax.jit(jax.grad(lambda z: D.mmd_loss(z, t, kernel='gaussian', samples=64)))(f))
     bw = np_bandwidth(_rows(f), _rows(s))
     base = np.asarray(f)
     for idx in [(0, 0, 0), (1, 2, 1), (2, 3, 2)]:
@@ -354,7 +480,7 @@ def test_gradients_at_a_match_and_dead_channels_are_finite():
   s[..., 2] = 0.
   s = jnp.asarray(s)
   for name, (target, loss) in _all_losses().items():
-    g = jax.grad(lambda z, t=target(s), loss=loss: loss(z, t))(s)
+    g = jax.jit(jax.grad(lambda z, t=target(s), loss=loss: loss(z, t)))(s)
     assert np.all(np.isfinite(np.asarray(g))), name
     assert float(jnp.max(jnp.abs(g))) < 1e-4, name
 
