@@ -44,7 +44,9 @@ def style_term(problem, params, z=None):
   return float(t['style'])
 
 
-@pytest.mark.parametrize('loss', ['mean_std', 'mmd', 'cmd', 'mrf', 'strotss'])
+@pytest.mark.parametrize('loss', ['mean_std', 'mmd', 'cmd', 'mrf', pytest.param(
+    'strotss', marks=pytest.mark.slow)])  # STROTSS compiles for a minute (run with -m slow);
+#                                            its numerics: test_strotss
 def test_every_loss_lowers_its_style_term(loss, images, random_params):
   content, style = images
   # Style alone from the content image, L-BFGS as the presets (Adam's first steps overshoot
@@ -103,12 +105,12 @@ def test_sampled_loss_is_reproducible_and_resumes_exactly(images, random_params,
 def test_sweep_over_style_loss_equals_single_runs(images, random_params):
   content, style = images
   c = config('gram', steps=2)
-  c.sweep.axes = 'style_loss:gram,histogram,sliced_wasserstein'
+  c.sweep.axes = 'style_loss:gram,sliced_wasserstein'
   c.sweep.cost_analysis = False
   cache = batch_lib.ImageCache()
   c.content, c.style = cache.put('content', content), cache.put('style', style)
   result = run_lib.execute(c, random_params, images=cache)
-  assert len(result.outcomes) == 3
+  assert len(result.outcomes) == 2
   for o in result.outcomes:
     problem = problem_lib.build_problem(o.config, random_params, content, [style])
     single = loop.optimize(problem, random_params, 2, 2)
