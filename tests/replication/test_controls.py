@@ -220,6 +220,7 @@ def test_match_style_colors_wired_into_targets(params, content_small, style_smal
 
 # --- Scale control ------------------------------------------------------------------------------
 
+@pytest.mark.slow  # ~27 s idle: a replication claim, out of CI's 10 minutes
 def test_coarse_to_fine_beats_single_scale_of_equal_cost(tmp_path, params):
   content = image_io.load_image(IMAGES / 'tubingen.jpg', size=128)
   style = image_io.load_image(IMAGES / 'starry_night.jpg', size=128)

@@ -148,6 +148,7 @@ def test_batch_equals_single_runs(zipped, params):
     assert o.finite and o.evals == single.evals
 
 
+@pytest.mark.slow  # ~30 s idle; the per-config (controls) path is also test_style_objective's
 def test_batch_with_a_mask_equals_single_runs(params):
   from nst_jax.losses import controls
   c = small_config('content_weight=1,30')
@@ -203,6 +204,7 @@ print(json.dumps({'devices': jax.device_count(), 'diff': diff,
 """
 
 
+@pytest.mark.slow  # ~30 s idle (a subprocess with 4 host devices); run with -m slow
 def test_sharded_equals_unsharded_on_4_host_devices(params, tmp_path):
   from nst_jax.models import weights
   npz = tmp_path / 'vgg19.npz'

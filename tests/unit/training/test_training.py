@@ -228,6 +228,7 @@ def test_network_fields_change_the_named_layout(tiny_photos, tmp_path):
       train_style.network_config(bad, 1)
 
 
+@pytest.mark.slow  # ~25 s idle; N-style rows are also test_finetune's
 def test_two_style_training_lowers_each_styles_loss_and_mixes(tiny_photos, params, tmp_path):
   """Dumoulin et al.: one network, conditional instance norm, a random style per batch element."""
   styles = f"{IMAGES / 'starry_night.jpg'},{IMAGES / 'the_scream.jpg'}"
