@@ -435,3 +435,14 @@ def list_images(folder: str | os.PathLike, what: str = 'photos') -> list[Path]:
   if not files:
     raise ImageError(f'{what} folder {folder} has no images ({", ".join(fileio.IMAGE_SUFFIXES)})')
   return files
+
+
+def is_fully_transparent(path: PathLike) -> bool:
+  """Whether an image file has an alpha channel (or transparency) that is 0 everywhere; False
+  for unreadable files (:func:`load_image` reports those)."""
+  try:
+    with Image.open(Path(path).expanduser()) as img:
+      return ('A' in img.getbands() or 'transparency' in img.info) and (
+          img.convert('RGBA').getchannel('A').getextrema()[1] == 0)
+  except Exception:  # pylint: disable=broad-except
+    return False

@@ -263,6 +263,15 @@ def _sample_rows(x: jax.Array, samples: int, key) -> jax.Array:
   return x[idx]
 
 
+def _gaussian_rows(features: jax.Array, mask: Optional[jax.Array], samples: int) -> jax.Array:
+  """The (M, C) rows the gaussian MMD samples from, after its option checks (no masks)."""
+  if mask is not None:
+    raise ConfigError('mmd_kernel=gaussian defines no per-region statistics (it samples '
+                      'positions): use mmd_kernel=linear or poly with masks')
+  _check_int(samples, 'style_samples', 2, 'positions sampled by the gaussian MMD')
+  return _flat(features)[0]
+
+
 def mmd_target(features: jax.Array, mask: Optional[jax.Array] = None, kernel: str = 'poly',
                samples: int = 1024, key=None) -> dict:
   """The style side of :func:`mmd_loss`.
@@ -274,11 +283,7 @@ def mmd_target(features: jax.Array, mask: Optional[jax.Array] = None, kernel: st
   """
   _check_kernel(kernel)
   if kernel == 'gaussian':
-    if mask is not None:
-      raise ConfigError('mmd_kernel=gaussian defines no per-region statistics (it samples '
-                        'positions): use mmd_kernel=linear or poly with masks')
-    _check_int(samples, 'style_samples', 2, 'positions sampled by the gaussian MMD')
-    x, _ = _flat(features)
+    x = _gaussian_rows(features, mask, samples)
     key = jax.random.PRNGKey(0) if key is None else key
     return {'samples': _sample_rows(x, samples, key)}
   x, wts = _flat(features, mask)
@@ -360,11 +365,7 @@ def mmd_loss(features: jax.Array, target: dict, mask: Optional[jax.Array] = None
   _check_kernel(kernel)
   _, _, ch = features.shape
   if kernel == 'gaussian':
-    if mask is not None:
-      raise ConfigError('mmd_kernel=gaussian defines no per-region statistics (it samples '
-                        'positions): use mmd_kernel=linear or poly with masks')
-    _check_int(samples, 'style_samples', 2, 'positions sampled by the gaussian MMD')
-    x, _ = _flat(features)
+    x = _gaussian_rows(features, mask, samples)
     if key is None and samples < x.shape[0]:
       raise ConfigError('mmd_kernel=gaussian samples positions: mmd_loss needs a PRNG key')
     return _gaussian_mmd2(_sample_rows(x, samples, key), target['samples']) / ch

@@ -45,7 +45,6 @@ from typing import Any, Mapping, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
-from PIL import Image
 
 from nst_jax.config import train as train_schema
 from nst_jax.errors import ConfigError, ImageError
@@ -112,13 +111,7 @@ def fingerprint(model: model_io.Model) -> str:
 def check_painting(path: str, style_size: int, max_pixels: int, deepest: Optional[str]
                    ) -> np.ndarray:
   """The painting as uint8 at ``style_size``; ImageError if fully transparent or too small."""
-  try:
-    with Image.open(Path(path).expanduser()) as img:
-      transparent = ('A' in img.getbands() or 'transparency' in img.info) and (
-          img.convert('RGBA').getchannel('A').getextrema()[1] == 0)
-  except Exception:  # pylint: disable=broad-except  # image_io.load_image reports bad files
-    transparent = False
-  if transparent:
+  if image_io.is_fully_transparent(path):
     raise ImageError(f'style image {path} is fully transparent: it has no colours to learn')
   full = image_io.load_image(path, max_pixels=max_pixels)
   h, w = full.shape[:2]

@@ -25,7 +25,6 @@ from typing import Any, Callable, Mapping
 
 import jax.numpy as jnp
 import numpy as np
-from PIL import Image
 
 from nst_jax.config import train as train_schema
 from nst_jax.errors import ConfigError, ImageError
@@ -48,13 +47,7 @@ def run_directory(config) -> Path:
 
 def _painting(path: str, max_pixels: int) -> np.ndarray:
   """The painting as uint8 RGB; ImageError if unreadable, fully transparent or too small."""
-  try:
-    with Image.open(Path(path).expanduser()) as img:
-      transparent = ('A' in img.getbands() or 'transparency' in img.info) and (
-          img.convert('RGBA').getchannel('A').getextrema()[1] == 0)
-  except Exception:  # pylint: disable=broad-except  # image_io.load_image reports bad files
-    transparent = False
-  if transparent:
+  if image_io.is_fully_transparent(path):
     raise ImageError(f'style image {path} is fully transparent: it has no colours to learn')
   image = image_io.load_image(path, max_pixels=max_pixels)
   if min(image.shape[:2]) < MIN_STYLE_SIDE:
