@@ -23,7 +23,7 @@ Masks are guided-Gram-style position weights: an ``(H, W)`` map in [0, 1] gives 
 Sorted-value losses compare quantile functions: when the style has ``Ms`` positions and the image
 ``M``, the style's sorted values (at quantiles ``(j + 0.5) / Ms``) are linearly interpolated at the
 image's quantiles ``(i + 0.5) / M`` (:func:`quantiles`); with ``Ms == M`` this is the identity.
-They sort with :func:`sort`: ``jnp.sort``'s values from an integer-key sort, and a
+They sort with :func:`nst_jax.losses.sorting.sort`: ``jnp.sort``'s values, fast on XLA:CPU, and a
 permutation-free gradient that spreads a tie's cotangent evenly over its members.
 
 Nothing here builds an (M x M) matrix over all positions: the Gaussian MMD works on ``samples``
@@ -32,7 +32,6 @@ positions, the others are O(M C) (sorts, moments) or O(M C^2) (the Gram).
 
 from __future__ import annotations
 
-import functools
 from typing import Optional
 
 import jax
@@ -41,6 +40,7 @@ import numpy as np
 
 from nst_jax.errors import ConfigError
 from nst_jax.losses import gram as gram_lib
+from nst_jax.losses.sorting import sort
 
 MMD_KERNELS = ('linear', 'poly', 'gaussian')
 _HI = jax.lax.Precision.HIGHEST
@@ -93,123 +93,6 @@ def quantiles(sorted_values: jax.Array, m: int) -> jax.Array:
   frac = jnp.asarray((pos - lo).reshape((m,) + (1,) * (sorted_values.ndim - 1)),
                      sorted_values.dtype)
   return sorted_values[lo] * (1 - frac) + sorted_values[hi] * frac
-
-
-# --- Sorting (an integer-key sort with a permutation-free VJP) -----------------------------------
-
-def _search_left(sorted_keys: jax.Array, keys: jax.Array) -> jax.Array:
-  """Per row, the number of ``sorted_keys`` below each key (``searchsorted(side='left')``).
-
-  A branchless binary search over the bits of the answer, ``ceil(log2(n + 1))`` rounds of one
-  ``take_along_axis`` each in a ``fori_loop``. Timed on XLA:CPU at (64, 49152) int32 rows (2
-  cores): 0.08-0.11 s, against 0.22-0.29 s for ``vmap(jnp.searchsorted)`` with method 'scan'
-  (the same as 'scan_unrolled'; unrolling this loop in Python: 0.25 s), 1.8 s with 'sort' (a
-  co-sort with an iota of twice the data), and 'compare_all' is O(n^2) (about 6 minutes).
-  """
-  n = sorted_keys.shape[-1]
-  levels = n.bit_length()
-
-  def body(i, pos):
-    cand = pos + jnp.left_shift(1, levels - 1 - i)
-    below = jnp.take_along_axis(sorted_keys, jnp.minimum(cand, n) - 1, axis=-1,
-                                mode='promise_in_bounds') < keys
-    return jnp.where((cand <= n) & below, cand, pos)
-
-  return jax.lax.fori_loop(0, levels, body, jnp.zeros(keys.shape, jnp.int32))
-
-
-def _int_dtype(dtype) -> np.dtype:
-  bits = jnp.finfo(dtype).bits
-  return np.dtype({16: np.int16, 32: np.int32, 64: np.int64}[bits])
-
-
-def _to_keys(x: jax.Array) -> jax.Array:
-  """Floats -> signed integers of the same width whose integer order is the float order.
-
-  Sign-magnitude to two's complement: a negative float of magnitude bits ``m`` becomes ``-m``, a
-  non-negative one keeps its bits, so ``-0.0`` and ``+0.0`` share the key 0 (equal, as floats
-  compare); every NaN becomes the largest key (after ``+inf``, as :func:`jnp.sort` puts NaNs).
-  """
-  it = _int_dtype(x.dtype)
-  i = jax.lax.bitcast_convert_type(x, it)
-  k = jnp.where(i < 0, it.type(np.iinfo(it).min) - i, i)
-  return jnp.where(jnp.isnan(x), it.type(np.iinfo(it).max), k)
-
-
-def _from_keys(k: jax.Array, dtype) -> jax.Array:
-  """The inverse of :func:`_to_keys` (key 0 -> ``+0.0``; the NaN key -> a NaN)."""
-  it = k.dtype
-  return jax.lax.bitcast_convert_type(jnp.where(k < 0, it.type(np.iinfo(it).min) - k, k), dtype)
-
-
-def _sort_last_fwd(x):
-  k = _to_keys(x)
-  ks = jax.lax.sort(k, dimension=x.ndim - 1, is_stable=False)
-  return _from_keys(ks, x.dtype), (k, ks)
-
-
-def _sort_last_bwd(res, g):
-  k, ks = res
-  shape, n = k.shape, k.shape[-1]
-  k, ks, g = k.reshape(-1, n), ks.reshape(-1, n), g.reshape(-1, n)
-  # Each element's rank range in its row is [lo, end[lo]): lo by a binary search on the keys,
-  # end[j] (one past the last of the run of equal keys holding sorted position j) by a reverse
-  # cumulative minimum over the run ends.
-  lo = _search_left(ks, k)
-  pos = jax.lax.broadcasted_iota(jnp.int32, ks.shape, 1)
-  run_end = jnp.concatenate([ks[:, 1:] != ks[:, :-1], jnp.ones((ks.shape[0], 1), bool)], 1)
-  end = jax.lax.cummin(jnp.where(run_end, pos + 1, n), axis=1, reverse=True)
-  # The run's mean cotangent, (G[end] - G[j]) / (end - j) with G the cumulative sum (a leading 0),
-  # read at run starts; a run of one (distinct values) takes its cotangent exactly.
-  acc = jnp.promote_types(g.dtype, jnp.float32)  # half-precision cotangents sum in float32
-  cum = jnp.cumsum(g.astype(acc), axis=1)
-  cum = jnp.concatenate([jnp.zeros_like(cum[:, :1]), cum], 1)
-  count = end - pos
-  cum_end = jnp.take_along_axis(cum, end, 1, mode='promise_in_bounds')
-  mean = (cum_end - cum[:, :-1]) / count.astype(acc)
-  g_sorted = jnp.where(count == 1, g, mean.astype(g.dtype))
-  return (jnp.take_along_axis(g_sorted, lo, 1, mode='promise_in_bounds').reshape(shape),)
-
-
-@jax.custom_vjp
-def _sort_last(x: jax.Array) -> jax.Array:
-  return _sort_last_fwd(x)[0]
-
-
-# Jitted pieces: one compilation per shape when called eagerly, inlined under an outer jit.
-_sort_last.defvjp(jax.jit(_sort_last_fwd), jax.jit(_sort_last_bwd))
-
-
-@functools.partial(jax.jit, static_argnames='axis')
-def sort(x: jax.Array, axis: int = -1) -> jax.Array:
-  """``jnp.sort(x, axis)`` of a float array, fast on XLA:CPU, with a permutation-free gradient.
-
-  Forward: the sorted axis is moved last (contiguous) and the values are sorted as
-  order-preserving integer keys (:func:`_to_keys`) -- one integer operand instead of XLA's float
-  comparator with its NaN total order, 4-6x faster on CPU -- then mapped back. For finite inputs
-  the values equal ``jnp.sort``'s exactly; zeros all come back as ``+0.0`` (``jnp.sort`` keeps a
-  ``-0.0`` where the stable order puts it; equal as floats); NaNs of either sign go last, as in
-  ``jnp.sort`` (as some NaN).
-
-  Backward (reverse mode only: a ``custom_vjp``), without the permutation (autodiff of
-  ``jnp.sort`` co-sorts an iota and scatters through it): each element ``x_i`` has the rank range
-  ``[lo, hi)`` of the values equal to it, ``lo`` found by a binary search of its key among the
-  sorted keys (:func:`_search_left`), ``hi`` the end of that run, and receives the mean of the
-  sorted cotangent over it, ``(G[hi] - G[lo]) / (hi - lo)`` with ``G`` the cumulative sum (a
-  leading 0). For distinct values (``hi - lo = 1``) this is exactly autodiff's gradient through
-  ``jnp.sort``: the cotangent at the element's rank, read directly, not as a difference of sums.
-  For ties (ReLU features have many exact zeros) autodiff hands each tied element the cotangent
-  of one tie-break; here each gets the average over all tie-breaks. A loss of the sorted values
-  does not change when tied values swap ranks, and the tie-breaks' gradients are the gradients
-  of its smooth pieces meeting there, so their average is a valid subgradient (in the convex
-  hull of those gradients: the Clarke subdifferential). The tie means are differences of float
-  cumulative sums, so they carry their rounding (relative to the row's running sum).
-  Integer, empty and 0-d arrays: ``jnp.sort``.
-  """
-  x = jnp.asarray(x)
-  if not jnp.issubdtype(x.dtype, jnp.floating) or x.ndim == 0 or x.size == 0:
-    return jnp.sort(x, axis=axis)
-  return jnp.moveaxis(_sort_last(jnp.moveaxis(x, axis, -1)), -1, axis)
 
 
 def _check_int(value, name: str, low: int, what: str) -> int:
