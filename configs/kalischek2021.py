@@ -24,7 +24,10 @@ def get_config():
   c.loss_norm = 'tf_tutorial'                      # code: content = mean squared error
   c.pooling = 'max'                                # code: torchvision's VGG19 (max pooling)
   c.init = 'content'                               # code: starts from the content image
-  c.style_weight = 5.35e7  # ours: style/content gradient norms at the noise start as gatys2015's
+  c.style_weight = 5.35e6  # ours: 1/10 of the weight matching gatys2015's style/content gradient
+  #   norms at the noise start (5.35e7), which from the content start destroyed the photo under
+  #   L-BFGS (256 px, 59 steps, 100007 x La_forma: CFSD 13.2, style 3.96; at 5.35e6 0.474 / 0.536,
+  #   at 5.35e5 0.114 / 0.697; docs/results/2026-12-03-style-losses.md)
   c.optimizer.name = 'lbfgs_torch'                 # ours (the code: Adam, lr 0.1 normalised)
   c.num_steps = 500                                # ours (the code: <= 1000 with early stop)
   return c
