@@ -25,7 +25,10 @@ compilation inside the budget. Measured on the shared 2-core CPU, 128 px, batch 
 0.56-1.2 s per step at a load of ~2.5 (5-step chunks timed in one process); 25-48 s to compile.
 Result: that 120-step run (5 minutes) lowered candy's training loss from 6.69e6 (first 10-step
 chunk) to 4.54e6 (style term 3.44e6 -> 1.24e6), and style 26 shows candy's palette and strokes on
-Tubingen; the 20-minute run is still to be recorded in docs/results.
+Tubingen. On the idle machine the run did 1790 steps in 18.5 minutes (0.61 s per step); the loss
+levels off at ~4.4e6 by step 600; on three photos it never saw, 4.49x the style loss and 1.78x
+the content loss of 100 L-BFGS steps (harness: 0.69x the Gram distance, 1.29x the content
+distance; docs/results/2026-12-03-finetune.md).
 """
 
 from nst_jax.config.schema import load_preset
