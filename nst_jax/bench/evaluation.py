@@ -36,7 +36,8 @@ _SIZE = flags.DEFINE_integer('size', 256, 'Longest side of the image (px).')
 _STEPS = flags.DEFINE_integer('steps', 15, 'Evaluations per timed scan.')
 _REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed repetitions; the best is reported.')
 _CONV = flags.DEFINE_string('conv_impl', 'auto', 'auto | direct | winograd2 | winograd4')
-_DTYPE = flags.DEFINE_string('conv_dtype', 'float32', 'float32 | bfloat16 (convolution operands)')
+_DTYPE = flags.DEFINE_string('conv_dtype', 'float32',
+                            'auto | float32 | bfloat16 (convolution operands)')
 _POOLING = flags.DEFINE_string('pooling', 'max', 'max | avg')
 _CONTENT_LAYERS = flags.DEFINE_string('content_layers', 'conv4_2', 'Content layers.')
 _STYLE_LAYERS = flags.DEFINE_string('style_layers', 'conv1_1,conv2_1,conv3_1,conv4_1,conv5_1',
@@ -95,7 +96,7 @@ def bench_eval(content, style, size, steps, repeats=3, conv_impl='direct', pooli
           'compile_s': round(compile_s, 2), 'peak_rss_mb': round(profiling.peak_rss_mb(), 1),
           'gflop_per_eval': round(flops / 1e9, 2),
           'gflop_per_s': round(flops / 1e9 / best, 1),
-          'conv_impl': conv_impl, 'conv_dtype': conv_dtype, 'pooling': pooling, 'steps': steps,
+          'conv_impl': conv_impl, 'conv_dtype': spec.conv_dtype, 'pooling': pooling, 'steps': steps,
           'device': str(jax.devices()[0]), 'backend': jax.default_backend()}
 
 

@@ -32,7 +32,7 @@ from nst_jax.optimize import loop as loop_lib
 from nst_jax.optimize import memory, spatial
 from nst_jax.optimize import problem as problem_lib
 from nst_jax.optimize import stages as stages_lib
-from nst_jax.runtime import compile_cache, interrupt, profiling
+from nst_jax.runtime import compile_cache, devices, interrupt, profiling
 
 
 def run(config: ml_collections.ConfigDict, params: Optional[Mapping] = None,
@@ -111,6 +111,7 @@ def run_single(config: ml_collections.ConfigDict, params: Optional[Mapping] = No
   if not staged:
     summary['shape'] = None
   summary['devices'] = [str(d) for d in jax.devices()]
+  summary['conv_dtype'] = devices.resolve_conv_dtype(config.conv_dtype)  # what 'auto' ran as
   if not staged:
     summary.update(compile_cache=str(compile_dir or 'off'), memory=mem)
   writer = metrics.MetricsWriter(output, config, total_steps=int(config.num_steps), quiet=quiet,

@@ -36,7 +36,7 @@ from nst_jax.losses import gram as gram_lib
 from nst_jax.losses import style as style_lib
 from nst_jax.losses import terms as terms_lib
 from nst_jax.models import vgg
-from nst_jax.runtime import compile_cache
+from nst_jax.runtime import compile_cache, devices
 
 
 def layer_choice(config: ml_collections.ConfigDict
@@ -106,7 +106,8 @@ def make_spec(config: ml_collections.ConfigDict) -> Spec:
                         config.loss_norm, config.tv_type, float(config.image_range),
                         use_tv=float(config.tv_weight) != 0., chain=chain,
                         remat=','.join(map(str, vgg.parse_remat(config.remat))),
-                        conv_dtype=config.conv_dtype, style_loss=str(config.style_loss),
+                        conv_dtype=devices.resolve_conv_dtype(config.conv_dtype),
+                        style_loss=str(config.style_loss),
                         style_options=style_lib.options(config),
                         content_loss=str(config.content_loss))
 

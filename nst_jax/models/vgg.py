@@ -23,6 +23,7 @@ import jax.numpy as jnp
 
 from nst_jax.errors import ConfigError
 from nst_jax.models import convolution
+from nst_jax.runtime import devices
 
 # Caffe/Keras mean pixel, BGR order.
 BGR_MEAN = (103.939, 116.779, 123.68)
@@ -46,7 +47,7 @@ CONV_IMPLS = ('auto', 'direct', 'winograd2', 'winograd4')
 # Operand dtype of the convolutions' products (accumulation is float32 either way): bfloat16
 # runs Winograd's matrix products on bf16 units (AMX / AVX512-BF16 on recent x86 CPUs, tensor
 # cores on GPUs); the input is rounded to 8 significant bits (~2e-3 relative per layer).
-CONV_DTYPES = ('float32', 'bfloat16')
+CONV_DTYPES = devices.CONV_DTYPES  # resolved precisions ('auto' resolves first: runtime.devices)
 POOLINGS = ('max', 'avg')
 
 

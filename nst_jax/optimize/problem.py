@@ -24,6 +24,7 @@ from nst_jax.losses import style as style_lib
 from nst_jax.losses import terms as terms_lib
 from nst_jax.models import vgg
 from nst_jax.optimize import method as method_lib
+from nst_jax.runtime import devices
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -47,7 +48,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if not 0. <= c.init_noise_ratio <= 1.:
     raise ConfigError(f'init_noise_ratio must be in [0, 1], got {c.init_noise_ratio}')
   for what, allowed in (('pooling', vgg.POOLINGS), ('conv_impl', vgg.CONV_IMPLS),
-                        ('conv_dtype', vgg.CONV_DTYPES),
+                        ('conv_dtype', devices.CONV_DTYPE_CHOICES),
                         ('loss_norm', terms_lib.LOSS_NORMS), ('tv_type', terms_lib.TV_TYPES),
                         ('color_control', controls.COLOR_CONTROLS),
                         ('color_match_mode', controls.COLOR_MATCH_MODES),

@@ -50,7 +50,7 @@ from nst_jax.io import images as image_io
 from nst_jax.io import metric_writers as metrics
 from nst_jax.losses import terms as terms_lib
 from nst_jax.models import vgg
-from nst_jax.runtime import distributed, interrupt
+from nst_jax.runtime import devices, distributed, interrupt
 from nst_jax.runtime import mesh as mesh_lib
 from nst_jax.training import data
 
@@ -86,7 +86,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if c.progress not in ('bar', 'log', 'none'):
     raise ConfigError(f'unknown progress {c.progress!r}; choose bar, log or none')
   for what, allowed in (('pooling', vgg.POOLINGS), ('conv_impl', vgg.CONV_IMPLS),
-                        ('conv_dtype', vgg.CONV_DTYPES),
+                        ('conv_dtype', devices.CONV_DTYPE_CHOICES),
                         ('loss_norm', terms_lib.LOSS_NORMS), ('tv_type', terms_lib.TV_TYPES)):
     if c[what] not in allowed:
       raise ConfigError(f'unknown {what} {c[what]!r}; choose one of {", ".join(allowed)}')
@@ -251,6 +251,7 @@ def train(config: ml_collections.ConfigDict, task: Task, quiet: bool = False) ->
       resume_step=start if config.resume else None)
   summary: dict = {'job': 'train', 'task': task.name, 'output': str(out),
                    'devices': [str(d) for d in jax.devices()], 'processes': jax.process_count(),
+                   'conv_dtype': devices.resolve_conv_dtype(config.conv_dtype),  # 'auto' resolved
                    'start_step': start, **task.info}
   timings = {'compile_s': 0., 'run_s': 0., 'wait_s': 0., 'sample_s': 0., 'save_s': 0.}
   samples_dir = out / 'samples'

@@ -28,6 +28,7 @@ from nst_jax.losses import terms as terms_lib
 from nst_jax.models import model_dir as model_io
 from nst_jax.models import transformer as networks
 from nst_jax.models import vgg
+from nst_jax.runtime import devices
 from nst_jax.training import data
 from nst_jax.training import data as data_lib
 from nst_jax.training import loop as loop_lib
@@ -72,7 +73,7 @@ def objective_spec(config) -> objective.Spec:
   return objective.Spec(content_layers, style_layers, config.pooling, config.conv_impl,
                         config.loss_norm, config.tv_type, 255.,
                         use_tv=float(config.tv_weight) != 0.,
-                        conv_dtype=config.conv_dtype)
+                        conv_dtype=devices.resolve_conv_dtype(config.conv_dtype))
 
 
 def objective_weights(config, spec: objective.Spec) -> objective.Weights:
