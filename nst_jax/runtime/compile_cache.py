@@ -29,6 +29,8 @@ import warnings
 import jax
 from jax import monitoring
 
+from nst_jax.errors import NSTError
+
 ENV_VAR = 'NST_JAX_COMPILE_CACHE'
 OFF = ('off', '0', 'false', 'no', 'none', 'disabled')
 # Programs that compile faster than this are not written to disk (tiny op-by-op programs would
@@ -181,6 +183,9 @@ def compiled(jitted, *args, **static) -> tuple[Any, float]:
   t = time.perf_counter()
   path = _exe_path(jitted, treedef, leaf_keys, static)
   exe = _load_exe(path) if path is not None else None
+  if exe is not None:
+    specs = jax.tree.map(_abstract, args)  # not the arrays: a rebuild must not keep them alive
+    exe = _FirstCallChecked(exe, path, lambda: jitted.lower(*specs, **static).compile())
   if exe is None:
     with _lock:
       hits = _counts[CACHE_HIT_EVENT]
@@ -202,6 +207,51 @@ def compiled(jitted, *args, **static) -> tuple[Any, float]:
     while len(_compiled) > _MAX_COMPILED:
       _compiled.popitem(last=False)
   return exe, seconds
+
+
+def _abstract(x):
+  if hasattr(x, 'shape') and hasattr(x, 'dtype'):
+    return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, 'sharding', None))
+  return x
+
+
+class _FirstCallChecked:
+  """A stored executable whose first call is checked before it is trusted.
+
+  XLA:CPU can serialise an executable without a kernel that an earlier program of the storing
+  process had already compiled under the same name; a later process then fails at the first call
+  ('NOT_FOUND: Function wrapped_broadcast.1 not found', seen in a benchmark that compiles many
+  programs). The first call therefore waits for its result; on that error the file is removed,
+  the program compiled afresh and the call repeated. Where the failed call had already consumed
+  a donated input, the run stops with one error saying to run it again (the file is gone).
+  Later calls go straight to the executable.
+  """
+
+  def __init__(self, exe, path: Path, rebuild):
+    self._exe, self._path, self._rebuild, self._checked = exe, path, rebuild, False
+
+  def __call__(self, *args):
+    if self._checked:
+      return self._exe(*args)
+    try:
+      out = jax.block_until_ready(self._exe(*args))
+    except jax.errors.JaxRuntimeError as e:
+      if 'not found' not in str(e):
+        raise
+      self._path.unlink(missing_ok=True)
+      warnings.warn(f'nst_jax: a stored executable ({self._path.name}) was incomplete '
+                    f'({str(e).splitlines()[0][:120]}); removed it and compiled the program '
+                    'afresh', stacklevel=2)
+      if any(getattr(x, 'is_deleted', lambda: False)() for x in jax.tree.leaves(args)):
+        raise NSTError(f'a stored executable in {self._path.parent} was incomplete and '
+                                'has been removed; run the command again') from e
+      self._exe = self._rebuild()
+      out = self._exe(*args)
+    self._checked = True
+    return out
+
+  def __getattr__(self, name):
+    return getattr(self._exe, name)
 
 
 # --- Executables on disk: a warm process skips tracing and lowering -------------------------

@@ -123,3 +123,43 @@ def test_executables_stored_whole_and_loaded_without_tracing(tmp_path):
   finally:
     compile_cache.clear_compiled()
     compile_cache.enable(str(session_dir) if session_dir else 'off')
+
+
+class _Broken:
+  """A loaded executable whose first call fails as XLA:CPU's incomplete ones do."""
+
+  def __init__(self, consume=None):
+    self.calls, self._consume = 0, consume
+
+  def __call__(self, *args):
+    self.calls += 1
+    if self._consume is not None:
+      self._consume.delete()  # a donated input, already consumed
+    raise jax.errors.JaxRuntimeError('NOT_FOUND: Function wrapped_broadcast.1 not found '
+                                     '(type id: 1)')
+
+
+def test_an_incomplete_stored_executable_is_removed_and_rebuilt(tmp_path):
+  from nst_jax.errors import NSTError
+  path = tmp_path / 'f-123'
+  path.write_bytes(b'x')
+  f = jax.jit(lambda x: x * 2.)
+  x = jnp.arange(3.)
+  checked = compile_cache._FirstCallChecked(_Broken(), path, lambda: f.lower(x).compile())
+  with pytest.warns(UserWarning, match='stored executable .f-123. was incomplete'):
+    out = checked(x)
+  np.testing.assert_array_equal(out, [0., 2., 4.])
+  assert not path.exists()
+  np.testing.assert_array_equal(checked(x + 1), [2., 4., 6.])  # the rebuilt program from now on
+  # A failure that is not a missing kernel is not hidden.
+  other = compile_cache._FirstCallChecked(lambda *a: (_ for _ in ()).throw(
+      jax.errors.JaxRuntimeError('RESOURCE_EXHAUSTED: out of memory')), path, None)
+  with pytest.raises(jax.errors.JaxRuntimeError, match='RESOURCE_EXHAUSTED'):
+    other(x)
+  # The failed call consumed a donated input: one clear error, the file gone.
+  path.write_bytes(b'x')
+  y = jnp.arange(3.)
+  consumed = compile_cache._FirstCallChecked(_Broken(consume=y), path, None)
+  with pytest.warns(UserWarning), pytest.raises(NSTError, match='run the command again'):
+    consumed(y)
+  assert not path.exists()
