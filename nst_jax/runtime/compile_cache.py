@@ -183,7 +183,7 @@ def compiled(jitted, *args, **static) -> tuple[Any, float]:
   t = time.perf_counter()
   path = _exe_path(jitted, treedef, leaf_keys, static)
   exe = _load_exe(path) if path is not None else None
-  if exe is not None:
+  if exe is not None and path is not None:
     specs = jax.tree.map(_abstract, args)  # not the arrays: a rebuild must not keep them alive
     exe = _FirstCallChecked(exe, path, lambda: jitted.lower(*specs, **static).compile())
   if exe is None:
