@@ -15,11 +15,11 @@ from configs import benchmark
 
 # Ours: 60 x gatys2015's seconds per evaluation / the preset's (bench.style_losses on the idle
 # 2-core EPYC: 0.470 s gatys2015; mean_std 0.435, mmd 0.527, cmd 0.474, efdm 0.649, heitz 1.310).
-# The coarse-to-fine presets (a compile and a style target per stage) from their whole runs'
-# seconds per step in the first harness table: li2016_mrf@120 0.69 s, kolkin2019@56 2.57 s,
-# against gatys2015@60's 0.89 s (docs/results/2026-12-03-style-losses.md).
+# The coarse-to-fine presets (a compile and a style target per stage) from their whole runs:
+# li2016_mrf 0.173 s per step at @135 (23.3 s, 4 pairs) -> 168 steps for gatys2015@60's 29 s;
+# kolkin2019 1.40 s per step at @21 (29.5 s) (docs/results/2026-12-03-style-losses.md).
 METHODS = ('gatys2015@60', 'li2017_mean_std@65', 'li2017_mmd@54', 'kalischek2021@59',
-           'efdm2022@43', 'heitz2021@22', 'li2016_mrf@77', 'kolkin2019@21')
+           'efdm2022@43', 'heitz2021@22', 'li2016_mrf@168', 'kolkin2019@21')
 
 
 def get_config():
