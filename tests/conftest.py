@@ -1,6 +1,7 @@
 """Shared fixtures: the real VGG19 weights and real images from ../shared, at small sizes."""
 
 import os
+import signal
 from pathlib import Path
 import subprocess
 import sys
@@ -160,3 +161,24 @@ def write_converted(path, name, arrays, hashes=None, digest=None):
           'arrays_sha256': digest or learned.arrays_digest(arrays)}
   fileio.write_npz(path, arrays, meta)
   return path
+
+
+class SignalAt:
+  """Wraps a training task's sampler and sends SIGINT while the loader prepares ``step``: the
+  training loop then stops after the chunk it is running."""
+
+  def __init__(self, inner, step: int):
+    self.inner, self.step = inner, step
+
+  def batch(self, step):
+    if step == self.step:
+      os.kill(os.getpid(), signal.SIGINT)
+    return self.inner.batch(step)
+
+
+@pytest.fixture
+def interrupt_content_at():
+  """``interrupt_content_at(task, step)``: the task's content sampler sends SIGINT at ``step``."""
+  def wrap(task, step: int):
+    task.samplers['content'] = SignalAt(task.samplers['content'], step)
+  return wrap

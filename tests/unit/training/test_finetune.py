@@ -7,10 +7,8 @@ checks through the fast job that its 26 styles' outputs stay bit for bit the sam
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 import shutil
-import signal
 
 import numpy as np
 import pytest
@@ -130,23 +128,15 @@ def test_only_the_new_rows_change_and_the_loss_falls(finetuned, tiny_base):
 
 
 def test_interrupt_then_resume_equals_an_uninterrupted_run(finetuned, tiny_photos, tiny_base,
-                                                            params, tmp_path):
+                                                            params, tmp_path,
+                                                            interrupt_content_at):
   out_full, _ = finetuned
   base = shutil.copytree(tiny_base, tmp_path / 'base')  # resumes must find the same base
   out = tmp_path / 'model'
 
-  class SignalAtStep2:
-    """Sends SIGINT while the loader prepares step 2: the loop stops after the first chunk."""
-    def __init__(self, inner):
-      self.inner = inner
-    def batch(self, step):
-      if step == 2:
-        os.kill(os.getpid(), signal.SIGINT)
-      return self.inner.batch(step)
-
   config = _config(tiny_photos, base, out)
   task = finetune.finetune_task(config, params)
-  task.samplers['content'] = SignalAtStep2(task.samplers['content'])
+  interrupt_content_at(task, 2)
   with pytest.raises(interrupt.Interrupted, match='--config.resume=True') as e:
     loop_lib.train(config, task, quiet=True)
   assert e.value.step == 2 and (out / 'checkpoint.npz').exists()

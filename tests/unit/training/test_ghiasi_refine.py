@@ -6,10 +6,8 @@ the same crop, so losses compare across steps), a few steps; the arbitrary job's
 checked against the transformer run directly on the expected embeddings.
 """
 
-import os
 from pathlib import Path
 import re
-import signal
 
 import jax
 import jax.numpy as jnp
@@ -131,23 +129,14 @@ def test_refinement_lowers_the_loss_and_writes_a_style_file(refined, files, rand
 
 
 def test_interrupted_refinement_resumes_to_the_same_embedding(refined, files, random_params,
-                                                              tmp_path):
+                                                              tmp_path,
+                                                              interrupt_content_at):
   full, _ = refined
   out = tmp_path / 'painting.npz'
 
-  class SignalAtStep3:
-    """Sends SIGINT while the loader prepares step 3: the loop stops after the first chunk."""
-    def __init__(self, inner):
-      self.inner = inner
-
-    def batch(self, step):
-      if step == 3:
-        os.kill(os.getpid(), signal.SIGINT)
-      return self.inner.batch(step)
-
   config = _config(files, out)
   task = task_lib.embedding_task(config, random_params)
-  task.samplers['content'] = SignalAtStep3(task.samplers['content'])
+  interrupt_content_at(task, 3)
   run_config = config.copy_and_resolve_references()
   run_config.output = str(task_lib.run_directory(config))
   with pytest.raises(interrupt.Interrupted, match=f'wrote {re.escape(str(out))}.*resume with'

@@ -5,9 +5,7 @@ shared by the runs (the loop caches it per process).
 """
 
 import json
-import os
 from pathlib import Path
-import signal
 
 import jax
 import numpy as np
@@ -172,22 +170,13 @@ def test_training_lowers_the_loss_and_writes_a_loadable_model(trained, tiny_phot
 
 
 def test_interrupt_then_resume_equals_an_uninterrupted_run(trained, tiny_photos, params,
-                                                            tmp_path):
+                                                            tmp_path, interrupt_content_at):
   out_full, _ = trained
   out = tmp_path / 'model'
 
-  class SignalAtStep2:
-    """Sends SIGINT while the loader prepares step 2: the loop stops after the first chunk."""
-    def __init__(self, inner):
-      self.inner = inner
-    def batch(self, step):
-      if step == 2:
-        os.kill(os.getpid(), signal.SIGINT)
-      return self.inner.batch(step)
-
   config = _config(tiny_photos, out)
   task = train_style.style_task(config, params)
-  task.samplers['content'] = SignalAtStep2(task.samplers['content'])
+  interrupt_content_at(task, 2)
   with pytest.raises(interrupt.Interrupted, match='resume with: .*--config.resume=True') as e:
     loop_lib.train(config, task, quiet=True)
   assert e.value.step == 2
