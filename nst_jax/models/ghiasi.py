@@ -185,8 +185,8 @@ class _Conv(nn.Module):
   and ``s2d`` (9x9: on 2x2 space-to-depth cells when fast).
 
   ``fast``: the reformulations of :mod:`nst_jax.models.transformer` (row strips, space-to-depth 9x9
-  and stride-2 convs, sub-pixel upsampling convs, one-pass norm statistics), the same result as the
-  plain XLA convolutions (``fast=False``).
+  and stride-2 convs, sub-pixel upsampling convs, Winograd 3x3 convs, one-pass norm statistics),
+  the same result as the plain XLA convolutions (``fast=False``).
   """
   features: int
   kernel_size: int
@@ -201,14 +201,15 @@ class _Conv(nn.Module):
                         (k, k, x.shape[-1], self.features))
     bias = self.param('bias', nn.initializers.zeros, (self.features,))
     strips = networks.STRIP_FLOATS if self.fast else None
+    tile = 2 if self.fast else None  # Winograd for the 3x3 convs small enough for it
     if self.form == 'stride2':
       y = networks.conv_stride2(networks.reflect_pad(x, 1), kernel, self.fast, strips)
     elif self.form == 'up':
-      y = networks.upsample_conv(x, kernel, self.fast, strips)
+      y = networks.upsample_conv(x, kernel, self.fast, strips, tile)
     elif self.form == 's2d' and self.fast:
       y = networks.conv_s2d(networks.reflect_pad(x, k // 2), kernel, x.shape[1:3], strips)
     else:
-      y = networks.conv(networks.reflect_pad(x, k // 2), kernel, 1, strips)
+      y = networks.conv(networks.reflect_pad(x, k // 2), kernel, 1, strips, tile)
     y = y + bias
     if self.eps is not None:
       y = _StyleNorm(self.eps, self.fast, name='norm')(y, embedding)

@@ -102,8 +102,11 @@ def transform_kernel(kernel: jax.Array, tile: int = 2) -> jax.Array:
   return u.reshape(a * a, *kernel.shape[2:])
 
 
-def _input_transform(x: jax.Array, tile: int) -> tuple[list, int, int]:
+def _input_transform(x: jax.Array, tile: int, valid: bool = False) -> tuple[list, int, int]:
   """Pads x, cuts overlapping a x a tiles at stride ``tile`` and applies B^T d B.
+
+  ``valid``: the tiles cover a VALID convolution of ``x`` (no leading pad, output H-2 x W-2)
+  instead of a SAME one.
 
   Returns:
     a*a arrays of shape (N*nh*nw, C) (row-major over tile positions) and the
@@ -112,8 +115,11 @@ def _input_transform(x: jax.Array, tile: int) -> tuple[list, int, int]:
   bt = _MATRICES[tile][0]
   a = tile + 2
   n, h, w, c = x.shape
-  nh, nw = -(-h // tile), -(-w // tile)
-  xp = jnp.pad(x, ((0, 0), (1, nh * tile + 1 - h), (1, nw * tile + 1 - w), (0, 0)))
+  lead = 0 if valid else 1
+  oh, ow = h + 2 * lead - 2, w + 2 * lead - 2
+  nh, nw = -(-oh // tile), -(-ow // tile)
+  xp = jnp.pad(x, ((0, 0), (lead, nh * tile + 2 - h - lead), (lead, nw * tile + 2 - w - lead),
+                   (0, 0)))
   # Row transform: rows[u][:, i] = sum_t bt[u, t] * xp[:, i*tile + t].
   sh = [lax.slice_in_dim(xp, t, t + (nh - 1) * tile + 1, tile, axis=1) for t in range(a)]
   out = []
@@ -144,7 +150,7 @@ _FLIP2 = tuple(4 * (3 - i if i in (0, 3) else i) + (3 - j if j in (0, 3) else j)
 
 
 def _winograd(x: jax.Array, u: jax.Array, tile: int, contract_out: bool = False,
-              order: tuple = (), dtype: str = 'float32') -> jax.Array:
+              order: tuple = (), dtype: str = 'float32', valid: bool = False) -> jax.Array:
   """Winograd convolution of x with an already transformed kernel u (a*a, I, O).
 
   With ``contract_out`` the kernel is used transposed (x has O channels and the
@@ -153,13 +159,15 @@ def _winograd(x: jax.Array, u: jax.Array, tile: int, contract_out: bool = False,
   operands (transformed input and kernel) are rounded to bfloat16 and accumulated in float32.
   """
   n, h, w, _ = x.shape
-  v, nh, nw = _input_transform(x, tile)
+  v, nh, nw = _input_transform(x, tile, valid)
   dims = (((1,), (1 if contract_out else 0,)), ((), ()))
   order = order or tuple(range(len(v)))
   dtype = x.dtype if dtype == 'float32' else dtype  # float32: no rounding (float64 stays)
   u = u.astype(dtype)
   m = [lax.dot_general(vp.astype(dtype), u[order[p]], dims, precision=lax.Precision.HIGHEST,
                        preferred_element_type=x.dtype) for p, vp in enumerate(v)]
+  if valid:
+    h, w = h - 2, w - 2
   return _output_transform(m, tile, n, nh, nw)[:, :h, :w, :]
 
 
@@ -216,3 +224,17 @@ def conv3x3(x: jax.Array, kernel: jax.Array, tile: int = 2, dtype: str = 'float3
   if kernel.shape[:2] != (3, 3) or x.shape[-1] != kernel.shape[2]:
     raise ValueError(f'expected x (N,H,W,C) and kernel (3,3,C,O); got {x.shape}, {kernel.shape}')
   return _conv(x, kernel, tile, dtype)
+
+
+def conv3x3_valid(x: jax.Array, kernel: jax.Array, tile: int = 2) -> jax.Array:
+  """VALID, stride-1 3x3 convolution by Winograd F(tile x tile, 3 x 3), float32.
+
+  For inputs the caller has already padded (the feed-forward networks' reflect padding):
+  (N, H, W, Cin) -> (N, H-2, W-2, Cout). Plain JAX autodiff (no custom VJP): it is used for
+  inference, where the transposed slices and products of the gradient are not needed.
+  """
+  _check_tile(tile)
+  if kernel.shape[:2] != (3, 3) or x.shape[-1] != kernel.shape[2] or min(x.shape[1:3]) < 3:
+    raise ValueError(f'expected x (N,H,W,C) with H, W >= 3 and kernel (3,3,C,O); got {x.shape}, '
+                     f'{kernel.shape}')
+  return _winograd(x, transform_kernel(kernel, tile), tile, valid=True)

@@ -164,7 +164,7 @@ def batch_loss_fn(netcfg: networks.NetworkConfig, spec: objective.Spec, fast: bo
     idx = batch.get('style_index')
     eye = jnp.eye(netcfg.num_styles, dtype=jnp.float32)
     sw = eye[idx] if idx is not None else eye[0]
-    out = networks.apply_params(netcfg, p, photos / 255., sw, fast) * 255.
+    out = networks.apply_params(netcfg, p, photos / 255., sw, fast, winograd=False) * 255.
     terms = batch_loss_terms(out, photos, consts['vgg'], consts['grams'], consts['weights'],
                              spec, idx)
     return terms['total'], terms

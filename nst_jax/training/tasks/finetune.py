@@ -230,7 +230,7 @@ def identity_rows(model: model_io.Model, k: int) -> dict:
 def _probe_fn(netcfg: networks.NetworkConfig, spec: objective.Spec):
   """jit ``(params, photos, sw, idx, consts) -> total``: the training loss of one candidate."""
   def total(params, photos, sw, idx, consts):
-    out = networks.apply_params(netcfg, params, photos / 255., sw, True) * 255.
+    out = networks.apply_params(netcfg, params, photos / 255., sw, True, winograd=False) * 255.
     return feedforward.batch_loss_terms(out, photos, consts['vgg'], consts['grams'],
                                         consts['weights'], spec, idx)['total']
   return jax.jit(total)
@@ -290,7 +290,7 @@ def batch_loss_fn(netcfg: networks.NetworkConfig, spec: objective.Spec, fast: bo
     eye = jnp.eye(netcfg.num_styles, dtype=jnp.float32)
     sw = eye[idx] if idx is not None else eye[0]
     out = networks.apply_params(netcfg, assemble(p, consts['frozen']), photos / 255., sw,
-                                fast) * 255.
+                                fast, winograd=False) * 255.
     terms = feedforward.batch_loss_terms(out, photos, consts['vgg'], consts['grams'],
                                          consts['weights'], spec, idx)
     return terms['total'], terms

@@ -135,6 +135,20 @@ def test_reformulated_kernels_by_hand():
     np.testing.assert_allclose(got, want, atol=1e-4)
 
 
+def test_winograd_path_taken_below_its_size_limit_only(monkeypatch):
+  """``conv(..., winograd_tile=2)`` equals XLA's conv on both sides of WINOGRAD_MAX_FLOATS, and
+  the limit decides which runs (no dot_general in the program above it)."""
+  rng = np.random.default_rng(8)
+  x = jnp.asarray(rng.random((1, 12, 15, 6)).astype(np.float32))
+  k = jnp.asarray(rng.normal(size=(3, 3, 6, 5)).astype(np.float32))
+  want = networks.conv(x, k)
+  for limit, dots in ((10 ** 9, True), (0, False)):
+    monkeypatch.setattr(networks, 'WINOGRAD_MAX_FLOATS', limit)
+    f = jax.jit(lambda x, k: networks.conv(x, k, 1, None, 2))
+    np.testing.assert_allclose(f(x, k), want, rtol=1e-5, atol=1e-5)
+    assert ('dot_general' in str(f.lower(x, k).as_text())) == dots
+
+
 @pytest.mark.parametrize('k,stride,hw', [(9, 1, (13, 11)), (3, 2, (12, 9)), (3, 2, (11, 10))])
 def test_conv_gradients_equal_jax_rule(k, stride, hw):
   """conv_valid's hand-written gradients (scan-friendly on XLA:CPU) equal JAX's own rule, for

@@ -6,7 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nst_jax.models.winograd import conv3x3, direct_conv3x3, transform_kernel
+from jax import lax
+
+from nst_jax.models.winograd import conv3x3, conv3x3_valid, direct_conv3x3, transform_kernel
 
 SHAPES = [(2, 7, 9, 4, 6), (1, 1, 1, 2, 3), (3, 5, 2, 8, 4), (1, 13, 11, 16, 8)]
 
@@ -82,3 +84,20 @@ def test_grad_finite_differences_float64(tile):
     f = jax.jit(lambda a, b: jnp.sum(jnp.sin(conv3x3(a, b, tile))))
     assert conv3x3(x, k, tile).dtype == jnp.float64
     jax.test_util.check_grads(f, (x, k), order=1, modes=['rev'], eps=1e-6, atol=1e-7, rtol=1e-7)
+
+
+@pytest.mark.parametrize('tile', [2, 4])
+@pytest.mark.parametrize('shape', [(2, 7, 9, 4, 6), (1, 3, 3, 2, 3), (1, 14, 11, 16, 8)])
+def test_valid_forward_matches_lax(tile, shape):
+  """The VALID form (for inputs the caller padded) against lax's VALID conv, odd sizes too."""
+  x, k, _ = _data(*shape)
+  y = jax.jit(conv3x3_valid, static_argnums=2)(x, k, tile)
+  want = lax.conv_general_dilated(x, k, (1, 1), 'VALID', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  assert y.shape == want.shape == (shape[0], shape[1] - 2, shape[2] - 2, shape[4])
+  assert _rel(y, want) < TOL[tile]
+
+
+def test_valid_rejects_what_it_cannot_hold():
+  x, k, _ = _data(1, 2, 5, 3, 4)
+  with pytest.raises(ValueError, match='H, W >= 3'):
+    conv3x3_valid(x, k)
