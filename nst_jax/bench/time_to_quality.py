@@ -58,7 +58,7 @@ def ours_cmd(content: str, style: str, size: int, steps: int, out: str,
              extra: Sequence[str] = ()) -> list[str]:
   return [sys.executable, 'run.py', f'--config={_PRESET.value}', f'--content={content}',
           f'--style={style}', f'--output={out}', f'--config.size={size}',
-          f'--config.num_steps={steps}', *[f'--config.{e}' for e in extra]]
+          f'--config.num_steps={steps}', *compare.extra_flags(extra)]
 
 
 def peer_cmd(content: str, style: str, size: int, steps: int, out: str) -> list[str]:

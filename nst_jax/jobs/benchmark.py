@@ -153,7 +153,7 @@ def optimize_config(method: Method, size: int, steps: int) -> ml_collections.Con
       'size': int(size), 'height': 0, 'width': 0, 'content': '', 'style': '', 'mask': '',
       'masks': '', 'labels': '', 'style_masks': '', 'style_blend_weights': '', 'resume': False}
   steps = method.steps or steps
-  if c.stages:  # Coarse-to-fine: the last stage at `size`, earlier ones scaled alike.
+  if c.stages and c.stages != 'auto':  # the last stage at `size`, earlier ones scaled alike
     overrides['stages'] = scaled_stages(c.stages, int(size), int(steps))
   elif steps > 0:
     overrides['num_steps'] = int(steps)

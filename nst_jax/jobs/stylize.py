@@ -81,7 +81,7 @@ def run_single(config: ml_collections.ConfigDict, params: Optional[Mapping] = No
     raise ConfigError(f'mode={config.mode} needs a content image: pass --content=PATH')
   if config.mode != 'content_reconstruction' and not config.style:
     raise ConfigError(f'mode={config.mode} needs a style image: pass --style=PATH')
-  staged = bool(config.stages)
+  staged = bool(controls.parse_stages(config.stages, config.size, config.num_steps))
   content, styles, init = load_inputs(config)
   masks, style_masks = controls.config_masks(config, len(styles))
   if params is None:

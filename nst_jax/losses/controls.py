@@ -231,15 +231,35 @@ def hold_mask(masks: np.ndarray) -> np.ndarray:
 
 # --- Scale -----------------------------------------------------------------------------------
 
-def parse_stages(text: str) -> list[tuple[int, int]]:
-  """``'256:200,512:100'`` -> [(256, 200), (512, 100)]: longest side and steps per stage."""
+# stages='auto': coarse-to-fine only where the quality-at-time curves showed it ahead of one
+# scale (docs/results/2026-12-03-time-to-quality-512.md: at 512 px, 256:75,512:50 beat 125 steps
+# at 512 on both pairs, while 50-75 steps were better spent at one scale).
+AUTO_MIN_SIZE = 257      # ours: at 256 px one scale (the 256 px curves)
+AUTO_MIN_STEPS = 125     # ours: 50- and 75-step schedules lost to one scale at 512 px
+AUTO_COARSE_SHARE = 0.6  # ours: 75 of 125 steps at the coarse size
+
+
+def auto_stages(size: int, num_steps: int) -> list[tuple[int, int]]:
+  """``stages='auto'``: [] (one scale) at most 256 px or under 125 steps; else 60 % of the steps
+  at half the size (at least 256 px) and the rest at ``size``."""
+  if size < AUTO_MIN_SIZE or num_steps < AUTO_MIN_STEPS:
+    return []
+  coarse = round(AUTO_COARSE_SHARE * num_steps)
+  return [(max(256, size // 2), coarse), (size, num_steps - coarse)]
+
+
+def parse_stages(text: str, size: int = 0, num_steps: int = 0) -> list[tuple[int, int]]:
+  """``'256:200,512:100'`` -> [(256, 200), (512, 100)]: longest side and steps per stage.
+  ``'auto'``: :func:`auto_stages` of ``size`` and ``num_steps``."""
+  if str(text).strip() == 'auto':
+    return auto_stages(int(size), int(num_steps))
   stages = []
   for item in [t.strip() for t in str(text or '').split(',') if t.strip()]:
     try:
       size, steps = (int(v) for v in item.split(':'))
     except ValueError:
-      raise ConfigError(f'stages must look like "256:200,512:100" (size:steps,...), got '
-                        f'{text!r}') from None
+      raise ConfigError(f'stages must look like "256:200,512:100" (size:steps,...) or be '
+                        f'"auto", got {text!r}') from None
     if size <= 0 or steps < 0:
       raise ConfigError(f'stage {item!r}: size must be positive and steps >= 0')
     stages.append((size, steps))

@@ -25,7 +25,7 @@ def stage_configs(config: ml_collections.ConfigDict) -> list[ml_collections.Conf
   Each stage sets ``size`` and ``num_steps``; stages after the first start from the previous
   stage's result (``init='image'``, upsampled by the problem builder).
   """
-  stages = controls.parse_stages(config.stages)
+  stages = controls.parse_stages(config.stages, config.size, config.num_steps)
   if not stages:
     return [config]
   out = []

@@ -127,6 +127,8 @@ def materialize(config: ml_collections.ConfigDict, point: Mapping[str, str]
     node, leaf = field_of(c, path)
     node[leaf] = _coerce(node[leaf], raw, path)
   c.sweep.axes = ''
+  if c.stages == 'auto':
+    c.stages = ''  # a preset's default schedule: sweeps run one scale (one program per group)
   if c.stages:
     raise ConfigError('coarse-to-fine stages are not supported in sweeps; sweep size instead')
   try:

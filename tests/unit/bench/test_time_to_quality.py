@@ -43,3 +43,12 @@ def test_plot_writes_one_panel_per_pair(tmp_path):
   assert img.size == (1040, 640)  # style and content panels, a row per pair
   colours = {c for _, c in img.getcolors(1 << 20)}
   assert {(214, 39, 40), (31, 119, 180), (44, 160, 44)} <= colours  # every series drawn
+
+
+def test_ours_extra_values_with_commas_stay_one_field():
+  """absl splits --ours_extra on commas; a coarse-to-fine schedule is one field."""
+  from nst_jax.bench import compare  # pylint: disable=g-import-not-at-top
+  items = ['init=content', 'stages=256:40', '512:10', 'conv_dtype=float32']
+  assert compare.extra_flags(items) == ['--config.init=content', '--config.stages=256:40,512:10',
+                                        '--config.conv_dtype=float32']
+  assert compare.extra_flags([]) == []
