@@ -107,7 +107,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.preserve_weight = 0.0          # hold term: weight of mean((x - content)^2) on those pixels
   c.color_control = 'none'         # none | luminance | match_style | original_colors
   c.color_match_mode = 'cholesky'  # cholesky | eigen (for color_control=match_style)
-  c.stages = ''                    # coarse-to-fine 'SIZE:STEPS,...' (e.g. '256:200,512:100') or 'auto
+  c.stages = ''                    # coarse-to-fine 'SIZE:STEPS,...' ('256:200,512:100') or 'auto'
   c.scale_mix_layer = ''           # with 2 styles: layers >= this from style 1, shallower from 2
   c.gram_shift = 0.0               # activation shift in the Gram matrices (Novak: -1)
   c.chain = False                  # correlation chain between neighbouring style layers (Novak)
