@@ -62,8 +62,11 @@ BLOCK_NORM = True      # impl='fast': normalise the first conv in its space-to-d
 # impl='fast' runs a 3x3 stride-1 conv by Winograd F(2x2,3x3) when its output (positions x the
 # larger channel count) is at most this many floats: 2.1-2.6x faster than XLA's conv up to
 # 192x192x32 and 96x96x128, slower from 256x256x32 on (the transforms leave the cache; row strips
-# did not help), measured on the 2-core CPU (docs/results/2026-12-03-one-pass.md).
+# did not help). Larger ones run F(4x4,3x3) on an odd tile grid: 1.3-1.5x faster than XLA's conv
+# at 256x256x32, 384x384x32 and 128x128x128. Measured on the 2-core CPU
+# (docs/results/2026-12-03-one-pass.md).
 WINOGRAD_MAX_FLOATS = 3 * 2 ** 19
+WINOGRAD_LARGE_TILE: Optional[int] = 4  # the larger convs' Winograd tile (None: XLA's conv)
 UNROLL_STRIPS = 4  # up to this many strips are unrolled; more run in a lax.map loop
 
 
@@ -202,9 +205,11 @@ def conv(x: jax.Array, kernel: jax.Array, stride: int = 1,
   k, _, cin, _ = kernel.shape
   oh = (x.shape[1] - k) // stride + 1
   ow = (x.shape[2] - k) // stride + 1
-  if (winograd_tile and k == 3 and stride == 1
-      and x.shape[0] * oh * ow * max(cin, kernel.shape[3]) <= WINOGRAD_MAX_FLOATS):
-    return winograd.conv3x3_valid(x, kernel, winograd_tile)
+  if winograd_tile and k == 3 and stride == 1:
+    small = x.shape[0] * oh * ow * max(cin, kernel.shape[3]) <= WINOGRAD_MAX_FLOATS
+    tile = winograd_tile if small else WINOGRAD_LARGE_TILE
+    if tile:
+      return winograd.conv3x3_valid(x, kernel, tile)
   strips = 1 if not strip_floats else -(-(x.shape[0] * oh * ow * k * k * cin) // strip_floats)
   plain = lambda part: convolution.conv_valid(part, kernel, stride)
   rows = -(-oh // max(1, min(strips, oh)))

@@ -102,11 +102,12 @@ def transform_kernel(kernel: jax.Array, tile: int = 2) -> jax.Array:
   return u.reshape(a * a, *kernel.shape[2:])
 
 
-def _input_transform(x: jax.Array, tile: int, valid: bool = False) -> tuple[list, int, int]:
+def _input_transform(x: jax.Array, tile: int, valid: bool = False,
+                     odd_grid: bool = False) -> tuple[list, int, int]:
   """Pads x, cuts overlapping a x a tiles at stride ``tile`` and applies B^T d B.
 
   ``valid``: the tiles cover a VALID convolution of ``x`` (no leading pad, output H-2 x W-2)
-  instead of a SAME one.
+  instead of a SAME one. ``odd_grid``: one more tile row / column where their count is even.
 
   Returns:
     a*a arrays of shape (N*nh*nw, C) (row-major over tile positions) and the
@@ -118,6 +119,8 @@ def _input_transform(x: jax.Array, tile: int, valid: bool = False) -> tuple[list
   lead = 0 if valid else 1
   oh, ow = h + 2 * lead - 2, w + 2 * lead - 2
   nh, nw = -(-oh // tile), -(-ow // tile)
+  if odd_grid:
+    nh, nw = nh + 1 - nh % 2, nw + 1 - nw % 2
   xp = jnp.pad(x, ((0, 0), (lead, nh * tile + 2 - h - lead), (lead, nw * tile + 2 - w - lead),
                    (0, 0)))
   # Row transform: rows[u][:, i] = sum_t bt[u, t] * xp[:, i*tile + t].
@@ -150,7 +153,8 @@ _FLIP2 = tuple(4 * (3 - i if i in (0, 3) else i) + (3 - j if j in (0, 3) else j)
 
 
 def _winograd(x: jax.Array, u: jax.Array, tile: int, contract_out: bool = False,
-              order: tuple = (), dtype: str = 'float32', valid: bool = False) -> jax.Array:
+              order: tuple = (), dtype: str = 'float32', valid: bool = False,
+              odd_grid: bool = False) -> jax.Array:
   """Winograd convolution of x with an already transformed kernel u (a*a, I, O).
 
   With ``contract_out`` the kernel is used transposed (x has O channels and the
@@ -159,7 +163,7 @@ def _winograd(x: jax.Array, u: jax.Array, tile: int, contract_out: bool = False,
   operands (transformed input and kernel) are rounded to bfloat16 and accumulated in float32.
   """
   n, h, w, _ = x.shape
-  v, nh, nw = _input_transform(x, tile, valid)
+  v, nh, nw = _input_transform(x, tile, valid, odd_grid)
   dims = (((1,), (1 if contract_out else 0,)), ((), ()))
   order = order or tuple(range(len(v)))
   dtype = x.dtype if dtype == 'float32' else dtype  # float32: no rounding (float64 stays)
@@ -232,9 +236,13 @@ def conv3x3_valid(x: jax.Array, kernel: jax.Array, tile: int = 2) -> jax.Array:
   For inputs the caller has already padded (the feed-forward networks' reflect padding):
   (N, H, W, Cin) -> (N, H-2, W-2, Cout). Plain JAX autodiff (no custom VJP): it is used for
   inference, where the transposed slices and products of the gradient are not needed.
+
+  F(4x4,3x3) runs on an odd number of tile rows and columns (one spare tile, cropped): with an
+  even count (a power of two at the usual sizes) it was 2-2.3x slower on the 2-core CPU, the
+  spare tile's extra work included (docs/results/2026-12-03-one-pass.md).
   """
   _check_tile(tile)
   if kernel.shape[:2] != (3, 3) or x.shape[-1] != kernel.shape[2] or min(x.shape[1:3]) < 3:
     raise ValueError(f'expected x (N,H,W,C) with H, W >= 3 and kernel (3,3,C,O); got {x.shape}, '
                      f'{kernel.shape}')
-  return _winograd(x, transform_kernel(kernel, tile), tile, valid=True)
+  return _winograd(x, transform_kernel(kernel, tile), tile, valid=True, odd_grid=tile == 4)

@@ -135,18 +135,20 @@ def test_reformulated_kernels_by_hand():
     np.testing.assert_allclose(got, want, atol=1e-4)
 
 
-def test_winograd_path_taken_below_its_size_limit_only(monkeypatch):
-  """``conv(..., winograd_tile=2)`` equals XLA's conv on both sides of WINOGRAD_MAX_FLOATS, and
-  the limit decides which runs (no dot_general in the program above it)."""
+def test_winograd_tile_by_layer_size(monkeypatch):
+  """``conv(..., winograd_tile=2)`` equals XLA's conv whichever form runs: F(2x2,3x3) up to
+  WINOGRAD_MAX_FLOATS (16 products), WINOGRAD_LARGE_TILE above it (F(4x4,3x3): 36; None: XLA's
+  conv, no products in the program)."""
   rng = np.random.default_rng(8)
   x = jnp.asarray(rng.random((1, 12, 15, 6)).astype(np.float32))
   k = jnp.asarray(rng.normal(size=(3, 3, 6, 5)).astype(np.float32))
   want = networks.conv(x, k)
-  for limit, dots in ((10 ** 9, True), (0, False)):
+  for limit, large, dots in ((10 ** 9, 4, 17), (0, 4, 37), (0, None, 0)):  # + kernel transform
     monkeypatch.setattr(networks, 'WINOGRAD_MAX_FLOATS', limit)
+    monkeypatch.setattr(networks, 'WINOGRAD_LARGE_TILE', large)
     f = jax.jit(lambda x, k: networks.conv(x, k, 1, None, 2))
-    np.testing.assert_allclose(f(x, k), want, rtol=1e-5, atol=1e-5)
-    assert ('dot_general' in str(f.lower(x, k).as_text())) == dots
+    np.testing.assert_allclose(f(x, k), want, rtol=1e-4, atol=1e-4)
+    assert str(f.lower(x, k).as_text()).count('dot_general') == dots
 
 
 @pytest.mark.parametrize('k,stride,hw', [(9, 1, (13, 11)), (3, 2, (12, 9)), (3, 2, (11, 10))])
