@@ -67,6 +67,9 @@ BLOCK_NORM = True      # impl='fast': normalise the first conv in its space-to-d
 # (docs/results/2026-12-03-one-pass.md).
 WINOGRAD_MAX_FLOATS = 3 * 2 ** 19
 WINOGRAD_LARGE_TILE: Optional[int] = 4  # the larger convs' Winograd tile (None: XLA's conv)
+# ...and only from this many output positions: below, it saves under ~0.5 ms a conv while the
+# 26-style network's compile time doubles (1.4 -> 2.9 s at 64 px; ours, 2-core CPU).
+WINOGRAD_MIN_POSITIONS = 64 * 64
 UNROLL_STRIPS = 4  # up to this many strips are unrolled; more run in a lax.map loop
 
 
@@ -205,7 +208,7 @@ def conv(x: jax.Array, kernel: jax.Array, stride: int = 1,
   k, _, cin, _ = kernel.shape
   oh = (x.shape[1] - k) // stride + 1
   ow = (x.shape[2] - k) // stride + 1
-  if winograd_tile and k == 3 and stride == 1:
+  if winograd_tile and k == 3 and stride == 1 and oh * ow >= WINOGRAD_MIN_POSITIONS:
     small = x.shape[0] * oh * ow * max(cin, kernel.shape[3]) <= WINOGRAD_MAX_FLOATS
     tile = winograd_tile if small else WINOGRAD_LARGE_TILE
     if tile:

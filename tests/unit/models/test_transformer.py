@@ -146,9 +146,13 @@ def test_winograd_tile_by_layer_size(monkeypatch):
   for limit, large, dots in ((10 ** 9, 4, 17), (0, 4, 37), (0, None, 0)):  # + kernel transform
     monkeypatch.setattr(networks, 'WINOGRAD_MAX_FLOATS', limit)
     monkeypatch.setattr(networks, 'WINOGRAD_LARGE_TILE', large)
+    monkeypatch.setattr(networks, 'WINOGRAD_MIN_POSITIONS', 1)
     f = jax.jit(lambda x, k: networks.conv(x, k, 1, None, 2))
     np.testing.assert_allclose(f(x, k), want, rtol=1e-4, atol=1e-4)
     assert str(f.lower(x, k).as_text()).count('dot_general') == dots
+  monkeypatch.setattr(networks, 'WINOGRAD_MIN_POSITIONS', 10 ** 9)  # too few positions: XLA's
+  f = jax.jit(lambda x, k: networks.conv(x, k, 1, None, 2))
+  assert 'dot_general' not in str(f.lower(x, k).as_text())
 
 
 @pytest.mark.parametrize('k,stride,hw', [(9, 1, (13, 11)), (3, 2, (12, 9)), (3, 2, (11, 10))])
