@@ -64,6 +64,7 @@ from nst_jax.io import images as image_io
 from nst_jax.jobs import arbitrary
 from nst_jax.jobs import benchmark_report as report
 from nst_jax.jobs import fast
+from nst_jax.losses import controls
 from nst_jax.runtime import compile_cache, distributed, interrupt
 
 DEFAULT_OUTPUT = 'outputs/benchmark'
@@ -153,7 +154,7 @@ def optimize_config(method: Method, size: int, steps: int) -> ml_collections.Con
       'size': int(size), 'height': 0, 'width': 0, 'content': '', 'style': '', 'mask': '',
       'masks': '', 'labels': '', 'style_masks': '', 'style_blend_weights': '', 'resume': False}
   steps = method.steps or steps
-  if c.stages and c.stages != 'auto':  # the last stage at `size`, earlier ones scaled alike
+  if c.stages and c.stages != controls.AUTO_STAGES:  # last stage at `size`, the others alike
     overrides['stages'] = scaled_stages(c.stages, int(size), int(steps))
   elif steps > 0:
     overrides['num_steps'] = int(steps)
@@ -165,7 +166,6 @@ def optimize_config(method: Method, size: int, steps: int) -> ml_collections.Con
 def scaled_stages(text: str, size: int, steps: int) -> str:
   """A preset's stages with the last at ``size`` px (the others in proportion) and, with
   ``steps`` > 0, that many steps in all (split in the preset's proportions)."""
-  from nst_jax.losses import controls  # pylint: disable=g-import-not-at-top
   stages = controls.parse_stages(text)
   scale = size / stages[-1][0]
   total = sum(n for _, n in stages)

@@ -234,6 +234,7 @@ def hold_mask(masks: np.ndarray) -> np.ndarray:
 # stages='auto': coarse-to-fine only where the quality-at-time curves showed it ahead of one
 # scale (docs/results/2026-12-03-time-to-quality-512.md: at 512 px, 256:75,512:50 beat 125 steps
 # at 512 on both pairs, while 50-75 steps were better spent at one scale).
+AUTO_STAGES = 'auto'
 AUTO_MIN_SIZE = 257      # ours: at 256 px one scale (the 256 px curves)
 AUTO_MIN_STEPS = 125     # ours: 50- and 75-step schedules lost to one scale at 512 px
 AUTO_COARSE_SHARE = 0.6  # ours: 75 of 125 steps at the coarse size
@@ -251,7 +252,7 @@ def auto_stages(size: int, num_steps: int) -> list[tuple[int, int]]:
 def parse_stages(text: str, size: int = 0, num_steps: int = 0) -> list[tuple[int, int]]:
   """``'256:200,512:100'`` -> [(256, 200), (512, 100)]: longest side and steps per stage.
   ``'auto'``: :func:`auto_stages` of ``size`` and ``num_steps``."""
-  if str(text).strip() == 'auto':
+  if str(text).strip() == AUTO_STAGES:
     return auto_stages(int(size), int(num_steps))
   stages = []
   for item in [t.strip() for t in str(text or '').split(',') if t.strip()]:

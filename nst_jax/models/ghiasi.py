@@ -201,15 +201,14 @@ class _Conv(nn.Module):
                         (k, k, x.shape[-1], self.features))
     bias = self.param('bias', nn.initializers.zeros, (self.features,))
     strips = networks.STRIP_FLOATS if self.fast else None
-    tile = 2 if self.fast else None  # Winograd for the 3x3 convs small enough for it
     if self.form == 'stride2':
       y = networks.conv_stride2(networks.reflect_pad(x, 1), kernel, self.fast, strips)
     elif self.form == 'up':
-      y = networks.upsample_conv(x, kernel, self.fast, strips, tile)
+      y = networks.upsample_conv(x, kernel, self.fast, strips, self.fast)
     elif self.form == 's2d' and self.fast:
       y = networks.conv_s2d(networks.reflect_pad(x, k // 2), kernel, x.shape[1:3], strips)
     else:
-      y = networks.conv(networks.reflect_pad(x, k // 2), kernel, 1, strips, tile)
+      y = networks.conv(networks.reflect_pad(x, k // 2), kernel, 1, strips, self.fast)
     y = y + bias
     if self.eps is not None:
       y = _StyleNorm(self.eps, self.fast, name='norm')(y, embedding)

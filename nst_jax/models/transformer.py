@@ -28,8 +28,8 @@ module computes the same function with reformulated convolutions (all exact up t
 rounding, checked against ``impl='direct'`` in the tests): the first k x k conv as a
 space-to-depth conv (2x2 blocks: 4*C_in channels in, 4*C_out out, a ceil((k+1)/2)^2 kernel),
 nearest-resize + 3x3 conv as one sub-pixel 3x3 conv at the low resolution (edge padding,
-4*C_out outputs) + depth-to-space, and the 3x3 stride-1 convs of cache-sized layers by Winograd
-F(2x2,3x3) (see ``WINOGRAD_MAX_FLOATS``).
+4*C_out outputs) + depth-to-space, and the 3x3 stride-1 convs by Winograd F(2x2,3x3) or, for
+larger layers, F(4x4,3x3) (see ``WINOGRAD_MAX_FLOATS``).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ import numpy as np
 
 from nst_jax.errors import ConfigError
 from nst_jax.models import convolution
-from nst_jax.models import winograd
+from nst_jax.models import winograd as winograd_lib
 
 Params = dict[str, dict[str, jax.Array]]
 ACTIVATIONS = ('sigmoid', 'tanh', 'linear')
@@ -197,7 +197,7 @@ def depth_to_space(x: jax.Array, b: int = 2) -> jax.Array:
 
 
 def conv(x: jax.Array, kernel: jax.Array, stride: int = 1,
-         strip_floats: Optional[int] = None, winograd_tile: Optional[int] = None) -> jax.Array:
+         strip_floats: Optional[int] = None, winograd: bool = False) -> jax.Array:
   """VALID NHWC convolution (padding is explicit, done by the caller).
 
   ``strip_floats``: if given, the conv runs in row strips whose im2col working set (output
@@ -208,15 +208,15 @@ def conv(x: jax.Array, kernel: jax.Array, stride: int = 1,
   k, _, cin, _ = kernel.shape
   oh = (x.shape[1] - k) // stride + 1
   ow = (x.shape[2] - k) // stride + 1
-  if winograd_tile and k == 3 and stride == 1 and oh * ow >= WINOGRAD_MIN_POSITIONS:
+  if winograd and k == 3 and stride == 1 and oh * ow >= WINOGRAD_MIN_POSITIONS:
     small = x.shape[0] * oh * ow * max(cin, kernel.shape[3]) <= WINOGRAD_MAX_FLOATS
-    tile = winograd_tile if small else WINOGRAD_LARGE_TILE
+    tile = 2 if small else WINOGRAD_LARGE_TILE
     if tile:
-      return winograd.conv3x3_valid(x, kernel, tile)
+      return winograd_lib.conv3x3_valid(x, kernel, tile)
   strips = 1 if not strip_floats else -(-(x.shape[0] * oh * ow * k * k * cin) // strip_floats)
-  plain = lambda part: convolution.conv_valid(part, kernel, stride)
   rows = -(-oh // max(1, min(strips, oh)))
   n = -(-oh // rows)
+  plain = lambda part: convolution.conv_valid(part, kernel, stride)
   if n == 1:
     return plain(x)
   if n <= UNROLL_STRIPS:
@@ -299,15 +299,14 @@ def subpixel_kernel(kernel: jax.Array) -> jax.Array:
 
 
 def upsample_conv(x: jax.Array, kernel: jax.Array, fast: bool,
-                  strip_floats: Optional[int] = None,
-                  winograd_tile: Optional[int] = None) -> jax.Array:
+                  strip_floats: Optional[int] = None, winograd: bool = False) -> jax.Array:
   """Nearest x2 resize, reflect pad 1, 3x3 conv: (B, H, W, C) -> (B, 2H, 2W, C_out)."""
   if not fast:
     up = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
     return conv(reflect_pad(up, 1), kernel)
   # Reflect-padding the upsampled image repeats its edge row = edge-padding the low-res one.
   return depth_to_space(conv(reflect_pad(x, 1, 'edge'), subpixel_kernel(kernel), 1,
-                             strip_floats, winograd_tile))
+                             strip_floats, winograd))
 
 
 def instance_norm(x: jax.Array, gamma: jax.Array, beta: jax.Array, eps: float,
@@ -397,12 +396,13 @@ def apply_params(c: NetworkConfig, params: Mapping[str, Mapping[str, jax.Array]]
                  winograd: Optional[bool] = None) -> jax.Array:
   """The forward pass on nested params (what :class:`Transformer` runs).
 
-  ``winograd`` (default: ``fast``): the 3x3 stride-1 convs small enough for it by Winograd
-  F(2x2,3x3) (see ``WINOGRAD_MAX_FLOATS``). Training passes False: its gradients then stay the
-  training convolution's (``convolution.conv_valid``), whose VJP keeps XLA:CPU on its fast path.
+  ``winograd`` (default: ``fast``): the 3x3 stride-1 convs by Winograd where it pays (see
+  ``WINOGRAD_MAX_FLOATS`` and what follows it). Training passes False: its gradients then stay
+  the training convolution's (``convolution.conv_valid``), whose VJP keeps XLA:CPU on its fast
+  path.
   """
   h, w = x.shape[1:3]
-  wt = 2 if (fast if winograd is None else winograd) else None
+  wg = fast if winograd is None else winograd
 
   def post(name, y, relu=True, normed=True):
     p = params[name]
@@ -430,11 +430,11 @@ def apply_params(c: NetworkConfig, params: Mapping[str, Mapping[str, jax.Array]]
     y = post(f'contract_{i}', conv_stride2(reflect_pad(y, 1), params[f'contract_{i}']['kernel'],
                                            fast and FAST_STRIDE2, sf))
   for i in range(c.residual_blocks):
-    r = post(f'res_{i}_0', conv(reflect_pad(y, 1), params[f'res_{i}_0']['kernel'], 1, sf, wt))
+    r = post(f'res_{i}_0', conv(reflect_pad(y, 1), params[f'res_{i}_0']['kernel'], 1, sf, wg))
     y = y + post(f'res_{i}_1', conv(reflect_pad(r, 1), params[f'res_{i}_1']['kernel'], 1, sf,
-                                    wt), relu=False)
+                                    wg), relu=False)
   for i in range(len(c.up_widths)):
-    y = post(f'expand_{i}', upsample_conv(y, params[f'expand_{i}']['kernel'], fast, sf, wt))
+    y = post(f'expand_{i}', upsample_conv(y, params[f'expand_{i}']['kernel'], fast, sf, wg))
   last = f'expand_{len(c.up_widths)}'
   yp = reflect_pad(y, c.out_kernel // 2)
   kl = params[last]['kernel']

@@ -12,6 +12,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import ml_collections
 
 from nst_jax.errors import ConfigError
+from nst_jax.losses import controls
 from nst_jax.optimize import method as method_lib
 from nst_jax.optimize import problem as problem_lib
 
@@ -127,7 +128,7 @@ def materialize(config: ml_collections.ConfigDict, point: Mapping[str, str]
     node, leaf = field_of(c, path)
     node[leaf] = _coerce(node[leaf], raw, path)
   c.sweep.axes = ''
-  if c.stages == 'auto':
+  if c.stages == controls.AUTO_STAGES:
     c.stages = ''  # a preset's default schedule: sweeps run one scale (one program per group)
   if c.stages:
     raise ConfigError('coarse-to-fine stages are not supported in sweeps; sweep size instead')

@@ -136,7 +136,7 @@ def test_reformulated_kernels_by_hand():
 
 
 def test_winograd_tile_by_layer_size(monkeypatch):
-  """``conv(..., winograd_tile=2)`` equals XLA's conv whichever form runs: F(2x2,3x3) up to
+  """``conv(..., winograd=True)`` equals XLA's conv whichever form runs: F(2x2,3x3) up to
   WINOGRAD_MAX_FLOATS (16 products), WINOGRAD_LARGE_TILE above it (F(4x4,3x3): 36; None: XLA's
   conv, no products in the program)."""
   rng = np.random.default_rng(8)
@@ -147,11 +147,11 @@ def test_winograd_tile_by_layer_size(monkeypatch):
     monkeypatch.setattr(networks, 'WINOGRAD_MAX_FLOATS', limit)
     monkeypatch.setattr(networks, 'WINOGRAD_LARGE_TILE', large)
     monkeypatch.setattr(networks, 'WINOGRAD_MIN_POSITIONS', 1)
-    f = jax.jit(lambda x, k: networks.conv(x, k, 1, None, 2))
+    f = jax.jit(lambda x, k: networks.conv(x, k, 1, None, True))
     np.testing.assert_allclose(f(x, k), want, rtol=1e-4, atol=1e-4)
     assert str(f.lower(x, k).as_text()).count('dot_general') == dots
   monkeypatch.setattr(networks, 'WINOGRAD_MIN_POSITIONS', 10 ** 9)  # too few positions: XLA's
-  f = jax.jit(lambda x, k: networks.conv(x, k, 1, None, 2))
+  f = jax.jit(lambda x, k: networks.conv(x, k, 1, None, True))
   assert 'dot_general' not in str(f.lower(x, k).as_text())
 
 
