@@ -56,7 +56,8 @@ def bench_network(network: str = 'multistyle26', size: int = 1024, batch: int = 
   params = jax.tree.map(jnp.asarray, m.params)
   xd, wd = jnp.asarray(x), jnp.asarray(w)
 
-  fn = jax.jit(lambda p, x, w: networks.apply_params(m.config, p, x, w, impl == 'fast'))
+  fast, winograd = networks.impl_choices(impl, bench=True)
+  fn = jax.jit(lambda p, x, w: networks.apply_params(m.config, p, x, w, fast, winograd))
   t0 = time.perf_counter()
   lowered = fn.lower(params, xd, wd)
   compiled = lowered.compile()

@@ -185,14 +185,16 @@ class _Conv(nn.Module):
   and ``s2d`` (9x9: on 2x2 space-to-depth cells when fast).
 
   ``fast``: the reformulations of :mod:`nst_jax.models.transformer` (row strips, space-to-depth 9x9
-  and stride-2 convs, sub-pixel upsampling convs, Winograd 3x3 convs, one-pass norm statistics),
-  the same result as the plain XLA convolutions (``fast=False``).
+  and stride-2 convs, sub-pixel upsampling convs, Winograd 3x3 convs unless ``winograd`` is
+  False, one-pass norm statistics), the same result as the plain XLA convolutions
+  (``fast=False``).
   """
   features: int
   kernel_size: int
   form: str = 'plain'
   eps: Optional[float] = None  # None: no norm (batch norm folded into kernel and bias).
   fast: bool = True
+  winograd: bool = True
 
   @nn.compact
   def __call__(self, x, embedding=None):
@@ -204,11 +206,12 @@ class _Conv(nn.Module):
     if self.form == 'stride2':
       y = networks.conv_stride2(networks.reflect_pad(x, 1), kernel, self.fast, strips)
     elif self.form == 'up':
-      y = networks.upsample_conv(x, kernel, self.fast, strips, self.fast)
+      y = networks.upsample_conv(x, kernel, self.fast, strips, self.fast and self.winograd)
     elif self.form == 's2d' and self.fast:
       y = networks.conv_s2d(networks.reflect_pad(x, k // 2), kernel, x.shape[1:3], strips)
     else:
-      y = networks.conv(networks.reflect_pad(x, k // 2), kernel, 1, strips, self.fast)
+      y = networks.conv(networks.reflect_pad(x, k // 2), kernel, 1, strips,
+                        self.fast and self.winograd)
     y = y + bias
     if self.eps is not None:
       y = _StyleNorm(self.eps, self.fast, name='norm')(y, embedding)
@@ -220,7 +223,9 @@ class Transformer(nn.Module):
 
   Attributes:
     eps: the instance norm's epsilon (read from the graph by :func:`convert`).
-    impl: 'fast' (reformulated convolutions, same result, faster on CPU) or 'direct'.
+    impl: 'fast' (reformulated convolutions, same result, faster on CPU) or 'direct';
+      'fast_no_winograd' (the fast path with XLA's 3x3 convs) lets the benchmarks show what
+      Winograd adds.
   """
   eps: float = 1e-5
   impl: str = 'fast'
@@ -228,16 +233,17 @@ class Transformer(nn.Module):
   @nn.compact
   def __call__(self, content: jax.Array, embedding: jax.Array) -> jax.Array:
     h, w = content.shape[1:3]
-    f = self.impl == 'fast'
-    x = nn.relu(_Conv(8, 9, 's2d', fast=f, name='contract_conv1')(content))
-    x = nn.relu(_Conv(16, 3, 'stride2', fast=f, name='contract_conv2')(x))
-    x = nn.relu(_Conv(32, 3, 'stride2', fast=f, name='contract_conv3')(x))
+    f, wg = networks.impl_choices(self.impl, bench=True)
+    conv = functools.partial(_Conv, fast=f, winograd=wg)
+    x = nn.relu(conv(8, 9, 's2d', name='contract_conv1')(content))
+    x = nn.relu(conv(16, 3, 'stride2', name='contract_conv2')(x))
+    x = nn.relu(conv(32, 3, 'stride2', name='contract_conv3')(x))
     for i in range(1, _RESIDUALS + 1):
-      y = nn.relu(_Conv(32, 3, eps=self.eps, fast=f, name=f'residual{i}_conv1')(x, embedding))
-      x = x + _Conv(32, 3, eps=self.eps, fast=f, name=f'residual{i}_conv2')(y, embedding)
-    x = nn.relu(_Conv(16, 3, 'up', self.eps, f, name='expand_conv1')(x, embedding))
-    x = nn.relu(_Conv(8, 3, 'up', self.eps, f, name='expand_conv2')(x, embedding))
-    x = _Conv(3, 9, 's2d', self.eps, f, name='expand_conv3')(x, embedding)
+      y = nn.relu(conv(32, 3, eps=self.eps, name=f'residual{i}_conv1')(x, embedding))
+      x = x + conv(32, 3, eps=self.eps, name=f'residual{i}_conv2')(y, embedding)
+    x = nn.relu(conv(16, 3, 'up', self.eps, name='expand_conv1')(x, embedding))
+    x = nn.relu(conv(8, 3, 'up', self.eps, name='expand_conv2')(x, embedding))
+    x = conv(3, 9, 's2d', self.eps, name='expand_conv3')(x, embedding)
     return nn.sigmoid(x[:, :h, :w, :])
 
 

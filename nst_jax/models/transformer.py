@@ -51,6 +51,8 @@ from nst_jax.models import winograd as winograd_lib
 Params = dict[str, dict[str, jax.Array]]
 ACTIVATIONS = ('sigmoid', 'tanh', 'linear')
 IMPLS = ('fast', 'direct')
+# A benchmark-only variant: the fast path with XLA's own 3x3 convs (what Winograd adds).
+BENCH_IMPLS = IMPLS + ('fast_no_winograd',)
 MIN_SIDE = 8
 # Whether impl='fast' also rewrites the stride-2 convs (space-to-depth + 2x2 conv). Measured
 # slower than XLA's own strided conv on the 2-core CPU (bench_fast.py --layers), so off.
@@ -194,6 +196,15 @@ def depth_to_space(x: jax.Array, b: int = 2) -> jax.Array:
   n, h, w, c = x.shape
   x = x.reshape(n, h, w, b, b, c // (b * b)).transpose(0, 1, 3, 2, 4, 5)
   return x.reshape(n, h * b, w * b, c // (b * b))
+
+
+def impl_choices(impl: str, bench: bool = False) -> tuple[bool, bool]:
+  """``impl`` -> (fast, winograd); ``bench``: :data:`BENCH_IMPLS` are valid too. ConfigError
+  naming the valid ones otherwise."""
+  valid = BENCH_IMPLS if bench else IMPLS
+  if impl not in valid:
+    raise ConfigError(f'unknown impl {impl!r}; valid: {", ".join(valid)}')
+  return impl != 'direct', impl == 'fast'
 
 
 def conv(x: jax.Array, kernel: jax.Array, stride: int = 1,
