@@ -23,8 +23,8 @@ Masks are guided-Gram-style position weights: an ``(H, W)`` map in [0, 1] gives 
 Sorted-value losses compare quantile functions: when the style has ``Ms`` positions and the image
 ``M``, the style's sorted values (at quantiles ``(j + 0.5) / Ms``) are linearly interpolated at the
 image's quantiles ``(i + 0.5) / M`` (:func:`quantiles`); with ``Ms == M`` this is the identity.
-They sort with :func:`nst_jax.losses.sorting.sort`: ``jnp.sort``'s values, fast on XLA:CPU, and a
-permutation-free gradient that spreads a tie's cotangent evenly over its members.
+They sort with :func:`nst_jax.losses.sorting.sort`: ``jnp.sort``'s values and gradient, fast on
+XLA:CPU.
 
 Nothing here builds an (M x M) matrix over all positions: the Gaussian MMD works on ``samples``
 positions, the others are O(M C) (sorts, moments) or O(M C^2) (the Gram).
@@ -406,6 +406,7 @@ def sliced_wasserstein_loss(features: jax.Array, target: dict, key,
   s = target['features']
   p = projections or x.shape[1]
   v = random_directions(key, p, x.shape[1], x.dtype)
-  px = sort(jnp.matmul(x, v.T, precision=_HI), axis=0)
-  ps = sort(jnp.matmul(s, v.T, precision=_HI), axis=0)
-  return jnp.mean(jnp.square(px - quantiles(ps, x.shape[0])))
+  # (P, M) rows: each direction's projections contiguous, as the sort takes them (no transposes).
+  px = sort(jnp.matmul(v, x.T, precision=_HI), axis=1)
+  ps = sort(jnp.matmul(v, s.T, precision=_HI), axis=1)
+  return jnp.mean(jnp.square(px - quantiles(ps.T, x.shape[0]).T))

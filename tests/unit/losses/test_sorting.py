@@ -1,5 +1,5 @@
-"""The integer-key sort with a permutation-free gradient (nst_jax.losses.sorting) against
-jnp.sort's values and autodiff's gradient, and a NumPy transcription of its tie rule."""
+"""The integer-key sort (nst_jax.losses.sorting) against jnp.sort's values and autodiff's
+gradient, and its packed key-and-index sort against NumPy's stable argsort."""
 
 import jax
 import jax.numpy as jnp
@@ -14,18 +14,6 @@ def _tied(seed, shape, dtype=np.float32):
   x = (np.random.default_rng(seed).integers(-4, 5, size=shape) * 0.25).astype(dtype)
   x.reshape(-1)[:3] = [-0., np.inf, -np.inf]
   return x
-
-
-def _np_tie_mean_grad(x, w):
-  """NumPy: d/dx of sum(w * sort(x, 0)), each element taking the mean of w over the ranks
-  [lo, hi) of the values equal to it."""
-  out = np.empty(x.shape, np.float64)
-  for c in range(x.shape[1]):
-    col = np.sort(x[:, c])
-    lo = np.searchsorted(col, x[:, c], 'left')
-    hi = np.searchsorted(col, x[:, c], 'right')
-    out[:, c] = [w[a:b, c].mean() for a, b in zip(lo, hi)]
-  return out
 
 
 @pytest.mark.parametrize('dtype', [np.float32, jnp.bfloat16])
@@ -66,21 +54,41 @@ def test_sort_gradient_equals_autodiff_on_distinct_values():
     np.testing.assert_array_equal(got, want)
 
 
-def test_sort_gradient_on_ties_is_the_tie_groups_mean():
-  """Tied values (and a dead channel of zeros): each receives the mean cotangent of its tie
-  group; the group's total is autodiff's (one tie-break) total."""
+@pytest.mark.parametrize('dtype', [np.float32, jnp.bfloat16])
+def test_sort_gradient_equals_autodiff_on_ties(dtype):
+  """Tied values, signed zeros, infinities and a dead channel of zeros (ReLU's ties): exactly
+  autodiff's gradient through jnp.sort, whose stable sort hands tied elements their ranks'
+  cotangents in index order; batched as a sweep's vmap too."""
   x = _tied(64, (60, 4))
   x[:, 3] = 0.
-  w = np.random.default_rng(65).normal(size=(60, 4)).astype(np.float32)
-  grad = jax.jit(jax.grad(lambda z, w: jnp.sum(w * S.sort(z, 0))))
-  got = np.asarray(grad(jnp.asarray(x), jnp.asarray(w)), np.float64)
-  want = _np_tie_mean_grad(x, w.astype(np.float64))
-  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
-  auto = np.asarray(jax.grad(lambda z: jnp.sum(w * jnp.sort(z, axis=0)))(jnp.asarray(x)))
-  assert not np.allclose(got, auto)  # autodiff picks a tie-break
-  for c in range(4):
-    for value in np.unique(x[:, c]):
-      group = x[:, c] == value
-      np.testing.assert_allclose(got[group, c].sum(), auto[group, c].sum(), rtol=1e-5, atol=1e-5)
+  x = jnp.asarray(x, dtype)
+  w = jnp.asarray(np.random.default_rng(65).normal(size=(60, 4)), dtype)
+  ours = jax.jit(jax.grad(lambda z, w: jnp.sum(w * S.sort(z, 0)).astype(jnp.float32)))
+  auto = jax.jit(jax.grad(lambda z, w: jnp.sum(w * jnp.sort(z, axis=0)).astype(jnp.float32)))
+  np.testing.assert_array_equal(np.asarray(ours(x, w), np.float32),
+                                np.asarray(auto(x, w), np.float32))
+  xb, wb = jnp.stack([x, x[::-1]]), jnp.stack([w, -w])
+  np.testing.assert_array_equal(np.asarray(jax.vmap(ours)(xb, wb), np.float32),
+                                np.asarray(jax.vmap(auto)(xb, wb), np.float32))
 
 
+def test_sort_packs_keys_and_permutation_in_one_sort():
+  """The packed sort returns the sorted keys and the stable argsort, negative keys included."""
+  k = jnp.asarray(np.random.default_rng(66).integers(-2**31, 2**31 - 1, size=(3, 500)),
+                  jnp.int32)
+  k = k.at[:, :50].set(-7)  # a tie run
+  keys, perm = S._packed_sort(k)
+  np.testing.assert_array_equal(keys, np.sort(np.asarray(k), axis=1))
+  np.testing.assert_array_equal(perm, np.argsort(np.asarray(k), axis=1, kind='stable'))
+  assert perm.dtype == jnp.int32 and keys.dtype == jnp.int32
+
+
+def test_sort_falls_back_to_jnp_sort_where_keys_cannot_pack():
+  """Float64 (64-bit keys): jnp.sort's values and gradient."""
+  with jax.enable_x64(True):
+    z = jnp.asarray(_tied(67, (40, 3), np.float64))
+    w = jnp.asarray(np.random.default_rng(68).normal(size=(40, 3)))
+    got = jax.grad(lambda a: jnp.sum(w * S.sort(a, 0)))(z)
+    want = jax.grad(lambda a: jnp.sum(w * jnp.sort(a, axis=0)))(z)
+    assert got.dtype == jnp.float64
+    np.testing.assert_array_equal(got, want)
