@@ -229,10 +229,13 @@ def loss_temp_bytes(name: str, o: Options, layer_shapes: Sequence[tuple[int, int
     if name == 'cmd':
       total += 3 * m * c * 4                         # centred features (its own VJP keeps them)
     elif name == 'histogram':
-      total += 4 * m * c * 4                         # sorted values, indices, target, cotangent
+      # sorted values, int64 packed keys (2), permutation, target, cotangent
+      total += 6 * m * c * 4
     elif name == 'sliced_wasserstein':
       p = c if o.sw_projections < 0 else o.sw_projections
-      total += 6 * m * p * 4 + m * c * 4             # projections of both, sorts, cotangents
+      # image: projections, packed keys (2), permutation, sorted, cotangent; style: projections,
+      # sorted, quantiles
+      total += 9 * m * p * 4 + m * c * 4
     elif name == 'mmd':
       total += 6 * n * n * 4 + 4 * n * c * 4         # three kernel matrices and cotangents
     elif name == 'mrf':
