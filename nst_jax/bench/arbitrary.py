@@ -195,34 +195,84 @@ def quality(photos: list[str], paintings: list[str], size: int = 384,
   return res
 
 
+def parse_candidates(spec: str) -> list[tuple[str, Optional[str]]]:
+  """``'ghiasi,adain,wct:DIR'`` -> [('ghiasi', None), ('adain', None), ('wct', 'DIR')]: methods of
+  :data:`nst_jax.jobs.arbitrary.METHODS`, each with an optional decoder directory (adain/wct;
+  none = the shipped decoder)."""
+  from nst_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
+  from nst_jax.jobs import arbitrary  # pylint: disable=g-import-not-at-top
+  out = []
+  for item in filter(None, (x.strip() for x in spec.split(','))):
+    method, _, model = item.partition(':')
+    if method not in arbitrary.METHODS:
+      raise ConfigError(f'unknown method {method!r} in --candidates; valid: '
+                        f'{", ".join(arbitrary.METHODS)}')
+    if model and method == 'ghiasi':
+      raise ConfigError('ghiasi takes no decoder directory (its graphs are the shared ONNX files)')
+    out.append((method, model or None))
+  if len(out) < 2:
+    raise ConfigError(f'--candidates needs at least two entries (the first is the reference), '
+                      f'got {spec!r}')
+  return out
+
+
+def _label(method: str, model: Optional[str]) -> str:
+  return f'{method}:{Path(model).name}' if model else method
+
+
+def _mean_luma(image: np.ndarray) -> float:
+  """Mean Rec. 601 luma (0..255): the dark cast of an undertrained decoder shows here."""
+  return float(np.mean(image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)))
+
+
 def compare(photos: list[str], paintings: list[str], size: int = 384,
             sheet: Optional[str] = None, weights: Optional[str] = None,
-            model: Optional[str] = None, cell: int = 144) -> dict:
-  """Ghiasi and AdaIN on the same pairs: both methods' distances, per pair AdaIN / Ghiasi style
-  distance and content distance difference, and a labelled sheet of stylized outputs only (rows:
-  photos; columns: painting x method; no photo or painting in it, so it can be shared)."""
-  res = {m: quality(photos, paintings, size, None, weights, m, model, keep_outputs=True)
-         for m in ('ghiasi', 'adain')}
-  per_pair = []
-  for g, a in zip(res['ghiasi']['pairs'], res['adain']['pairs']):
-    per_pair.append({'photo': g['photo'], 'painting': g['painting'],
-                     'style_adain_over_ghiasi': a['style'] / g['style'],
-                     'content_ghiasi': g['content'], 'content_adain': a['content']})
+            model: Optional[str] = None, cell: int = 144,
+            candidates: Optional[list[tuple[str, Optional[str]]]] = None) -> dict:
+  """Several arbitrary-style methods on the same pairs (default: Ghiasi and AdaIN with ``model``).
+
+  The first candidate is the reference: per pair every other one's style distance over the
+  reference's, and whether its content distance is no larger. Also each output's mean luma
+  minus the mean of the photo's and the painting's (a dark cast is negative on every pair). The
+  labelled sheet holds stylized outputs only (rows: photos; columns: painting x candidate), so it
+  can be shared.
+  """
+  candidates = candidates or [('ghiasi', None), ('adain', model)]
+  labels = [_label(m, d) for m, d in candidates]
+  res = {lab: quality(photos, paintings, size, None, weights, m, d, keep_outputs=True)
+         for lab, (m, d) in zip(labels, candidates)}
+  ref = labels[0]
+  pics = [image_io.load_image(p, size=size) for p in photos]
+  arts = [image_io.load_image(p, size=size) for p in paintings]
+  lumas = {lab: [_mean_luma(o) - 0.5 * (_mean_luma(pics[i]) + _mean_luma(arts[j]))
+                 for i, row in enumerate(res[lab]['outputs']) for j, o in enumerate(row)]
+           for lab in labels}
+  summary = {}
+  for lab in labels:
+    res[lab]['luma_offset_mean'] = round(float(np.mean(lumas[lab])), 2)
+    if lab == ref:
+      continue
+    r = [a['style'] / g['style'] for g, a in zip(res[ref]['pairs'], res[lab]['pairs'])]
+    summary[lab] = {'style_over_reference_mean': round(float(np.mean(r)), 3),
+                    'style_over_reference_range': [round(min(r), 3), round(max(r), 3)],
+                    'pairs_content_not_larger': sum(
+                        a['content'] <= g['content']
+                        for g, a in zip(res[ref]['pairs'], res[lab]['pairs'])),
+                    'luma_offset_mean': res[lab]['luma_offset_mean']}
   if sheet:
-    rows = [[im for pair in zip(go, ao) for im in pair]
-            for go, ao in zip(res['ghiasi'].pop('outputs'), res['adain'].pop('outputs'))]
-    cols = [f'{Path(p).stem[:14]} {m}' for p in paintings for m in ('ghiasi', 'adain')]
+    outs = [res[lab]['outputs'] for lab in labels]
+    rows = [[o[i][j] for j in range(len(paintings)) for o in outs] for i in range(len(photos))]
+    cols = [f'{Path(p).stem[:12]} {lab[:16]}' for p in paintings for lab in labels]
     _labelled_sheet(rows, [Path(p).stem for p in photos], cols, sheet, cell)
-  else:
-    for m in res:
-      res[m].pop('outputs')
-  ratios = [p['style_adain_over_ghiasi'] for p in per_pair]
-  return {'ghiasi': res['ghiasi'], 'adain': res['adain'], 'per_pair': per_pair,
-          'style_adain_over_ghiasi_mean': round(float(np.mean(ratios)), 3),
-          'style_adain_over_ghiasi_range': [round(min(ratios), 3), round(max(ratios), 3)],
-          'pairs_adain_content_not_larger': sum(p['content_adain'] <= p['content_ghiasi']
-                                                for p in per_pair),
-          'sheet': sheet}
+  for lab in labels:
+    res[lab].pop('outputs')
+  out: dict = {'reference': ref, 'candidates': res, 'against_reference': summary, 'sheet': sheet}
+  if [m for m, _ in candidates] == ['ghiasi', 'adain']:  # the two-method form's keys
+    a = summary[labels[1]]
+    out.update({'style_adain_over_ghiasi_mean': a['style_over_reference_mean'],
+                'style_adain_over_ghiasi_range': a['style_over_reference_range'],
+                'pairs_adain_content_not_larger': a['pairs_content_not_larger']})
+  return out
 
 
 def _labelled_sheet(rows: list[list[np.ndarray]], row_names: list[str], col_names: list[str],
@@ -267,16 +317,27 @@ if __name__ == '__main__':
   ap.add_argument('--method', default='ghiasi', choices=('ghiasi', 'adain', 'both'),
                   help='both: the two methods on the same pairs, a labelled sheet of outputs')
   ap.add_argument('--model', default=None, help='AdaIN decoder directory (--method=adain)')
+  ap.add_argument('--candidates', default=None,
+                  help='METHOD[:DECODER_DIR],... compared on the same pairs, the first the '
+                       'reference, e.g. ghiasi,adain,adain:runs/dec,wct:runs/dec (overrides '
+                       '--method)')
   a = ap.parse_args()
-  if a.method == 'both':
-    both = compare(a.photos.split(','), a.paintings.split(','), a.size, a.sheet, model=a.model)
-    for p in both['per_pair']:
-      print(f"{p['photo']:>12} x {p['painting']:<28} style adain/ghiasi "
-            f"{p['style_adain_over_ghiasi']:.2f}  content ghiasi {p['content_ghiasi']:.3f} "
-            f"adain {p['content_adain']:.3f}")
-    for m in ('ghiasi', 'adain'):
-      print(m, json.dumps({k: v for k, v in both[m].items() if k != 'pairs'}))
-    print(json.dumps({k: v for k, v in both.items() if k not in ('ghiasi', 'adain', 'per_pair')}))
+  if a.method == 'both' or a.candidates:
+    cands = (parse_candidates(a.candidates) if a.candidates
+             else [('ghiasi', None), ('adain', a.model)])
+    both = compare(a.photos.split(','), a.paintings.split(','), a.size, a.sheet,
+                   candidates=cands)
+    ref_pairs = both['candidates'][both['reference']]['pairs']
+    for lab, c in both['candidates'].items():
+      if lab == both['reference']:
+        continue
+      for g, p in zip(ref_pairs, c['pairs']):
+        print(f"{lab:>20} {p['photo']:>12} x {p['painting']:<28} style/{both['reference']} "
+              f"{p['style'] / g['style']:.2f}  content {p['content']:.3f} "
+              f"(ref {g['content']:.3f})")
+    for lab, c in both['candidates'].items():
+      print(lab, json.dumps({k: v for k, v in c.items() if k != 'pairs'}))
+    print(json.dumps({k: v for k, v in both.items() if k != 'candidates'}))
     raise SystemExit(0)
   res = quality(a.photos.split(','), a.paintings.split(','), a.size, a.sheet,
                 method=a.method, model=a.model)
