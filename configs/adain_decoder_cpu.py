@@ -9,7 +9,13 @@ the loss is chosen by the step, so Ctrl-C + --config.resume=True continues exact
 leg alone with --config.num_steps=2000, keep a copy of the model directory, then continue the
 same command with --config.resume=True (num_steps back at 6000) for the AdaIN decoder.
 
-Typical time (not yet run to the end): 2.3 h on an idle 2-core CPU, 3.9 h at the speeds measured
+Measured (docs/results/2026-12-04-adain.md): 1500 reconstruction steps (--config.adain.pretrain_steps=1500
+--config.num_steps=1500) took 35 min on the idle 2-core CPU and made the shipped decoder
+(weights/adain_decoder, the default of method=adain and method=wct): on 20 unseen pairs at 384 px
+1.38x (AdaIN) / 1.29x (WCT) Ghiasi's style distance at a content distance no larger on all 20, no
+dark cast; 1270 AdaIN steps after it reached 1.36x but kept the content worse on 14 of 20 pairs.
+
+Earlier estimate of the whole run: 2.3 h on an idle 2-core CPU, 3.9 h at the speeds measured
 on 2026-12-03 with the machine shared (load 2-3.5: 2.1 s per reconstruction step, 2.5-2.6 s per
 AdaIN step at 128 px, batch 4, width 0.5; compile 19-32 s); the idle figure takes ~1.2 s and the
 1.47 s AdaIN step of docs/results/2026-11-25-adain.md. Measured result so far (64 px crops, 75 s of

@@ -82,17 +82,11 @@ def random_params(random_weights_file):
   return weights.load_vgg19(random_weights_file)
 
 
-def synthetic_image(h: int, w: int, seed: int) -> 'np.ndarray':
-  """A smooth random uint8 RGB image (gradients plus blobs), deterministic per seed."""
-  import numpy as np
-  rng = np.random.default_rng(seed)
-  y, x = np.mgrid[0:h, 0:w] / max(h, w)
-  chans = []
-  for _ in range(3):
-    a, b, c, f = rng.uniform(-1, 1, 4)
-    chans.append(0.5 + 0.25 * (a * x + b * y) + 0.25 * np.sin(6.28 * f * 3 * (x + c * y)))
-  img = np.stack(chans, -1) + rng.normal(0, 0.03, (h, w, 3))
-  return (np.clip(img, 0, 1) * 255).astype(np.uint8)
+def synthetic_image(h: int, w: int, seed: int):
+  """A smooth random uint8 RGB image, deterministic per seed: the accelerator suite's inputs
+  (imported here, not at collection, so that collecting the tests does not import JAX)."""
+  from nst_jax.bench.accelerator import inputs
+  return inputs.synthetic_image(h, w, seed)
 
 
 @pytest.fixture(scope='session')

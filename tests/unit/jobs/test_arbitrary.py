@@ -288,13 +288,12 @@ def test_job_photo_and_folder(tmp_path, ghiasi_npz, photo):
 
 
 def test_shipped_adain_decoder_moves_the_photo_toward_the_painting(params):
-  """weights/adain_decoder (trained here, float16) is the default of method=adain; its output's
+  """weights/adain_decoder (trained here, float16) is the default of method=adain (and wct); its output's
   relu4_1 channel statistics are closer to the painting's than the photo's are."""
   from nst_jax.models import adain
   decoder, width = adain.load_decoder(arbitrary_lib.DEFAULT_ADAIN_MODEL)
   assert width == 0.5
-  # 96 px (72x96): near its 128 px training crops. Random decoders give 1.18-1.29 here, the
-  # shipped one 0.79 (0.93 at the 37x51 of the other tests: too small for it).
+  # 96 px (72x96): near its 128 px training crops. Random decoders give 1.18-1.29 here.
   photo = image_io.load_image(IMAGES / 'tubingen.jpg', size=96)
   painting = image_io.load_image(IMAGES / 'starry_night.jpg', size=96)
   out = arbitrary_lib.stylize_arbitrary(photo, painting, method='adain', params=params)

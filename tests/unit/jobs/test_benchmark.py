@@ -15,11 +15,11 @@ import pytest
 from conftest import random_lpips_arrays, run_cli, synthetic_image, write_converted
 
 from nst_jax import jobs
+from nst_jax.bench.accelerator import inputs as accel_inputs
 from nst_jax.config import benchmark as benchmark_schema
 from nst_jax.config import schema
 from nst_jax.errors import ConfigError, NSTError
 from nst_jax.evaluation import metrics as metrics_lib
-from nst_jax.io import files as fileio
 from nst_jax.io import images as image_io
 from nst_jax.jobs import arbitrary as arbitrary_lib
 from nst_jax.jobs import benchmark as bench
@@ -46,15 +46,7 @@ def inputs(tmp_path_factory):
     image_io.save_image(d / 'styles' / f'paint{i}.png', synthetic_image(48, 48, 20 + i))
   model = model_io.save_model(d / 'fast_model', TINY, networks.init_params(TINY, seed=3),
                               ['a', 'b', 'c'])
-  rng = np.random.default_rng(0)
-  flat = {}
-  for name, shape in ghiasi.expected_shapes().items():
-    fan_in = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
-    flat[name] = (rng.normal(0., 0.5 / np.sqrt(fan_in), shape) if len(shape) > 1
-                  else np.zeros(shape)).astype(np.float32)
-  flat['eps'] = np.array(1e-3, np.float32)
-  gpath = d / 'ghiasi_random.npz'
-  fileio.write_npz(gpath, flat)
+  gpath = accel_inputs.random_ghiasi(d / 'ghiasi_random.npz', seed=0)
   adain.save_decoder(d / 'adain', adain.init_decoder(0, width=0.125), width=0.125)
   preset = d / 'gatys_direct.py'  # an optimisation preset given by its path
   preset.write_text(PRESET)
