@@ -50,10 +50,9 @@ from nst_jax.models import ghiasi
 from nst_jax.models import ghiasi_style
 
 METHODS = ('ghiasi', 'adain', 'wct')
-# The AdaIN decoder shipped with the repository (trained here, float16), used when no model is
-# given; see README, "AdaIN: arbitrary styles with a trained decoder".
-# The shipped decoder (method=adain and wct): trained only to reconstruct photos from relu4_1,
-# which beat the AdaIN-loss decoders on unseen pairs (docs/results/2026-12-04-adain.md).
+# The decoder shipped with the repository (float16), used by method=adain and wct when no model
+# is given: trained here only to reconstruct photos from relu4_1, which beat the AdaIN-loss
+# decoders on unseen pairs (docs/results/2026-12-04-adain.md).
 DEFAULT_ADAIN_MODEL = Path(__file__).resolve().parents[2] / 'weights' / 'adain_decoder'
 MIN_STYLE_SIDE = 16
 MIN_CONTENT_SIDE = 16
