@@ -13,14 +13,15 @@ static choice); rows of the sheet: the loss. The harness's table for these losse
 pairs: configs/benchmark_style_losses.py.
 """
 
-from configs import (efdm2022, gatys2015, heitz2021, kalischek2021, kolkin2019, li2016_mrf,
-                     li2017_mean_std, li2017_mmd)
+from configs import (efdm2022, gatys2015, heitz2021, kalischek2021, kolkin2019, kolkin2022,
+                     li2016_mrf, li2017_mean_std, li2017_mmd)
 
 # (preset, steps in gatys2015's time for 100 steps at 256 px). Ours: 100 x gatys2015's seconds
 # per evaluation (0.470 s) / the preset's (bench.style_losses, idle 2-core EPYC, one run:
-# mean_std 0.435, mmd 0.527, cmd 0.474, efdm 0.649, heitz 1.310, mrf 0.388, strotss 0.934).
+# mean_std 0.435, mmd 0.527, cmd 0.474, efdm 0.649, heitz 1.310, mrf 0.388, strotss 0.934);
+# kolkin2022 1.78x gatys2015's in a later run (docs/results/2026-12-06-nnst.md).
 PRESETS = ((gatys2015, 100), (li2017_mean_std, 108), (li2017_mmd, 89), (kalischek2021, 99),
-           (efdm2022, 72), (heitz2021, 36), (li2016_mrf, 121), (kolkin2019, 50))
+           (efdm2022, 72), (heitz2021, 36), (li2016_mrf, 121), (kolkin2019, 50), (kolkin2022, 57))
 FIELDS = ('style_loss', 'style_weight', 'style_layers', 'content_layers', 'content_loss',
           'content_weight', 'loss_norm', 'pooling', 'mmd_kernel', 'cmd_order', 'sw_projections',
           'mrf_patch_size', 'mrf_stride', 'style_samples', 'tv_weight', 'init', 'optimizer.name',

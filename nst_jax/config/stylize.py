@@ -55,7 +55,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.loss_scale = 1.0               # objective multiplier seen by the optimiser only
   # The style term (nst_jax/losses/style.py, docs/guide/style_losses.md) and its options.
   c.style_loss = 'gram'            # gram | mean_std | mmd | cmd | histogram | sliced_wasserstein
-  #                                  | mrf | strotss
+  #                                  | mrf | strotss | nnst
   c.content_loss = 'mse'           # mse (Gatys) | self_similarity (STROTSS, Kolkin et al. 2019)
   c.mmd_kernel = 'poly'            # style_loss=mmd: linear | poly | gaussian (Li et al. 2017)
   c.mmd_c = 0.0                    # poly kernel (x.y + c)^2; c = 0 is the Gram loss

@@ -16,6 +16,7 @@ histogram          Risser, Wilmot & Barnes 2017; Zhang 2022      no      no     
 sliced_wasserstein Heitz, Vanhoey, Chambon & Belcour 2021        no      yes     distribution
 mrf                Li & Wand 2016 (CNNMRF)                       no      no      patches
 strotss            Kolkin, Salavon & Shakhnarovich 2019          no      yes     strotss
+nnst               Kolkin, Kalogerakis, Shechtman & S. 2022      no      yes     neighbors
 ================== ============================================= ======= ======= ============
 
 Several style images are combined by weighting their losses (the blend weights of
@@ -38,10 +39,10 @@ import jax.numpy as jnp
 
 from nst_jax.config import schema
 from nst_jax.errors import ConfigError
-from nst_jax.losses import distribution, patches, strotss
+from nst_jax.losses import distribution, neighbors, patches, strotss
 
 STYLE_LOSSES = ('gram', 'mean_std', 'mmd', 'cmd', 'histogram', 'sliced_wasserstein', 'mrf',
-                'strotss')
+                'strotss', 'nnst')
 MMD_KERNELS = ('linear', 'poly', 'gaussian')
 CONTENT_LOSSES = ('mse', 'self_similarity')
 
@@ -141,6 +142,8 @@ REGISTRY: dict[str, StyleLoss] = {
         lambda o, c: {'patch_size': o.mrf_patch_size, 'stride': o.mrf_stride},
         _never, _never, 'mrf'),
     'strotss': _strotss_loss(),
+    'nnst': _per_layer(neighbors.nnst_target, neighbors.nnst_loss, _none, _none, _never, _always,
+                       'nnst'),
 }
 
 
@@ -243,6 +246,14 @@ def loss_temp_bytes(name: str, o: Options, layer_shapes: Sequence[tuple[int, int
       # of correlations, the features (the target's patches counted here too).
       d, n_p = o.mrf_patch_size ** 2 * c, -(-h // o.mrf_stride) * -(-w // o.mrf_stride)
       total += 4 * (n_p * d + n_p) + 4 * (3 * n_p * d + min(256, n_p) * n_p + m * c)
+  if name == 'nnst':
+    # losses.neighbors: the sampled, centred and normalised image and style features (and the
+    # image's cotangents), the matched rows and one block of scores, per layer; the style's
+    # whole features are the target (counted with the Gram path's targets).
+    for h, w, c in layer_shapes:
+      st = neighbors.grid_stride(h, w)
+      n = (h // st) * (w // st)
+      total += 4 * (5 * n * c + min(neighbors.DEFAULT_CHUNK, n) * n)
   if name == 'strotss':
     # losses.strotss: 5 draws of style hypercolumns (m), the image's (n), cost matrices and
     # moments over D = channels + RGB.

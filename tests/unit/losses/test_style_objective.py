@@ -44,7 +44,7 @@ def style_term(problem, params, z=None):
   return float(t['style'])
 
 
-@pytest.mark.parametrize('loss', ['mean_std', 'mmd', 'cmd', 'mrf', pytest.param(
+@pytest.mark.parametrize('loss', ['mean_std', 'mmd', 'cmd', 'mrf', 'nnst', pytest.param(
     'strotss', marks=pytest.mark.slow)])  # STROTSS compiles for a minute (run with -m slow);
 #                                            its numerics: test_strotss
 def test_every_loss_lowers_its_style_term(loss, images, random_params):
