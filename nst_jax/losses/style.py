@@ -248,12 +248,14 @@ def loss_temp_bytes(name: str, o: Options, layer_shapes: Sequence[tuple[int, int
       total += 4 * (n_p * d + n_p) + 4 * (3 * n_p * d + min(256, n_p) * n_p + m * c)
   if name == 'nnst':
     # losses.neighbors: the sampled, centred and normalised image and style features (and the
-    # image's cotangents), the matched rows and one block of scores, per layer; the style's
-    # whole features are the target (counted with the Gram path's targets).
+    # image's cotangents), the matched rows and one block of scores, per layer, and when the map
+    # is sampled its full-size cotangent (the gather's transpose). An upper bound of XLA:CPU's
+    # memory_analysis at 24x32x512 ... 192x256x64 (1.1-1.8x); the style's whole features are
+    # the target.
     for h, w, c in layer_shapes:
       st = neighbors.grid_stride(h, w)
       n = (h // st) * (w // st)
-      total += 4 * (5 * n * c + min(neighbors.DEFAULT_CHUNK, n) * n)
+      total += 4 * (5 * n * c + min(neighbors.DEFAULT_CHUNK, n) * n + (h * w * c if st > 1 else 0))
   if name == 'strotss':
     # losses.strotss: 5 draws of style hypercolumns (m), the image's (n), cost matrices and
     # moments over D = channels + RGB.

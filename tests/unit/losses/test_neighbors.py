@@ -88,3 +88,15 @@ def test_registry_errors_and_memory_formula():
   small = style_lib.loss_temp_bytes('nnst', style_lib.Options(), [(48, 64, 256)])
   big = style_lib.loss_temp_bytes('nnst', style_lib.Options(), [(480, 640, 256)])
   assert 0 < small and big < 2 * small   # sampled: bounded at any size
+
+
+@pytest.mark.parametrize('shape', [(24, 32, 64), (96, 128, 16)])
+def test_memory_formula_bounds_xla(shape):
+  f = jnp.ones(shape)
+  t = neighbors.nnst_target(jnp.ones(shape))
+  fn = jax.jit(jax.value_and_grad(lambda f, k: neighbors.nnst_loss(f, t, k)))
+  ma = fn.lower(f, KEY).compile().memory_analysis()
+  if ma is None:
+    pytest.skip('no memory analysis on this backend')
+  formula = style_lib.loss_temp_bytes('nnst', style_lib.Options(), [shape])
+  assert ma.temp_size_in_bytes <= formula <= 3 * ma.temp_size_in_bytes
