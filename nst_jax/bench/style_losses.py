@@ -44,10 +44,9 @@ ENTRIES: list[tuple[str, dict]] = [
     ('nnst', {'style_loss': 'nnst'}),
     ('strotss_style_only', {'preset': 'kolkin2019', 'content_loss': 'mse',
                             'content_layers': 'conv4_2'}),
-] + [(f'preset/{p}', {'preset': p}) for p in (
+] + [(f'preset/{p}', {'preset': p}) for p in (  # each preset's whole objective: step budgets
     'gatys2015', 'li2017_mean_std', 'li2017_mmd', 'kalischek2021', 'efdm2022', 'heitz2021',
     'li2016_mrf', 'kolkin2019', 'kolkin2022')]
-# (each preset's whole objective: the equal-time step budgets)
 # The fields a preset entry takes from its preset (the rest is the baseline's).
 PRESET_FIELDS = ('style_loss', 'content_loss', 'style_layers', 'content_layers', 'mmd_kernel',
                  'cmd_order', 'sw_projections', 'mrf_patch_size', 'mrf_stride', 'style_samples',

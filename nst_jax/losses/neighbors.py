@@ -24,8 +24,8 @@ keeps one more where the offset allows it.
 
 Not here (what NNST adds around this loss): its hypercolumn passes at coarser scales with
 features gathered once from the content image, the Laplacian-pyramid parametrisation with Adam,
-rotated copies of the style (``flip_aug``), and the final colour transfer. The preset
-(configs/kolkin2022.py) runs the loss coarse to fine through the existing stages instead.
+rotated copies of the style (``flip_aug``), the final colour transfer and the coarse-to-fine
+schedule (configs/kolkin2022.py runs one scale from the photo; ``stages`` gives coarse to fine).
 
 The nearest neighbours are found in blocks (:func:`nst_jax.losses.patches.nearest_patches`, the
 same chunked normalised cross-correlation as CNNMRF's, on stop-gradient copies), so at most a

@@ -254,8 +254,9 @@ def loss_temp_bytes(name: str, o: Options, layer_shapes: Sequence[tuple[int, int
     # the target.
     for h, w, c in layer_shapes:
       st = neighbors.grid_stride(h, w)
-      n = (h // st) * (w // st)
-      total += 4 * (5 * n * c + min(neighbors.DEFAULT_CHUNK, n) * n + (h * w * c if st > 1 else 0))
+      kept = (h // st) * (w // st)   # sampled positions (``n`` is STROTSS's sample count)
+      total += 4 * (5 * kept * c + min(neighbors.DEFAULT_CHUNK, kept) * kept
+                    + (h * w * c if st > 1 else 0))
   if name == 'strotss':
     # losses.strotss: 5 draws of style hypercolumns (m), the image's (n), cost matrices and
     # moments over D = channels + RGB.
