@@ -84,6 +84,8 @@ def base_config() -> ml_collections.ConfigDict:
   o.eps = 1e-8                     # adam / nadam / rmsprop
   o.momentum = 0.0                 # sgd / rmsprop
   o.rms_decay = 0.9                # rmsprop
+  o.bf16_first_step = 0.0          # lbfgs_torch under bfloat16 convolutions: the first step moves
+  #                                  the largest pixel by at least this (levels; 0: Torch's rule)
   o.history_size = 100             # lbfgs / lbfgs_torch (lbfgs_torch: capped at num_steps)
   o.history_dtype = 'float32'      # lbfgs_torch history storage: float32 | bfloat16 | float16
   o.max_linesearch_steps = 20      # lbfgs (optax zoom line search)

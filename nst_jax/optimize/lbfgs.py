@@ -2,7 +2,8 @@
 
 * :func:`lbfgs_torch`: L-BFGS as in ``torch.optim.LBFGS`` without line search, which is what
   the Torch/PyTorch style-transfer codes run: fixed step ``lr`` (1), the first step scaled by
-  ``min(1, 1/|g|_1)``, curvature pairs kept only when ``y.s > 1e-10``, no tolerance stops; one
+  ``min(1, 1/|g|_1)`` (at least the step that moves the largest pixel by ``first_step``, when that
+  hyperparameter is set), curvature pairs kept only when ``y.s > 1e-10``, no tolerance stops; one
   evaluation per step. For float32 histories the two-loop recursion runs in matrix form
   (:func:`_two_loop_matrix`: the history's inner products kept in the state, the coefficients
   from two unit-triangular solves; docs/design/lbfgs.md).
@@ -57,6 +58,7 @@ def lbfgs_optax(spec: MethodSpec) -> Method:
 # * bfloat16/float16 history: the loop form, reading one half-precision row at a time; the
 #   products would need float32 copies of the whole history, which is what that option saves.
 DERIVED = ('SY', 'YY', 'Sg', 'Yg')  # L-BFGS-torch state fields recomputable from S, Y and g
+FROM_CONFIG = ('first_step',)  # state fields a resumed run takes from its config, not the file
 
 
 def _dot(a, b):
@@ -117,17 +119,20 @@ def _two_loop_matrix(state, m):
 
 def checkpoint_state(state):
   """What a checkpoint stores of an optimiser state: all but the :data:`DERIVED` products, so
-  checkpoints keep one format whichever way the direction is computed (older ones resume)."""
-  if isinstance(state, dict) and 'SY' in state:
-    return {k: v for k, v in state.items() if k not in DERIVED}
+  checkpoints keep one format whichever way the direction is computed (older ones resume), and
+  none of :data:`FROM_CONFIG`."""
+  if isinstance(state, dict) and 'h_diag' in state:  # L-BFGS-torch's
+    return {k: v for k, v in state.items() if k not in DERIVED + FROM_CONFIG}
   return state
 
 
 def restore_state(saved, template):
   """The inverse of :func:`checkpoint_state`: ``saved`` (its structure) completed like
-  ``template``, the products recomputed from the restored history."""
-  if isinstance(template, dict) and 'SY' in template:
-    return derive_products(dict(saved))
+  ``template``, the products recomputed from the restored history, :data:`FROM_CONFIG` fields
+  from ``template``."""
+  if isinstance(template, dict) and 'h_diag' in template:
+    state = dict(saved, **{k: template[k] for k in FROM_CONFIG if k in template})
+    return derive_products(state) if 'SY' in template else state
   return saved
 
 
@@ -169,7 +174,8 @@ def lbfgs_torch(spec: MethodSpec) -> Method:
     state = {'z': z, 'g': g, 'loss': loss, 'S': jnp.zeros((m, n), hd),
              'Y': jnp.zeros((m, n), hd), 'rho': jnp.zeros((m,), z.dtype),
              'ptr': jnp.zeros((), jnp.int32), 'count': jnp.zeros((), jnp.int32),
-             'h_diag': jnp.ones((), z.dtype), 'lr': hyper['learning_rate']}
+             'h_diag': jnp.ones((), z.dtype), 'lr': hyper['learning_rate'],
+             'first_step': jnp.asarray(hyper.get('first_step', 0.), z.dtype)}
     if matrix:  # The products of an empty history.
       state.update(SY=jnp.zeros((m, m), z.dtype), YY=jnp.zeros((m, m), z.dtype),
                    Sg=jnp.zeros((m,), z.dtype), Yg=jnp.zeros((m,), z.dtype))
@@ -180,7 +186,13 @@ def lbfgs_torch(spec: MethodSpec) -> Method:
     z, g = state['z'], state['g']
     d = (_two_loop_matrix(state, m) if matrix else _two_loop(state, m)).reshape(z.shape)
     first = state['count'] == 0
-    t = jnp.where(first, jnp.minimum(1., 1. / jnp.sum(jnp.abs(g))) * state['lr'], state['lr'])
+    # Torch's first step: lr * min(1, 1/|g|_1). With ``first_step`` > 0 the step is at least the
+    # one that moves the largest pixel by ``first_step``: Torch's step moves pixels by ~1/N of a
+    # level, and with bfloat16 convolutions the gradient does not resolve so small a change, so
+    # the first curvature pair was rounding noise and every later step stayed as small.
+    t_first = jnp.maximum(jnp.minimum(1., 1. / jnp.sum(jnp.abs(g))) * state['lr'],
+                          state['first_step'] / jnp.maximum(jnp.max(jnp.abs(d)), 1e-30))
+    t = jnp.where(first, t_first, state['lr'])
     z_new = _clip(z + t * d, spec)
     loss, g_new = value_and_grad(z_new)
     s, y = (z_new - z).ravel(), (g_new - g).ravel()
@@ -196,7 +208,7 @@ def lbfgs_torch(spec: MethodSpec) -> Method:
     h_diag = jnp.where(keep, ys / jnp.where(keep, yy, 1.), state['h_diag'])
     new = {'z': z_new, 'g': g_new, 'loss': loss, 'S': S, 'Y': Y, 'rho': rho,
            'ptr': jnp.where(keep, (ptr + 1) % m, ptr), 'count': state['count'] + 1,
-           'h_diag': h_diag, 'lr': state['lr']}
+           'h_diag': h_diag, 'lr': state['lr'], 'first_step': state['first_step']}
     if matrix:  # One pass over the new history: its products with the new pair and gradient.
       gn = g_new.ravel()
       sv = _dot(S, jnp.stack([y, gn], 1))     # S y, S g_new

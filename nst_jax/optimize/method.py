@@ -26,6 +26,9 @@ from nst_jax.errors import ConfigError
 OPTIMIZERS = ('lbfgs_torch', 'lbfgs', 'adam', 'sgd', 'rmsprop', 'nadam')
 SCHEDULES = ('constant', 'exponential')
 HYPER_KEYS = ('learning_rate', 'decay_rate', 'b1', 'b2', 'eps', 'momentum', 'rms_decay')
+# Numeric optimizer fields that are not hyperparameters of their own name: bf16_first_step is
+# L-BFGS-torch's ``first_step`` where the convolutions run in bfloat16 (0 otherwise).
+OTHER_NUMERIC_KEYS = ('bf16_first_step',)
 HISTORY_DTYPES = ('float32', 'bfloat16', 'float16')
 
 
@@ -48,8 +51,15 @@ class Method(NamedTuple):
   image: Callable[[Any], jax.Array]
 
 
-def spec_and_hyper(ocfg, image_range: float = 255.) -> tuple[MethodSpec, dict]:
-  """Splits an optimiser ConfigDict into its static spec and numeric hyperparameters."""
+def spec_and_hyper(ocfg, image_range: float = 255., conv_dtype: str = 'float32'
+                   ) -> tuple[MethodSpec, dict]:
+  """Splits an optimiser ConfigDict into its static spec and numeric hyperparameters.
+
+  ``conv_dtype``: the run's resolved convolution precision. Under bfloat16, L-BFGS-torch's first
+  step is floored by ``bf16_first_step`` (``first_step`` in :mod:`nst_jax.optimize.lbfgs`): its
+  usual first step moves pixels by far less than bfloat16 operands resolve. Under float32 Torch's
+  rule stands (a floor of 1 level cost float32 runs quality at 10-25 steps).
+  """
   if ocfg.name not in OPTIMIZERS:
     raise ConfigError(f'unknown optimizer {ocfg.name!r}; choose one of {", ".join(OPTIMIZERS)}')
   if ocfg.schedule not in SCHEDULES:
@@ -64,6 +74,10 @@ def spec_and_hyper(ocfg, image_range: float = 255.) -> tuple[MethodSpec, dict]:
                     int(ocfg.history_size), int(ocfg.max_linesearch_steps), 0., float(image_range),
                     history_dtype)
   hyper = {k: jnp.asarray(float(ocfg[k]), jnp.float32) for k in HYPER_KEYS}
+  floor = float(ocfg.get('bf16_first_step', 0.))
+  if floor < 0:
+    raise ConfigError(f'optimizer.bf16_first_step must be >= 0 (pixel levels), got {floor}')
+  hyper['first_step'] = jnp.asarray(floor if conv_dtype == 'bfloat16' else 0., jnp.float32)
   return spec, hyper
 
 

@@ -23,7 +23,8 @@ BATCHABLE = frozenset({
     'content_layers', 'style_layers', 'content_layer_weights', 'style_layer_weights',
     'style', 'style_blend_weights', 'seed', 'init', 'init_image', 'init_noise_ratio',
     'gram_shift',
-    'optimizer.schedule', *(f'optimizer.{k}' for k in method_lib.HYPER_KEYS)})
+    'optimizer.schedule',
+    *(f'optimizer.{k}' for k in method_lib.HYPER_KEYS + method_lib.OTHER_NUMERIC_KEYS)})
 # Fields that never matter to the optimisation (so never split groups).
 _IGNORED = ('output', 'output_dir', 'resume', 'save_every', 'profile_dir', 'max_pixels', 'weights')
 

@@ -59,7 +59,8 @@ def _torch_lbfgs_reference(f, x, steps, lr=1., m=100):
 
 def _run(method_spec, f, x0, steps, hyper=None):
   hyper = hyper or {k: jnp.asarray(v, jnp.float32) for k, v in dict(
-      learning_rate=1., decay_rate=1., b1=.9, b2=.999, eps=1e-8, momentum=0., rms_decay=.9).items()}
+      learning_rate=1., decay_rate=1., b1=.9, b2=.999, eps=1e-8, momentum=0., rms_decay=.9,
+      first_step=0.).items()}
   method = optimizers.make_method(method_spec)
   vg = jax.value_and_grad(f)
   state = method.init(jnp.asarray(x0, jnp.float32), hyper, vg)
@@ -91,6 +92,26 @@ def test_lbfgs_torch_first_step_is_scaled_by_gradient_l1_norm():
   x1, _ = _run(spec, f, x0, 1)
   g = 1000. * (x0 - 3.)
   np.testing.assert_allclose(x1, x0 - min(1., 1. / np.abs(g).sum()) * g, rtol=1e-6)
+
+
+@pytest.mark.parametrize('first_step', [0.5, 4.])
+def test_lbfgs_torch_first_step_floor_moves_the_largest_value_by_it(first_step):
+  f = lambda x: 0.5 * jnp.sum(jnp.square(x - 3.)) * 1000.
+  x0 = np.array([0., 1., 2., 2.5], np.float32)
+  spec = method_lib.MethodSpec('lbfgs_torch', lo=-1e9, hi=1e9)
+  hyper = {k: jnp.asarray(v, jnp.float32) for k, v in dict(
+      learning_rate=1., decay_rate=1., b1=.9, b2=.999, eps=1e-8, momentum=0., rms_decay=.9,
+      first_step=first_step).items()}
+  x1, _ = _run(spec, f, x0, 1, hyper)
+  g = 1000. * (x0 - 3.)
+  torch_t = min(1., 1. / np.abs(g).sum())
+  t = max(torch_t, first_step / np.abs(g).max())  # the floor wins here: Torch's step is ~1e-4
+  np.testing.assert_allclose(x1, x0 - t * g, rtol=1e-6)
+  np.testing.assert_allclose(np.abs(x1 - x0).max(), first_step, rtol=1e-6)
+  # A floor below Torch's step leaves Torch's rule.
+  hyper['first_step'] = jnp.asarray(1e-9, jnp.float32)
+  x1, _ = _run(spec, f, x0, 1, hyper)
+  np.testing.assert_allclose(x1, x0 - torch_t * g, rtol=1e-6)
 
 
 def test_optax_lbfgs_counts_line_search_evaluations():
@@ -188,15 +209,19 @@ def test_lbfgs_torch_matrix_form_equals_the_two_loop_recursion(history, steps):
   rel = lambda d: np.linalg.norm(d - want) / np.linalg.norm(want)
   assert rel(got) < 1e-5 and rel(loop) < 1e-5, (rel(got), rel(loop))
   stored = lbfgs_lib.checkpoint_state(state)
-  assert set(stored) == set(state) - set(lbfgs_lib.DERIVED)  # checkpoints keep their format
-  restored = lbfgs_lib.restore_state(stored, state)
+  # Checkpoints keep their format; the first-step floor comes from the resumed run's config.
+  assert set(stored) == set(state) - set(lbfgs_lib.DERIVED) - set(lbfgs_lib.FROM_CONFIG)
+  restored = lbfgs_lib.restore_state(stored, dict(state, first_step=jnp.float32(3.)))
+  assert float(restored['first_step']) == 3.
   for k in lbfgs_lib.DERIVED:
     np.testing.assert_allclose(restored[k], state[k], rtol=1e-4,
                                atol=1e-5 * float(jnp.abs(state[k]).max()), err_msg=k)
   # Half-precision histories keep the loop form (no float32 copy of the history).
   half = optimizers.make_method(spec._replace(history_dtype='bfloat16')).init(
       jnp.zeros(n), {'learning_rate': 1.}, vg)
-  assert 'SY' not in half and lbfgs_lib.checkpoint_state(half) is half
+  assert 'SY' not in half
+  assert set(lbfgs_lib.checkpoint_state(half)) == set(half) - set(lbfgs_lib.FROM_CONFIG)
+  assert set(lbfgs_lib.restore_state(lbfgs_lib.checkpoint_state(half), half)) == set(half)
 
 
 def test_lbfgs_torch_batched_as_in_sweeps_equals_single_runs():
@@ -223,3 +248,30 @@ def test_lbfgs_torch_batched_as_in_sweeps_equals_single_runs():
   for k in lbfgs_lib.DERIVED:
     np.testing.assert_allclose(restored[k], batched[k], rtol=1e-4,
                                atol=1e-5 * float(jnp.abs(batched[k]).max()), err_msg=k)
+
+
+def test_bf16_first_step_is_the_first_step_floor_under_bfloat16_only():
+  c = stylize_schema.base_config().optimizer
+  c.bf16_first_step = 2.
+  _, hyper = method_lib.spec_and_hyper(c, conv_dtype='bfloat16')
+  assert float(hyper['first_step']) == 2.
+  _, hyper = method_lib.spec_and_hyper(c, conv_dtype='float32')
+  assert float(hyper['first_step']) == 0.  # float32 keeps Torch's first step
+  c.bf16_first_step = -1.
+  with pytest.raises(ConfigError, match='bf16_first_step must be >= 0'):
+    method_lib.spec_and_hyper(c, conv_dtype='bfloat16')
+
+
+@pytest.mark.parametrize('flags, steps, want', [
+    ({'amx_bf16'}, 500, 'bfloat16'),  # Winograd's products: bfloat16 pays
+    ({'amx_bf16'}, 10, 'float32'),    # a short run compiles direct convolutions: no gain
+    (set(), 500, 'float32')])         # no AMX
+def test_run_conv_dtype_auto_by_cpu_and_run_length(monkeypatch, flags, steps, want):
+  from nst_jax.runtime import devices  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(devices, 'cpu_flags', lambda: frozenset(flags))
+  c = stylize_schema.base_config()
+  c.conv_dtype, c.conv_impl, c.num_steps = 'auto', 'auto', steps
+  impl = problem_lib.run_conv_impl(c, (192, 256))
+  assert problem_lib.run_conv_dtype(c, impl) == want
+  c.conv_dtype = 'bfloat16'  # asked for by name: kept, direct convolutions or not
+  assert problem_lib.run_conv_dtype(c, 'direct') == 'bfloat16'
