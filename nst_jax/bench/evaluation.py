@@ -36,8 +36,9 @@ _SIZE = flags.DEFINE_integer('size', 256, 'Longest side of the image (px).')
 _STEPS = flags.DEFINE_integer('steps', 15, 'Evaluations per timed scan.')
 _REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed repetitions; the best is reported.')
 _CONV = flags.DEFINE_string('conv_impl', 'auto', 'auto | direct | winograd2 | winograd4')
-_DTYPE = flags.DEFINE_string('conv_dtype', 'float32',
-                            'auto | float32 | bfloat16 (convolution operands)')
+_DTYPE = flags.DEFINE_string('conv_dtype', 'auto',
+                            'auto (what a long run of the default preset resolves to here) | '
+                            'float32 | bfloat16 (convolution operands)')
 _POOLING = flags.DEFINE_string('pooling', 'max', 'max | avg')
 _CONTENT_LAYERS = flags.DEFINE_string('content_layers', 'conv4_2', 'Content layers.')
 _STYLE_LAYERS = flags.DEFINE_string('style_layers', 'conv1_1,conv2_1,conv3_1,conv4_1,conv5_1',

@@ -128,6 +128,7 @@ def run_single(config: ml_collections.ConfigDict, params: Optional[Mapping] = No
     # Split the rows over devices (every stage: the big last stage is what needs it).
     problem, params_i = spatial.from_config(problem, params, config)
     summary['spatial_shards'] = spatial.split_count(problem.z0)  # the last stage's
+    summary['conv_dtype'] = problem.spec.conv_dtype  # what 'auto' ran as (the last stage)
     if not staged:
       t_built[0] = time.perf_counter()
     state, start, history = None, 0, None

@@ -283,7 +283,9 @@ def check_config(config, content, styles, quiet: bool = False) -> dict:
     raise ImageError(f'the output {shape[1]}x{shape[0]} = {shape[0] * shape[1] / 1e6:.1f} '
                      f'megapixels is above the cap of {cap / 1e6:g} megapixels; use a smaller '
                      'size or raise the cap with max_pixels (config field `max_pixels`)')
-  spec = objective.make_spec(config)._replace(conv_impl=problem_lib.run_conv_impl(config, shape))
+  conv_impl = problem_lib.run_conv_impl(config, shape)
+  spec = objective.make_spec(config)._replace(
+      conv_impl=conv_impl, conv_dtype=problem_lib.run_conv_dtype(config, conv_impl))
   mspec, _ = method_lib.spec_and_hyper(config.optimizer, config.image_range)
   mspec = method_lib.fit_history(mspec, config.num_steps, bool(config.save_every or config.resume))
   return check(shape, spec, mspec, config, quiet=quiet)

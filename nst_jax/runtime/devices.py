@@ -1,13 +1,17 @@
 """What the device offers: the convolution precision a run uses when its config says ``auto``.
 
-``conv_dtype='auto'`` resolves per device kind (:data:`AUTO_CONV_DTYPE`), each choice from a
-measurement (docs/results/2026-12-03-time-to-quality.md):
+``conv_dtype='auto'`` resolves per device kind (:data:`AUTO_CONV_DTYPE`, keyed by
+:func:`device_class`), each choice from the quality-at-time curves
+(``bench.time_to_quality``, 256 px, the default preset from the photo):
 
-* CPUs: ``float32``, also on CPUs with bfloat16 units (``avx512_bf16``, ``amx_bf16``). On the
-  2-core EPYC (avx512_bf16) the quality-at-time curves (``bench.time_to_quality``, 256 px, from
-  the photo) show bfloat16 stalling L-BFGS: after 25 steps the style distance was still 0.72
-  (the photo barely changed) against float32's 0.25, it caught up only at 100 steps, and a
-  whole 100-step run was no faster (49 s against 55 s cold).
+* CPUs with AMX bfloat16 tiles (``amx_bf16`` in ``/proc/cpuinfo``, Intel Xeon 4th generation
+  and later): ``bfloat16``. On the 2-core Xeon a VGG19 evaluation took 0.17 s against float32's
+  0.26 s at 192x256, and with L-BFGS's first step floored (``optimizer.first_step``, set by the
+  default preset) the curves matched float32's quality at each step count
+  (docs/results/2026-12-07-bfloat16-default.md).
+* Other CPUs, those with only ``avx512_bf16`` included: ``float32``. On the 2-core EPYC
+  (avx512_bf16, no AMX) a whole 100-step run was no faster in bfloat16 (49 s against 55 s
+  cold; docs/results/2026-12-03-time-to-quality.md).
 * GPUs and TPUs: ``float32`` until their curves are measured (``conv_dtype=bfloat16`` is there
   to try; a GPU without bfloat16 units, compute capability below 8.0, refuses it).
 
@@ -16,7 +20,8 @@ measurement (docs/results/2026-12-03-time-to-quality.md):
 
 from __future__ import annotations
 
-from typing import Optional
+import functools
+from typing import Iterable, Optional
 
 import jax
 
@@ -24,8 +29,30 @@ from nst_jax.errors import ConfigError
 
 CONV_DTYPES = ('float32', 'bfloat16')
 CONV_DTYPE_CHOICES = ('auto',) + CONV_DTYPES
-# Device platform -> what 'auto' means there (see the module docstring for the measurements).
-AUTO_CONV_DTYPE = {'cpu': 'float32', 'gpu': 'float32', 'tpu': 'float32'}
+# Device class (device_class) -> what 'auto' means there (the module docstring: measurements).
+AUTO_CONV_DTYPE = {'cpu': 'float32', 'cpu_amx': 'bfloat16', 'gpu': 'float32', 'tpu': 'float32'}
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_flags(path: str = '/proc/cpuinfo') -> frozenset:
+  """This machine's CPU feature flags (Linux ``/proc/cpuinfo``; empty where it cannot be read)."""
+  try:
+    with open(path, encoding='utf-8', errors='replace') as f:
+      for line in f:
+        if line.startswith('flags'):
+          return frozenset(line.split(':', 1)[1].split())
+  except OSError:
+    pass
+  return frozenset()
+
+
+def device_class(device=None, flags: Optional[Iterable[str]] = None) -> str:
+  """The key of :data:`AUTO_CONV_DTYPE` for ``device``: its platform, ``'cpu_amx'`` for a CPU
+  with AMX bfloat16 tiles (``flags``: the CPU's feature flags, default :func:`cpu_flags`)."""
+  device = device if device is not None else jax.devices()[0]
+  if device.platform == 'cpu':
+    return 'cpu_amx' if 'amx_bf16' in (cpu_flags() if flags is None else set(flags)) else 'cpu'
+  return device.platform
 
 
 def _gpu_capability(device) -> Optional[float]:
@@ -46,10 +73,10 @@ def supported_conv_dtypes(device=None) -> tuple[str, ...]:
   return CONV_DTYPES
 
 
-def default_conv_dtype(device=None) -> str:
-  """What ``conv_dtype='auto'`` means on ``device`` (default: the first device)."""
-  device = device if device is not None else jax.devices()[0]
-  return AUTO_CONV_DTYPE.get(device.platform, 'float32')
+def default_conv_dtype(device=None, flags: Optional[Iterable[str]] = None) -> str:
+  """What ``conv_dtype='auto'`` means on ``device`` (default: the first device; ``flags``: as in
+  :func:`device_class`)."""
+  return AUTO_CONV_DTYPE.get(device_class(device, flags), 'float32')
 
 
 def resolve_conv_dtype(name: str, device=None) -> str:

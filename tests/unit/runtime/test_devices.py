@@ -21,18 +21,34 @@ def _dev(platform, kind='fake', capability=None):
     _dev('cpu', 'cpu'), _dev('gpu', 'NVIDIA H100 80GB HBM3', '9.0'), _dev('tpu', 'TPU v5 lite'),
     _dev('METAL', 'Apple M2')])
 def test_auto_resolves_per_platform(device):
-  want = devices.AUTO_CONV_DTYPE.get(device.platform, 'float32')
+  want = devices.AUTO_CONV_DTYPE.get(devices.device_class(device), 'float32')
   assert devices.default_conv_dtype(device) == want
   assert devices.resolve_conv_dtype('auto', device) == want
   for name in devices.CONV_DTYPES:  # these devices run both precisions when asked
     assert devices.resolve_conv_dtype(name, device) == name
 
 
-def test_auto_is_float32_where_the_curves_say_so():
-  # bfloat16 stalled L-BFGS from the photo on the CPU (docs/results): every platform float32.
-  assert set(devices.AUTO_CONV_DTYPE.values()) == {'float32'}
-  assert devices.resolve_conv_dtype('auto') == 'float32'
+@pytest.mark.parametrize('flags, want', [
+    ({'avx512f', 'avx512_bf16', 'amx_bf16', 'amx_tile'}, 'bfloat16'),  # Xeon with AMX
+    ({'avx512f', 'avx512_bf16'}, 'float32'),                           # EPYC: no AMX
+    (set(), 'float32')])
+def test_auto_on_cpus_by_their_flags(flags, want):
+  cpu = _dev('cpu', 'cpu')
+  assert devices.default_conv_dtype(cpu, flags) == want
+  # Accelerators ignore the host's CPU flags.
+  assert devices.default_conv_dtype(_dev('gpu', 'NVIDIA H100', '9.0'), flags) == 'float32'
+
+
+def test_cpu_flags_read_from_cpuinfo(tmp_path):
+  f = tmp_path / 'cpuinfo'
+  f.write_text('processor\t: 0\nflags\t\t: fpu sse2 avx512_bf16 amx_bf16\n\n'
+               'processor\t: 1\nflags\t\t: fpu sse2 avx512_bf16 amx_bf16\n')
+  assert devices.cpu_flags(str(f)) == frozenset({'fpu', 'sse2', 'avx512_bf16', 'amx_bf16'})
+  assert devices.cpu_flags(str(tmp_path / 'missing')) == frozenset()
+  # This machine: 'auto' follows its own flags.
   assert jax.devices()[0].platform == 'cpu'
+  want = 'bfloat16' if 'amx_bf16' in devices.cpu_flags() else 'float32'
+  assert devices.resolve_conv_dtype('auto') == want
 
 
 def test_a_precision_the_device_cannot_run_names_what_it_can():
