@@ -5,6 +5,8 @@ setup(
     version='0.1.0',
     description='Neural style transfer (Gatys et al. 2015/2016) in JAX/Flax',
     packages=find_packages(include=['nst_jax', 'nst_jax.*']),
+    # C++ sources of the native CPU kernels, compiled on first use (nst_jax/runtime/native.py).
+    package_data={'nst_jax.runtime': ['*.cc']},
     python_requires='>=3.11',
     install_requires=['jax>=0.4.30', 'jaxlib>=0.4.30', 'flax>=0.8', 'optax>=0.2.3', 'numpy',
                       'pillow', 'h5py', 'absl-py', 'ml_collections',

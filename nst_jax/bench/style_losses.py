@@ -24,6 +24,7 @@ from nst_jax.bench import evaluation
 from nst_jax.config import schema
 from nst_jax.io import images as image_io
 from nst_jax.models import weights
+from nst_jax.runtime import native
 
 # --content, --style, --size, --steps, --repeats and --weights: nst_jax.bench.evaluation's flags.
 _ONLY = flags.DEFINE_string('only', '', 'Comma-separated entry names ("" = all).')
@@ -72,13 +73,15 @@ def main(argv) -> None:
   size = ev._SIZE.value
   only = set(schema.split_list(_ONLY.value))
   lines, base = [], None
+  # Which sort the sorted-value losses ran (nst_jax.losses.sorting): 'native' or 'xla'.
+  sort_impl = 'native' if native.sort_targets() is not None else 'xla'
   for name, entry in ENTRIES:
     if only and name not in only and name != 'gram':
       continue
     over = overrides_of(entry)
     r = evaluation.bench_eval(content, style, size, ev._STEPS.value, ev._REPEATS.value,
                               'direct', 'avg', params=params, overrides=over)
-    r = {'entry': name, **{k: v for k, v in over.items()}, **r}
+    r = {'entry': name, **{k: v for k, v in over.items()}, **r, 'sort': sort_impl}
     if name == 'gram':
       base = r['seconds_per_eval']
     r['ratio_to_gram'] = round(r['seconds_per_eval'] / base, 3) if base else None

@@ -24,7 +24,7 @@ Sorted-value losses compare quantile functions: when the style has ``Ms`` positi
 ``M``, the style's sorted values (at quantiles ``(j + 0.5) / Ms``) are linearly interpolated at the
 image's quantiles ``(i + 0.5) / M`` (:func:`quantiles`); with ``Ms == M`` this is the identity.
 They sort with :func:`nst_jax.losses.sorting.sort`: ``jnp.sort``'s values and gradient, fast on
-XLA:CPU.
+CPUs (a native radix-sort custom call where it can be built, XLA's integer-key sort elsewhere).
 
 Nothing here builds an (M x M) matrix over all positions: the Gaussian MMD works on ``samples``
 positions, the others are O(M C) (sorts, moments) or O(M C^2) (the Gram).

@@ -13,6 +13,7 @@ from scipy.optimize import linear_sum_assignment
 from nst_jax.errors import ConfigError
 from nst_jax.losses import distribution as D
 from nst_jax.losses import gram as gram_lib
+from nst_jax.losses import sorting as S
 
 KEY = jax.random.PRNGKey(3)
 
@@ -273,14 +274,19 @@ def test_sorted_losses_unchanged_from_jnp_sort():
 
 
 def test_sorted_loss_gradients_sort_one_operand():
-  """The compiled gradient sorts one operand (the int64 key-and-index packing), never a
-  value co-sorted with an iota as autodiff of jnp.sort does."""
+  """The compiled gradient sorts once per sort, with its permutation: the native kernel's
+  (values, permutation) call where it is built, else one operand (the int64 key-and-index
+  packing); never a value co-sorted with an iota as autodiff of jnp.sort does."""
   f = jnp.asarray(_feats(67), jnp.float32)
   t = D.histogram_target(f)
+  native = S.native.sort_targets() is not None
   for fn in (lambda z: D.histogram_loss(z, t),
              lambda z: D.sliced_wasserstein_loss(z, D.sliced_wasserstein_target(f), KEY)):
     hlo = jax.jit(jax.grad(fn)).lower(f).as_text()
     sorts = re.findall(r'"stablehlo\.sort"\(([^)]*)\)', hlo)
+    if native:
+      assert not sorts and '@nst_sort_perm_f32' in hlo
+      continue
     assert sorts and all(',' not in operands for operands in sorts), sorts
     assert 'xi64' in hlo
   hlo = jax.jit(jax.grad(lambda z: _jnp_sort_histogram(z, f))).lower(f).as_text()

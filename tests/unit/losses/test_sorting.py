@@ -92,3 +92,51 @@ def test_sort_falls_back_to_jnp_sort_where_keys_cannot_pack():
     want = jax.grad(lambda a: jnp.sum(w * jnp.sort(a, axis=0)))(z)
     assert got.dtype == jnp.float64
     np.testing.assert_array_equal(got, want)
+
+
+# --- The native CPU kernel against the XLA path (both are sort(impl=...)).
+
+native_only = pytest.mark.skipif(
+    S.native.sort_targets() is None, reason='the native sort is off here (no compiler, or '
+    '$NST_JAX_NATIVE=off); the XLA path is what runs')
+
+
+@native_only
+@pytest.mark.parametrize('shape', [(7, 5), (3, 1023), (2, 1024), (5, 3000), (3, 70000)])
+def test_native_sort_equals_xla_path_bit_for_bit(shape):
+  """Both row paths (comparison sort below 1024, radix at and above; several threads at the
+  last shape): values and gradients bit for bit, on ties, signed zeros, infinities and NaNs."""
+  x = _tied(70, shape)
+  x[0, 1:3] = [np.nan, -np.nan]
+  x[-1, :40] = 0.  # a run of ReLU's zeros
+  x[-1, 40:60] = -0.
+  x = jnp.asarray(x)
+  for axis in (0, 1):
+    a = np.asarray(S.sort(x, axis, impl='native'))
+    b = np.asarray(S.sort(x, axis, impl='xla'))
+    np.testing.assert_array_equal(a.view(np.uint32), b.view(np.uint32))
+  w = jnp.asarray(np.random.default_rng(71).normal(size=shape), jnp.float32)
+  finite = jnp.where(jnp.isnan(x), 0., x)
+  grad = lambda impl: jax.jit(jax.grad(lambda z: jnp.sum(w * S.sort(z, 1, impl=impl))))(finite)
+  np.testing.assert_array_equal(grad('native'), grad('xla'))
+  assert S.resolve_impl(x) == 'native'
+
+
+@native_only
+def test_native_sort_vmaps_and_handles_leading_dims():
+  x = jnp.asarray(np.random.default_rng(72).normal(size=(3, 4, 2048)), jnp.float32)
+  want = jnp.sort(x, axis=-1)
+  np.testing.assert_array_equal(S.sort(x, -1, impl='native'), want)
+  np.testing.assert_array_equal(jax.vmap(lambda a: S.sort(a, -1, impl='native'))(x), want)
+  g = jax.vmap(jax.grad(lambda a: jnp.sum(jnp.square(S.sort(a, 0, impl='native')[::-1]))))(x)
+  gw = jax.vmap(jax.grad(lambda a: jnp.sum(jnp.square(jnp.sort(a, axis=0)[::-1]))))(x)
+  np.testing.assert_array_equal(g, gw)
+
+
+def test_native_impl_refused_where_it_cannot_run():
+  with pytest.raises(ValueError, match='native sort takes float32'):
+    S.sort(jnp.zeros((4, 3), jnp.bfloat16), 0, impl='native')
+  with pytest.raises(ValueError, match='one of'):
+    S.sort(jnp.zeros((4, 3)), 0, impl='radix')
+  assert S.resolve_impl(jnp.zeros((4, 3), jnp.bfloat16)) == 'xla'
+  assert S.resolve_impl(jnp.zeros((4, 3), jnp.int32)) == 'jnp'
