@@ -14,12 +14,14 @@ the table's seconds column shows what each method actually took.
 from configs import benchmark
 
 # Ours: 60 x gatys2015's seconds per evaluation / the preset's (bench.style_losses on the idle
-# 2-core EPYC: 0.470 s gatys2015; mean_std 0.435, mmd 0.527, cmd 0.474, efdm 0.649, heitz 1.310).
+# 2-core EPYC: 0.470 s gatys2015; mean_std 0.435, mmd 0.527, cmd 0.474). The sorted-value presets
+# after the native sort (docs/results/2026-12-07-native-sort.md; gatys2015 0.269 s, the mean of
+# its three runs): efdm 0.224 s -> 72 steps, heitz 0.422 s -> 38 steps.
 # The coarse-to-fine presets (a compile and a style target per stage) from their whole runs:
 # li2016_mrf 0.173 s per step at @135 (23.3 s, 4 pairs) -> 168 steps for gatys2015@60's 29 s;
 # kolkin2019 1.40 s per step at @21 (29.5 s) (docs/results/2026-12-03-style-losses.md).
 METHODS = ('gatys2015@60', 'li2017_mean_std@65', 'li2017_mmd@54', 'kalischek2021@59',
-           'efdm2022@43', 'heitz2021@22', 'li2016_mrf@168', 'kolkin2019@21')
+           'efdm2022@72', 'heitz2021@38', 'li2016_mrf@168', 'kolkin2019@21')
 
 
 def get_config():
