@@ -144,8 +144,10 @@ def optimize_config(method: Method, size: int, steps: int) -> ml_collections.Con
   if job != 'stylize':
     raise ConfigError(f'method {method.name!r}: that preset runs the {job} job; an optimisation '
                       'method names a stylize preset (e.g. gatys2015)')
+  # Texture synthesis runs too (its photo only sets the output's shape; the style and colour
+  # columns are the ones that mean something): how Heitz et al.'s textures are judged.
   for bad, why in ((c.sweep.axes, 'is a sweep'),
-                   (c.mode != 'transfer', f'has mode={c.mode}'),
+                   (c.mode == 'content_reconstruction', f'has mode={c.mode}'),
                    (c.scale_mix_layer, 'mixes two style images')):
     if bad:
       raise ConfigError(f'method {method.name!r}: the preset {why}; the benchmark runs one '

@@ -120,11 +120,47 @@ def test_feature_distances_by_hand():
   assert float(metrics.content_distance(c, 0.5 * c)) == pytest.approx(1., rel=1e-6)
 
 
+def _w2_relative(o, s):
+  """NumPy: per channel, the sorted output values against the painting's quantile function
+  (np.interp of its sorted values at (j + 0.5) / Ms, read at (i + 0.5) / M)."""
+  o, s = o.reshape(-1, o.shape[-1]), s.reshape(-1, s.shape[-1])
+  qo = (np.arange(len(o)) + 0.5) / len(o)
+  qs = (np.arange(len(s)) + 0.5) / len(s)
+  w2 = sum(np.mean((np.sort(o[:, c]) - np.interp(qo, qs, np.sort(s[:, c]))) ** 2)
+           for c in range(o.shape[1]))
+  return np.sqrt(w2 / np.sum(np.mean(s ** 2, axis=0)))
+
+
+def test_feature_histogram_distance_against_numpy_and_scipy():
+  from scipy.stats import wasserstein_distance
+  rng = np.random.default_rng(4)
+  fo = {l: rng.gamma(2., 1., (4, 5, 3)).astype(np.float32) for l in metrics.STYLE_LAYERS}
+  fs = {l: rng.uniform(0, 3, (6, 3, 3)).astype(np.float32) for l in metrics.STYLE_LAYERS}
+  want = np.mean([_w2_relative(fo[l], fs[l]) for l in metrics.STYLE_LAYERS])
+  assert float(metrics.feature_histogram_distance(fo, fs)) == pytest.approx(want, rel=1e-5)
+  # Equal counts: the exact 1-D W2 (scipy's W1 of the same samples bounds it from below).
+  fs2 = {l: rng.uniform(0, 3, (4, 5, 3)).astype(np.float32) for l in metrics.STYLE_LAYERS}
+  x, y = fo['conv1_1'].reshape(-1, 3), fs2['conv1_1'].reshape(-1, 3)
+  w2 = [np.sqrt(np.mean((np.sort(x[:, c]) - np.sort(y[:, c])) ** 2)) for c in range(3)]
+  for c in range(3):
+    assert w2[c] >= wasserstein_distance(x[:, c], y[:, c]) - 1e-6
+  got = metrics.feature_histogram_distance(fo, fs2, ['conv1_1'])
+  assert float(got) == pytest.approx(np.sqrt(np.sum(np.square(w2)) / np.sum(np.mean(y ** 2, 0))),
+                                     rel=1e-5)
+  assert float(metrics.feature_histogram_distance(fs, fs)) == 0.
+  # A permutation of the positions has the same histogram; batched leading axes.
+  perm = {l: fs[l].reshape(-1, 3)[::-1].reshape(fs[l].shape) for l in fs}
+  assert float(metrics.feature_histogram_distance(perm, fs)) == 0.
+  both = {l: np.stack([fo[l], fo[l].reshape(-1, 3)[::-1].reshape(fo[l].shape)]) for l in fo}
+  np.testing.assert_allclose(metrics.feature_histogram_distance(both, fs), [want, want],
+                             rtol=1e-5)
+
+
 # --- image_metrics --------------------------------------------------------------------------
 
 def test_image_metrics_api(random_params):
-  assert metrics.METRICS == ('style_gram', 'style_mean_std', 'content', 'cfsd', 'ssim',
-                             'edge_ssim', 'hist_hellinger', 'hist_swd')
+  assert metrics.METRICS == ('style_gram', 'style_mean_std', 'style_hist', 'content', 'cfsd',
+                             'ssim', 'edge_ssim', 'hist_hellinger', 'hist_swd')
   assert [k for k, v in metrics.HIGHER_IS_BETTER.items() if v] == ['ssim', 'edge_ssim']
   img = synthetic_image(32, 40, 4)
   # A content of another size is resized to the output's; a style of any size, float inputs.
@@ -148,9 +184,11 @@ def test_image_metrics_move_the_right_way(params, content_small):
   corruptions = {
       'noise': ([np.clip(img + s * noise, 0, 255) for s in (8., 30.)], metrics.METRICS),
       'blur': ([_blur(img, s) for s in (0.7, 2.)],
-               ('style_gram', 'style_mean_std', 'content', 'cfsd', 'ssim', 'edge_ssim')),
+               ('style_gram', 'style_mean_std', 'style_hist', 'content', 'cfsd', 'ssim',
+                'edge_ssim')),
       'colour': ([np.clip(img + s * shift, 0, 255) for s in (15., 45.)],
-                 ('style_gram', 'style_mean_std', 'content', 'hist_hellinger', 'hist_swd')),
+                 ('style_gram', 'style_mean_std', 'style_hist', 'content', 'hist_hellinger',
+                  'hist_swd')),
   }
   clean = metrics.image_metrics(params, img, img, img)
   for name, value in clean.items():  # identical images: 0, or 1 for SSIM

@@ -291,6 +291,25 @@ def test_learned_metrics_over_each_methods_outputs(straight, inputs, random_weig
     jobs.run(_config(inputs, out, random_weights_file, learned='fid_inceptoin'))
 
 
+def test_texture_presets_run_with_the_photo_setting_the_shape(inputs, random_weights_file,
+                                                             random_params, tmp_path):
+  """mode=texture_synthesis runs (from noise, no content term; the photo sets the output's
+  shape); content reconstruction, which has no painting to judge, is refused."""
+  preset = tmp_path / 'texture_adam.py'
+  preset.write_text(PRESET.replace("load_preset('gatys2015')", "load_preset('texture_synthesis')"))
+  summary = jobs.run(_config(inputs, tmp_path / 'out', random_weights_file, methods=str(preset),
+                             max_contents=1, max_styles=1), params=random_params)
+  (row,) = _table(tmp_path / 'out')['rows']
+  assert (row['height'], row['width']) == (40, 48) and row['method'] == str(preset)
+  assert all(np.isfinite(v) for v in row['metrics'].values()) and summary is not None
+  recon = tmp_path / 'recon.py'
+  recon.write_text(PRESET.replace('c.conv_impl',
+                                  "c.mode = 'content_reconstruction'\n  c.conv_impl"))
+  with pytest.raises(ConfigError, match='mode=content_reconstruction'):
+    jobs.run(_config(inputs, tmp_path / 'out2', random_weights_file, methods=str(recon)),
+             params=random_params)
+
+
 def test_method_grammar():
   assert bench.parse_method('fast') == bench.Method('fast', 'fast')
   assert bench.parse_method('fast:7') == bench.Method('fast:7', 'fast', index=7)
