@@ -40,6 +40,7 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
+from nst_jax.config import arbitrary as arbitrary_schema
 from nst_jax.errors import ConfigError, ImageError, NSTError
 from nst_jax.io import files as fileio
 from nst_jax.io import images as image_io
@@ -56,6 +57,9 @@ METHODS = ('ghiasi', 'adain', 'wct')
 DEFAULT_ADAIN_MODEL = Path(__file__).resolve().parents[2] / 'weights' / 'adain_decoder'
 MIN_STYLE_SIDE = 16
 MIN_CONTENT_SIDE = 16
+# method=wct's pixel level (nst_jax.models.wct.stylize) for the Python API: the config's default
+# (its measurement is beside it in nst_jax/config/arbitrary.py).
+DEFAULT_WCT_PIXEL_LEVEL = float(arbitrary_schema.arbitrary_config().wct_pixel_level)
 
 
 def _split(text: Any) -> list[str]:
@@ -89,6 +93,16 @@ def adain_model(model: Optional[str]) -> str:
     return str(DEFAULT_ADAIN_MODEL)
   raise ConfigError('method=adain needs a trained decoder: --model=MODEL_DIR (train one with '
                     'run.py --config=configs/adain2017.py --output=DIR)')
+
+
+def check_pixel_level(level: Any) -> float:
+  try:
+    value = float(level)
+  except (TypeError, ValueError):
+    raise ConfigError(f'wct_pixel_level must be a number in [0, 1], got {level!r}') from None
+  if not 0. <= value <= 1.:
+    raise ConfigError(f'wct_pixel_level must be in [0, 1], got {value:g}')
+  return value
 
 
 def check_strength(strength: Any) -> float:
@@ -233,7 +247,7 @@ class ArbitraryStylizer:
   def __init__(self, styles: Sequence[Style], method: str = 'ghiasi', strength: float = 1.,
                style_blend_weights=None, masks: Optional[Sequence[np.ndarray]] = None,
                original_colors: bool = False, params=None, model: Optional[str] = None,
-               impl: str = 'fast'):
+               impl: str = 'fast', wct_pixel_level: float = DEFAULT_WCT_PIXEL_LEVEL):
     if method not in METHODS:
       raise ConfigError(f'unknown method {method!r}; choose one of {", ".join(METHODS)}')
     if not styles:
@@ -252,6 +266,7 @@ class ArbitraryStylizer:
                   if masks is not None and len(masks) else None)
     self.original_colors = bool(original_colors)
     self.impl = impl
+    self.wct_pixel_level = check_pixel_level(wct_pixel_level)
     self._mask_cache: dict[tuple[int, int], jax.Array] = {}
     if method == 'ghiasi':
       self.params = ghiasi.load() if params is None else params
@@ -314,9 +329,11 @@ class ArbitraryStylizer:
     # With masks: the paper's per-region AdaIN (content statistics per region, each region its
     # own painting's statistics), one feature map decoded once (nst_jax.models.adain.adain_regions).
     masks = None if self.masks is None else np.asarray(self._masks_for(photo.shape[:2]))
+    extra = {'pixel_level': self.wct_pixel_level} if self.method == 'wct' else {}
     out = self._transfer.stylize(self.decoder, photo, list(self.styles), alpha=self.strength,
                                  style_weights=self.weights, vgg_params=self.vgg,
-                                 width=self.width, masks=masks, statistics=self.adain_stats)
+                                 width=self.width, masks=masks, statistics=self.adain_stats,
+                                 **extra)
     return controls.original_colors(out, photo) if self.original_colors else out
 
   def __call__(self, images: np.ndarray) -> np.ndarray:
@@ -328,7 +345,8 @@ def stylize_arbitrary(content: np.ndarray, style: Union[Style, Sequence[Style]],
                       method: str = 'ghiasi', strength: float = 1.0,
                       style_blend_weights: Optional[Sequence[float]] = None,
                       masks: Optional[Sequence[np.ndarray]] = None, original_colors: bool = False,
-                      params=None, model: Optional[str] = None, impl: str = 'fast') -> np.ndarray:
+                      params=None, model: Optional[str] = None, impl: str = 'fast',
+                      wct_pixel_level: Optional[float] = None) -> np.ndarray:
   """Stylizes a photo with any painting(s) in one forward pass.
 
   Args:
@@ -356,8 +374,9 @@ def stylize_arbitrary(content: np.ndarray, style: Union[Style, Sequence[Style]],
   content = np.asarray(content)
   if content.ndim == 3:
     check_image(content, 'content image', MIN_CONTENT_SIDE)
+  level = DEFAULT_WCT_PIXEL_LEVEL if wct_pixel_level is None else wct_pixel_level
   return ArbitraryStylizer(styles, method, strength, style_blend_weights, masks, original_colors,
-                           params, model, impl)(content)
+                           params, model, impl, level)(content)
 
 
 # --- The job ---------------------------------------------------------------------------------
@@ -396,7 +415,8 @@ def run(config: ml_collections.ConfigDict, stylizer: Optional[ArbitraryStylizer]
     params = ghiasi.load(config.weights or None) if config.method == 'ghiasi' else None
     stylizer = ArbitraryStylizer(styles, config.method, config.strength,
                                  config.style_blend_weights, masks, config.original_colors,
-                                 params, config.model or None, config.impl)
+                                 params, config.model or None, config.impl,
+                                 config.wct_pixel_level)
   if kind == 'video':
     fileio.check_writable(output, suffixes=('.mp4', '.m4v', '.mov', '.mkv'))
   elif kind == 'folder':

@@ -32,6 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from nst_jax.errors import ConfigError
+
 from nst_jax.io import images as image_io
 from nst_jax.models import adain
 
@@ -158,21 +160,46 @@ def _stylize_regions(decoder_params, vgg_params, content, masks, means, colourin
   return covered * out + (1. - covered) * content
 
 
+@functools.partial(jax.jit, static_argnames=('eps',))
+def _pixel_level(image, styles, weights, alpha, eps):
+  """WCT of the decoded image's RGB pixels with the paintings' (mixed by ``weights``)."""
+  stats = [moments(s) for s in styles]
+  mean = jnp.tensordot(weights, jnp.stack([m for m, _ in stats]), 1)
+  col = jnp.tensordot(weights, jnp.stack([colouring_matrix(c) for _, c in stats]), 1)
+  return alpha * colour(whiten(image, eps), mean, col) + (1. - alpha) * image
+
+
+@functools.partial(jax.jit, static_argnames=('eps',))
+def _pixel_level_regions(image, masks, styles, alpha, eps):
+  stats = [moments(s) for s in styles]
+  means = jnp.stack([m for m, _ in stats])
+  cols = jnp.stack([colouring_matrix(c) for _, c in stats])
+  return wct_regions(image[None], masks, means, cols, alpha, eps)[0]
+
+
 def stylize(decoder_params: Mapping, content: np.ndarray, style, alpha: float = 1.0,
             style_weights: Optional[Sequence[float]] = None, vgg_params: Optional[Mapping] = None,
             width: Optional[float] = None, conv_impl: str = 'direct',
             masks: Optional[np.ndarray] = None,
             statistics: Optional[tuple[jax.Array, jax.Array]] = None,
-            eps: float = EPS) -> np.ndarray:
+            eps: float = EPS, pixel_level: float = 0.) -> np.ndarray:
   """Stylizes one photo by WCT at relu4_1 and the decoder, in one forward pass.
 
   The arguments are :func:`nst_jax.models.adain.stylize`'s (``alpha``: eq. 4's blend;
   ``statistics``: :func:`style_statistics`, computed once for many photos); ``eps``: the
   whitening's regulariser relative to the mean eigenvalue (:data:`EPS`).
 
+  ``pixel_level`` (0..1): a last, finest level of the paper's coarse-to-fine cascade on the
+  decoded RGB pixels: whitened and coloured with the painting's pixel mean and covariance (a
+  colour transfer; the paper's relu1_1 level, which needs a decoder of its own, does mostly
+  this), blended by ``alpha * pixel_level``; per region with ``masks``.
+
   Returns:
     (H, W, 3) uint8 RGB.
   """
+  pixel_level = float(pixel_level)
+  if not 0. <= pixel_level <= 1.:
+    raise ConfigError(f'wct_pixel_level must be in [0, 1], got {pixel_level}')
   styles, w = adain.check_styles(style, style_weights, alpha)
   vgg_params = adain.default_vgg(vgg_params)
   width = adain.decoder_width(decoder_params) if width is None else width
@@ -187,4 +214,11 @@ def stylize(decoder_params: Mapping, content: np.ndarray, style, alpha: float = 
   else:
     out = _stylize(decoder_params, vgg_params, x, means, colourings, jnp.asarray(w),
                    jnp.float32(alpha), float(width), conv_impl, float(eps))
-  return image_io.to_uint8(np.asarray(out[0, :h, :wd]))
+  out = jnp.clip(out[0, :h, :wd], 0., 255.)
+  if pixel_level > 0.:
+    pix = [jnp.asarray(st, jnp.float32) for st in styles]
+    a = jnp.float32(alpha * pixel_level)
+    out = (_pixel_level_regions(out, jnp.asarray(masks, jnp.float32), pix, a, float(eps))
+           if masks is not None else
+           _pixel_level(out, pix, jnp.asarray(w, jnp.float32), a, float(eps)))
+  return image_io.to_uint8(np.asarray(out))

@@ -161,3 +161,59 @@ def test_bad_inputs(tmp_path, decoder_dir, params):
                 '--config.method=wtc', f'--output={tmp_path / "o.png"}', tmp_path=tmp_path)
   assert res.returncode == 1
   assert res.stderr.strip().splitlines()[-1].startswith('error: unknown method'), res.stderr
+
+
+def test_pixel_level_gives_the_paintings_colour_statistics():
+  """The pixel level is WCT of the RGB pixels: at alpha 1 the image takes the painting's colour
+  mean and covariance (against the NumPy transcription); alpha blends linearly; two paintings
+  mix their statistics by the weights."""
+  rng = np.random.default_rng(9)
+  image = rng.uniform(0, 255, (20, 24, 3)).astype(np.float32)
+  style = (rng.normal(0, 1, (30, 30, 3)) @ np.array([[30., 5, 0], [0, 20, 3], [2, 0, 10]])
+           + [120., 80, 60]).astype(np.float32)
+  out = np.asarray(wct._pixel_level(jnp.asarray(image), [jnp.asarray(style)],
+                                    jnp.ones(1), 1., wct.EPS))
+  want = _np_colour(_np_whiten(image, wct.EPS), style).reshape(image.shape)
+  np.testing.assert_allclose(out, want, rtol=1e-3, atol=0.05)
+  np.testing.assert_allclose(out.reshape(-1, 3).mean(0), style.reshape(-1, 3).mean(0), atol=1e-2)
+  np.testing.assert_allclose(_cov(out), _cov(style), rtol=1e-3, atol=1e-2)
+  half = np.asarray(wct._pixel_level(jnp.asarray(image), [jnp.asarray(style)], jnp.ones(1), 0.5,
+                                     wct.EPS))
+  np.testing.assert_allclose(half, 0.5 * out + 0.5 * image, rtol=1e-5, atol=1e-3)
+  mixed = np.asarray(wct._pixel_level(jnp.asarray(image), [jnp.asarray(style), jnp.asarray(image)],
+                                      jnp.asarray([0.25, 0.75]), 1., wct.EPS))
+  np.testing.assert_allclose(mixed.reshape(-1, 3).mean(0),
+                             0.25 * style.reshape(-1, 3).mean(0) + 0.75 * image.reshape(-1, 3).mean(0),
+                             atol=1e-2)
+
+
+def test_pixel_level_in_the_job_and_the_api(tmp_path, decoder_dir, params, monkeypatch):
+  """method=wct's wct_pixel_level: 0 is the relu4_1 transform alone, the default moves the
+  output's colours toward the painting's, the job and the API agree; out of range: ConfigError."""
+  from nst_jax.models import weights
+  monkeypatch.setattr(weights, 'load_vgg19', lambda *a, **k: params)
+  photo, painting = synthetic_image(36, 44, 1), synthetic_image(40, 40, 2)
+  painting = np.clip(painting.astype(int) // 2 + [120, 0, 30], 0, 255).astype(np.uint8)
+  image_io.save_image(tmp_path / 'c.png', photo)
+  image_io.save_image(tmp_path / 's.png', painting)
+  kw = dict(method='wct', model=str(decoder_dir), params=params)
+  levels = {lv: arbitrary_lib.stylize_arbitrary(photo, painting, wct_pixel_level=lv, **kw)
+            for lv in (0., 0.5, 1.)}
+  decoder, width = adain.load_decoder(decoder_dir)
+  np.testing.assert_array_equal(levels[0.], wct.stylize(decoder, photo, [painting],
+                                                        vgg_params=params, width=width))
+  gap = [np.abs(levels[lv].reshape(-1, 3).mean(0) - painting.reshape(-1, 3).mean(0)).sum()
+         for lv in (0., 0.5, 1.)]
+  assert gap[0] > gap[1] > gap[2] and gap[2] < 3., gap
+  np.testing.assert_array_equal(arbitrary_lib.stylize_arbitrary(photo, painting, **kw),
+                                levels[arbitrary_lib.DEFAULT_WCT_PIXEL_LEVEL])
+  c = arbitrary_schema.arbitrary_config()
+  c.method, c.content, c.style, c.model, c.quiet = ('wct', str(tmp_path / 'c.png'),
+                                                    str(tmp_path / 's.png'), str(decoder_dir), True)
+  c.output = str(tmp_path / 'out.png')
+  jobs.run(c)
+  np.testing.assert_array_equal(image_io.load_image(tmp_path / 'out.png'), levels[0.5])
+  with pytest.raises(ConfigError, match='wct_pixel_level must be in'):
+    arbitrary_lib.stylize_arbitrary(photo, painting, wct_pixel_level=1.5, **kw)
+  with pytest.raises(ConfigError, match='wct_pixel_level must be in'):
+    wct.stylize(decoder, photo, [painting], vgg_params=params, pixel_level=-0.1)
