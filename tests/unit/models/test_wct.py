@@ -182,9 +182,8 @@ def test_pixel_level_gives_the_paintings_colour_statistics():
   np.testing.assert_allclose(half, 0.5 * out + 0.5 * image, rtol=1e-5, atol=1e-3)
   mixed = np.asarray(wct._pixel_level(jnp.asarray(image), [jnp.asarray(style), jnp.asarray(image)],
                                       jnp.asarray([0.25, 0.75]), 1., wct.EPS))
-  np.testing.assert_allclose(mixed.reshape(-1, 3).mean(0),
-                             0.25 * style.reshape(-1, 3).mean(0) + 0.75 * image.reshape(-1, 3).mean(0),
-                             atol=1e-2)
+  want_mean = 0.25 * style.reshape(-1, 3).mean(0) + 0.75 * image.reshape(-1, 3).mean(0)
+  np.testing.assert_allclose(mixed.reshape(-1, 3).mean(0), want_mean, atol=1e-2)
 
 
 def test_pixel_level_in_the_job_and_the_api(tmp_path, decoder_dir, params, monkeypatch):
