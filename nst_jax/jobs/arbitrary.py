@@ -95,24 +95,23 @@ def adain_model(model: Optional[str]) -> str:
                     'run.py --config=configs/adain2017.py --output=DIR)')
 
 
-def check_pixel_level(level: Any) -> float:
+def _check_unit(value: Any, name: str) -> float:
+  """``value`` as a float in [0, 1]; ConfigError naming ``name`` otherwise."""
   try:
-    value = float(level)
+    v = float(value)
   except (TypeError, ValueError):
-    raise ConfigError(f'wct_pixel_level must be a number in [0, 1], got {level!r}') from None
-  if not 0. <= value <= 1.:
-    raise ConfigError(f'wct_pixel_level must be in [0, 1], got {value:g}')
-  return value
+    raise ConfigError(f'{name} must be a number in [0, 1], got {value!r}') from None
+  if not 0. <= v <= 1.:
+    raise ConfigError(f'{name} must be in [0, 1], got {v:g}')
+  return v
+
+
+def check_pixel_level(level: Any) -> float:
+  return _check_unit(level, 'wct_pixel_level')
 
 
 def check_strength(strength: Any) -> float:
-  try:
-    value = float(strength)
-  except (TypeError, ValueError):
-    raise ConfigError(f'strength must be a number in [0, 1], got {strength!r}') from None
-  if not 0. <= value <= 1.:
-    raise ConfigError(f'strength must be in [0, 1], got {value:g}')
-  return value
+  return _check_unit(strength, 'strength')
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -292,6 +291,9 @@ class ArbitraryStylizer:
                         else adain)
       # The paintings' statistics once, not once per photo or video frame.
       self.adain_stats = self._transfer.style_statistics(params, list(self.styles))
+      # WCT's pixel level: the paintings' colour statistics, also once.
+      self.pixel_stats = (self._transfer.pixel_statistics(list(self.styles))
+                          if method == 'wct' and self.wct_pixel_level > 0. else None)
 
   def _masks_for(self, shape: tuple[int, int]) -> jax.Array:
     if shape not in self._mask_cache:
@@ -329,7 +331,8 @@ class ArbitraryStylizer:
     # With masks: the paper's per-region AdaIN (content statistics per region, each region its
     # own painting's statistics), one feature map decoded once (nst_jax.models.adain.adain_regions).
     masks = None if self.masks is None else np.asarray(self._masks_for(photo.shape[:2]))
-    extra = {'pixel_level': self.wct_pixel_level} if self.method == 'wct' else {}
+    extra = ({'pixel_level': self.wct_pixel_level, 'pixel_stats': self.pixel_stats}
+             if self.method == 'wct' else {})
     out = self._transfer.stylize(self.decoder, photo, list(self.styles), alpha=self.strength,
                                  style_weights=self.weights, vgg_params=self.vgg,
                                  width=self.width, masks=masks, statistics=self.adain_stats,

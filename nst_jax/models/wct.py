@@ -160,21 +160,29 @@ def _stylize_regions(decoder_params, vgg_params, content, masks, means, colourin
   return covered * out + (1. - covered) * content
 
 
-@functools.partial(jax.jit, static_argnames=('eps',))
-def _pixel_level(image, styles, weights, alpha, eps):
-  """WCT of the decoded image's RGB pixels with the paintings' (mixed by ``weights``)."""
-  stats = [moments(s) for s in styles]
-  mean = jnp.tensordot(weights, jnp.stack([m for m, _ in stats]), 1)
-  col = jnp.tensordot(weights, jnp.stack([colouring_matrix(c) for _, c in stats]), 1)
-  return alpha * colour(whiten(image, eps), mean, col) + (1. - alpha) * image
+@jax.jit
+def _pixel_stats(style):
+  mu, cov = moments(style)
+  return mu, colouring_matrix(cov)
+
+
+def pixel_statistics(styles: Sequence[np.ndarray]) -> tuple[jax.Array, jax.Array]:
+  """The paintings' RGB pixel means and colouring matrices, stacked: ((K, 3), (K, 3, 3))."""
+  stats = [_pixel_stats(jnp.asarray(s, jnp.float32)) for s in styles]
+  return jnp.stack([m for m, _ in stats]), jnp.stack([c for _, c in stats])
 
 
 @functools.partial(jax.jit, static_argnames=('eps',))
-def _pixel_level_regions(image, masks, styles, alpha, eps):
-  stats = [moments(s) for s in styles]
-  means = jnp.stack([m for m, _ in stats])
-  cols = jnp.stack([colouring_matrix(c) for _, c in stats])
-  return wct_regions(image[None], masks, means, cols, alpha, eps)[0]
+def _pixel_level(image, means, colourings, weights, alpha, eps):
+  """WCT of the decoded image's RGB pixels with the paintings' statistics mixed by ``weights``."""
+  t = colour(whiten(image, eps), jnp.tensordot(weights, means, 1),
+             jnp.tensordot(weights, colourings, 1))
+  return alpha * t + (1. - alpha) * image
+
+
+@functools.partial(jax.jit, static_argnames=('eps',))
+def _pixel_level_regions(image, masks, means, colourings, alpha, eps):
+  return wct_regions(image[None], masks, means, colourings, alpha, eps)[0]
 
 
 def stylize(decoder_params: Mapping, content: np.ndarray, style, alpha: float = 1.0,
@@ -182,7 +190,8 @@ def stylize(decoder_params: Mapping, content: np.ndarray, style, alpha: float = 
             width: Optional[float] = None, conv_impl: str = 'direct',
             masks: Optional[np.ndarray] = None,
             statistics: Optional[tuple[jax.Array, jax.Array]] = None,
-            eps: float = EPS, pixel_level: float = 0.) -> np.ndarray:
+            eps: float = EPS, pixel_level: float = 0.,
+            pixel_stats: Optional[tuple[jax.Array, jax.Array]] = None) -> np.ndarray:
   """Stylizes one photo by WCT at relu4_1 and the decoder, in one forward pass.
 
   The arguments are :func:`nst_jax.models.adain.stylize`'s (``alpha``: eq. 4's blend;
@@ -192,7 +201,8 @@ def stylize(decoder_params: Mapping, content: np.ndarray, style, alpha: float = 
   ``pixel_level`` (0..1): a last, finest level of the paper's coarse-to-fine cascade on the
   decoded RGB pixels: whitened and coloured with the painting's pixel mean and covariance (a
   colour transfer; the paper's relu1_1 level, which needs a decoder of its own, does mostly
-  this), blended by ``alpha * pixel_level``; per region with ``masks``.
+  this), blended by ``alpha * pixel_level``; per region with ``masks``. ``pixel_stats``:
+  :func:`pixel_statistics`, computed once for many photos.
 
   Returns:
     (H, W, 3) uint8 RGB.
@@ -216,9 +226,9 @@ def stylize(decoder_params: Mapping, content: np.ndarray, style, alpha: float = 
                    jnp.float32(alpha), float(width), conv_impl, float(eps))
   out = jnp.clip(out[0, :h, :wd], 0., 255.)
   if pixel_level > 0.:
-    pix = [jnp.asarray(st, jnp.float32) for st in styles]
+    pm, pc = pixel_statistics(styles) if pixel_stats is None else pixel_stats
     a = jnp.float32(alpha * pixel_level)
-    out = (_pixel_level_regions(out, jnp.asarray(masks, jnp.float32), pix, a, float(eps))
+    out = (_pixel_level_regions(out, jnp.asarray(masks, jnp.float32), pm, pc, a, float(eps))
            if masks is not None else
-           _pixel_level(out, pix, jnp.asarray(w, jnp.float32), a, float(eps)))
+           _pixel_level(out, pm, pc, jnp.asarray(w, jnp.float32), a, float(eps)))
   return image_io.to_uint8(np.asarray(out))

@@ -171,16 +171,15 @@ def test_pixel_level_gives_the_paintings_colour_statistics():
   image = rng.uniform(0, 255, (20, 24, 3)).astype(np.float32)
   style = (rng.normal(0, 1, (30, 30, 3)) @ np.array([[30., 5, 0], [0, 20, 3], [2, 0, 10]])
            + [120., 80, 60]).astype(np.float32)
-  out = np.asarray(wct._pixel_level(jnp.asarray(image), [jnp.asarray(style)],
-                                    jnp.ones(1), 1., wct.EPS))
+  one = wct.pixel_statistics([style])
+  out = np.asarray(wct._pixel_level(jnp.asarray(image), *one, jnp.ones(1), 1., wct.EPS))
   want = _np_colour(_np_whiten(image, wct.EPS), style).reshape(image.shape)
   np.testing.assert_allclose(out, want, rtol=1e-3, atol=0.05)
   np.testing.assert_allclose(out.reshape(-1, 3).mean(0), style.reshape(-1, 3).mean(0), atol=1e-2)
   np.testing.assert_allclose(_cov(out), _cov(style), rtol=1e-3, atol=1e-2)
-  half = np.asarray(wct._pixel_level(jnp.asarray(image), [jnp.asarray(style)], jnp.ones(1), 0.5,
-                                     wct.EPS))
+  half = np.asarray(wct._pixel_level(jnp.asarray(image), *one, jnp.ones(1), 0.5, wct.EPS))
   np.testing.assert_allclose(half, 0.5 * out + 0.5 * image, rtol=1e-5, atol=1e-3)
-  mixed = np.asarray(wct._pixel_level(jnp.asarray(image), [jnp.asarray(style), jnp.asarray(image)],
+  mixed = np.asarray(wct._pixel_level(jnp.asarray(image), *wct.pixel_statistics([style, image]),
                                       jnp.asarray([0.25, 0.75]), 1., wct.EPS))
   want_mean = 0.25 * style.reshape(-1, 3).mean(0) + 0.75 * image.reshape(-1, 3).mean(0)
   np.testing.assert_allclose(mixed.reshape(-1, 3).mean(0), want_mean, atol=1e-2)
