@@ -50,7 +50,8 @@ _NETWORK = flags.DEFINE_string('network', None, 'Feed-forward network to time in
 _MODEL = flags.DEFINE_string('model', None, 'Trained model directory (--network=model|adain).')
 _BATCH = flags.DEFINE_integer('batch', 1, 'Images per forward pass (--network).')
 _IMPL = flags.DEFINE_string('impl', 'fast', 'fast | direct convolutions (--network); '
-                            'fast_no_winograd: the fast path with XLA\'s 3x3 convs.')
+                            'fast_xla: the fast path without the native CPU convolution; '
+                            'fast_no_winograd: nor Winograd (XLA\'s 3x3 convs).')
 _TRAIN = flags.DEFINE_boolean('train', False, 'Training steps/s of --network at --size, batch 4 '
                               '(nst_jax/bench/train.py).')
 _MEMORY = flags.DEFINE_bool('memory', False, 'A real run: seconds per evaluation, peak memory and '

@@ -57,7 +57,8 @@ def bench_network(network: str = 'multistyle26', size: int = 1024, batch: int = 
   xd, wd = jnp.asarray(x), jnp.asarray(w)
 
   fast, winograd = networks.impl_choices(impl, bench=True)
-  fn = jax.jit(lambda p, x, w: networks.apply_params(m.config, p, x, w, fast, winograd))
+  native = networks.use_native(impl)
+  fn = jax.jit(lambda p, x, w: networks.apply_params(m.config, p, x, w, fast, winograd, native))
   t0 = time.perf_counter()
   lowered = fn.lower(params, xd, wd)
   compiled = lowered.compile()

@@ -31,6 +31,7 @@ import numpy as np
 from nst_jax.errors import ConfigError, NSTError
 from nst_jax.io import files as fileio
 from nst_jax.models import transformer as networks
+from nst_jax.models import transformer_params as network_params
 
 PathLike = Union[str, os.PathLike]
 FORMAT = 'nst_jax.transformer'
@@ -86,13 +87,13 @@ def save_model(model_dir: PathLike, config: networks.NetworkConfig, params: Mapp
   model_dir = Path(model_dir).expanduser()
   if 'params' in params and isinstance(params['params'], Mapping):
     params = params['params']
-  nested = networks.check_params(config, networks.unflatten_params(
-      networks.flatten_params(params)))
+  nested = network_params.check_params(config, network_params.unflatten_params(
+      network_params.flatten_params(params)))
   styles = list(styles) if styles is not None else [f'style{i}' for i in range(config.num_styles)]
   if len(styles) != config.num_styles:
     raise ConfigError(f'{len(styles)} style names for a network with {config.num_styles} styles')
   buf = io.BytesIO()
-  flat: dict[str, Any] = networks.flatten_params(nested)
+  flat: dict[str, Any] = network_params.flatten_params(nested)
   np.savez(buf, **flat)
   data = buf.getvalue()
   meta = {'format': FORMAT, 'format_version': FORMAT_VERSION, 'network': config.to_dict(),
@@ -161,7 +162,8 @@ def load_model(path: PathLike) -> Model:
                      'model') from e
   try:
     config = networks.NetworkConfig.from_dict(meta.get('network') or {})
-    params = networks.check_params(config, networks.unflatten_params(flat), str(d / NPZ))
+    params = network_params.check_params(config, network_params.unflatten_params(flat),
+                                         str(d / NPZ))
   except ConfigError as e:
     raise ModelError(str(e)) from e
   styles = [str(s) for s in meta.get('styles') or []]
@@ -177,7 +179,7 @@ def load_builtin(name: str = 'multistyle26', cache_dir: Optional[PathLike] = Non
   from nst_jax.models import onnx_import as onnx_convert  # pylint: disable=g-import-not-at-top
   arrays = onnx_convert.load_converted(name, cache_dir=cache_dir)
   try:
-    config, params = networks.from_onnx_arrays(arrays)
+    config, params = network_params.from_onnx_arrays(arrays)
   except ConfigError as e:
     raise ModelError(f'converted {name} weights do not match the network ({e}); delete '
                      f'{onnx_convert.cached_path(name, cache_dir)} to convert again') from e

@@ -20,8 +20,9 @@ blocks, 8 and 4 channels up, norm on the last conv, no conv biases, sigmoid).
 
 Parameters are a plain nested dict ``{layer: {'kernel' HWIO, 'bias'?, 'gamma' (N, C),
 'beta' (N, C)}}`` with layer names ``contract_i``, ``res_i_j``, ``expand_i`` (the names of the
-ONNX file with dots -> underscores); :func:`flatten_params` / :func:`unflatten_params` give the
-flat ``'layer/name'`` form stored in ``model.npz`` (see :mod:`nst_jax.models.model_dir`).
+ONNX file with dots -> underscores); :mod:`nst_jax.models.transformer_params` converts them to
+and from the flat ``'layer/name'`` form stored in ``model.npz`` (see
+:mod:`nst_jax.models.model_dir`), Flax's variables and the ONNX file's initializers.
 
 Speed (``impl='fast'``, the default): XLA:CPU convolutions are slow with few channels, so the
 module computes the same function with reformulated convolutions (all exact up to float
@@ -29,7 +30,10 @@ rounding, checked against ``impl='direct'`` in the tests): the first k x k conv 
 space-to-depth conv (2x2 blocks: 4*C_in channels in, 4*C_out out, a ceil((k+1)/2)^2 kernel),
 nearest-resize + 3x3 conv as one sub-pixel 3x3 conv at the low resolution (edge padding,
 4*C_out outputs) + depth-to-space, and the 3x3 stride-1 convs by Winograd F(2x2,3x3) or, for
-larger layers, F(4x4,3x3) (see ``WINOGRAD_MAX_FLOATS``).
+larger layers, F(4x4,3x3) (see ``WINOGRAD_MAX_FLOATS``). On the CPU, where the native kernel is
+built, every convolution instead runs on :func:`nst_jax.models.convolution.fused_conv`, a direct
+convolution that also pads, applies the previous instance norm and ReLU while reading, and
+returns the next norm's statistics (:func:`apply_native`; ``NATIVE_CONV``).
 """
 
 from __future__ import annotations
@@ -51,8 +55,12 @@ from nst_jax.models import winograd as winograd_lib
 Params = dict[str, dict[str, jax.Array]]
 ACTIVATIONS = ('sigmoid', 'tanh', 'linear')
 IMPLS = ('fast', 'direct')
-# A benchmark-only variant: the fast path with XLA's own 3x3 convs (what Winograd adds).
-BENCH_IMPLS = IMPLS + ('fast_no_winograd',)
+# Benchmark-only variants: the fast path with XLA's convolutions and Winograd (what the native
+# kernel adds), and with XLA's own 3x3 convs too (what Winograd adds).
+BENCH_IMPLS = IMPLS + ('fast_xla', 'fast_no_winograd')
+# impl='fast' on the CPU: the native fused convolution where it is built (2-9x XLA:CPU's
+# convolution on these layers; the 26-style network 1.34x -> see docs/results/2026-12-08-*).
+NATIVE_CONV = True
 MIN_SIDE = 8
 # Whether impl='fast' also rewrites the stride-2 convs (space-to-depth + 2x2 conv). Measured
 # slower than XLA's own strided conv on the 2-core CPU (bench_fast.py --layers), so off.
@@ -204,7 +212,13 @@ def impl_choices(impl: str, bench: bool = False) -> tuple[bool, bool]:
   valid = BENCH_IMPLS if bench else IMPLS
   if impl not in valid:
     raise ConfigError(f'unknown impl {impl!r}; valid: {", ".join(valid)}')
-  return impl != 'direct', impl == 'fast'
+  return impl != 'direct', impl in ('fast', 'fast_xla')
+
+
+def use_native(impl: str = 'fast') -> bool:
+  """Whether ``impl`` runs on the native fused convolution here (``'fast'`` on a CPU with the
+  kernel built, unless ``NATIVE_CONV`` is off)."""
+  return impl == 'fast' and NATIVE_CONV and convolution.fused_conv_available()
 
 
 def conv(x: jax.Array, kernel: jax.Array, stride: int = 1,
@@ -264,16 +278,21 @@ def s2d_kernel(kernel: jax.Array) -> jax.Array:
 
 
 def conv_s2d(xp: jax.Array, kernel: jax.Array, out_hw: tuple[int, int],
-             strip_floats: Optional[int] = None, blocks: bool = False) -> jax.Array:
+             strip_floats: Optional[int] = None, blocks: bool = False,
+             native: bool = False) -> jax.Array:
   """Stride-1 VALID conv of the padded ``xp`` via 2x2 space-to-depth; cropped to ``out_hw``
-  (``blocks``: the uncropped space-to-depth output, (B, ceil(H/2), ceil(W/2), 4 * C_out))."""
+  (``blocks``: the uncropped space-to-depth output, (B, ceil(H/2), ceil(W/2), 4 * C_out));
+  ``native``: the block conv by :func:`convolution.fused_conv`."""
   k = kernel.shape[0]
   kk = (k + 2) // 2
   h, w = out_hw
   bh, bw = -(-h // 2), -(-w // 2)  # output blocks
   need_h, need_w = 2 * (bh + kk - 1), 2 * (bw + kk - 1)
   xp = jnp.pad(xp, ((0, 0), (0, need_h - xp.shape[1]), (0, need_w - xp.shape[2]), (0, 0)))
-  y = conv(space_to_depth(xp), s2d_kernel(kernel), 1, strip_floats)
+  if native:
+    y = convolution.fused_conv(space_to_depth(xp), s2d_kernel(kernel))[0]
+  else:
+    y = conv(space_to_depth(xp), s2d_kernel(kernel), 1, strip_floats)
   return y if blocks else depth_to_space(y)[:, :h, :w]
 
 
@@ -404,16 +423,21 @@ class Transformer(nn.Module):
 
 def apply_params(c: NetworkConfig, params: Mapping[str, Mapping[str, jax.Array]],
                  x: jax.Array, style_weights: jax.Array, fast: bool = True,
-                 winograd: Optional[bool] = None) -> jax.Array:
+                 winograd: Optional[bool] = None, native: Optional[bool] = None) -> jax.Array:
   """The forward pass on nested params (what :class:`Transformer` runs).
 
   ``winograd`` (default: ``fast``): the 3x3 stride-1 convs by Winograd where it pays (see
   ``WINOGRAD_MAX_FLOATS`` and what follows it). Training passes False: its gradients then stay
   the training convolution's (``convolution.conv_valid``), whose VJP keeps XLA:CPU on its fast
-  path.
+  path. ``native`` (default: ``winograd``'s value where :func:`use_native` holds): every conv on
+  the native fused convolution (:func:`apply_native`; inference: its gradient is XLA's).
   """
   h, w = x.shape[1:3]
   wg = fast if winograd is None else winograd
+  if native is None:
+    native = wg and use_native()
+  if native:
+    return apply_native(c, params, x, style_weights)
 
   def post(name, y, relu=True, normed=True):
     p = params[name]
@@ -460,98 +484,84 @@ def apply_params(c: NetworkConfig, params: Mapping[str, Mapping[str, jax.Array]]
   return y
 
 
-# --- Parameters: flat form, ONNX import ------------------------------------------------------
-
-def flatten_params(params: Mapping[str, Mapping[str, Any]]) -> dict[str, np.ndarray]:
-  """``{layer: {name: array}}`` (or Flax's ``{'layer.name': array}``) -> flat
-  ``{'layer/name': array}``."""
-  flat = {}
-  for k, v in params.items():
-    if isinstance(v, Mapping):
-      for n, a in v.items():
-        flat[f'{k}/{n}'] = np.asarray(a, np.float32)
-    else:
-      flat[k.replace('.', '/')] = np.asarray(v, np.float32)
-  return flat
+def _phase_stats(stats: jax.Array, phases: int = 4) -> jax.Array:
+  """(N, 2, phases * C) per-phase mean / variance -> (N, 2, C) over all phases (the law of total
+  variance: no difference of large sums)."""
+  n, _, pc = stats.shape
+  st = stats.reshape(n, 2, phases, pc // phases)
+  mean = jnp.mean(st[:, 0], axis=1)
+  var = jnp.mean(st[:, 1], axis=1) + jnp.mean(jnp.square(st[:, 0] - mean[:, None]), axis=1)
+  return jnp.stack([mean, var], axis=1)
 
 
-def unflatten_params(flat: Mapping[str, Any]) -> dict[str, dict[str, np.ndarray]]:
-  nested: dict[str, dict[str, np.ndarray]] = {}
-  for k, a in flat.items():
-    layer, _, name = k.replace('.', '/').rpartition('/')
-    nested.setdefault(layer, {})[name] = np.asarray(a)
-  return nested
+def apply_native(c: NetworkConfig, params: Mapping[str, Mapping[str, jax.Array]],
+                 x: jax.Array, style_weights: jax.Array) -> jax.Array:
+  """:func:`apply_params` on the native fused convolution (CPU, float32), the same function.
 
-
-def check_params(c: NetworkConfig, params: Mapping[str, Mapping[str, Any]], where: str = ''
-                 ) -> dict[str, dict[str, np.ndarray]]:
-  """Validates nested params against the config; returns float32 numpy copies.
-
-  Raises:
-    ConfigError: a missing/unexpected parameter or a wrong shape (names the first one).
+  Every conv reads its input with the previous layer's instance norm (and ReLU) applied while
+  reading (``pre``), pads while reading, and returns its own norm's statistics, so each large
+  tensor is written once and read once; a residual block's sum is written by the conv that
+  reads it (``skip``). A normed layer's bias is left out (the norm subtracts it again). The
+  upsampling convs run in their sub-pixel form, the last conv in its space-to-depth form.
   """
-  where = f' in {where}' if where else ''
-  want = param_shapes(c)
-  out: dict[str, dict[str, np.ndarray]] = {}
-  for layer, names in want.items():
-    for name, shape in names.items():
-      a = params.get(layer, {}).get(name)
-      if a is None:
-        raise ConfigError(f'parameter {layer}/{name} is missing{where}; the weights do not match '
-                          'the network config')
-      a = np.asarray(a, np.float32)
-      if a.shape != shape:
-        raise ConfigError(f'parameter {layer}/{name} has shape {a.shape}, expected {shape}{where}'
-                          '; the weights do not match the network config')
-      if not np.all(np.isfinite(a)):
-        raise ConfigError(f'parameter {layer}/{name} has NaN or Inf values{where}')
-      out.setdefault(layer, {})[name] = a
-  extra = sorted(f'{l}/{n}' for l, p in params.items() for n in p if n not in want.get(l, {}))
-  if extra:
-    raise ConfigError(f'unexpected parameter(s) {", ".join(extra[:3])}{where}; the weights do not '
-                      'match the network config')
-  return out
+  fc = convolution.fused_conv
+  h, w = x.shape[1:3]
+  kernel = lambda name: params[name]['kernel']
 
+  def affine(name, stats, phases=1):
+    p = params[name]
+    scale = lax.rsqrt(stats[:, 1] + c.eps) * mix(p['gamma'], style_weights)
+    shift = mix(p['beta'], style_weights) - stats[:, 0] * scale
+    return jnp.tile(scale, (1, phases)), jnp.tile(shift, (1, phases))
 
-def from_onnx_arrays(arrays: Mapping[str, np.ndarray], config: Optional[NetworkConfig] = None
-                     ) -> tuple[NetworkConfig, dict[str, dict[str, np.ndarray]]]:
-  """The multistyle26 ONNX initializers (``contract.0.w``, ``contract.0.norm.gamma``...) ->
-  (config, nested params): OIHW kernels become HWIO."""
-  config = config or multistyle26()
-  params: dict[str, dict[str, np.ndarray]] = {}
-  for k, a in arrays.items():
-    parts = k.split('.')
-    if parts[-1] == 'w':
-      params.setdefault('_'.join(parts[:-1]), {})['kernel'] = np.transpose(a, (2, 3, 1, 0))
-    elif parts[-1] == 'b':
-      params.setdefault('_'.join(parts[:-1]), {})['bias'] = np.asarray(a)
-    elif parts[-2:] in (['norm', 'gamma'], ['norm', 'beta']):
-      params.setdefault('_'.join(parts[:-2]), {})[parts[-1]] = np.asarray(a)
-  return config, check_params(config, params, 'the ONNX file')
-
-
-def init_params(config: NetworkConfig, seed: int = 0) -> dict[str, Any]:
-  """Fresh Flax variables ``{'params': {'layer.name': array}}`` (what ``Transformer.init``
-  gives, drawn with numpy: kernels N(0, 1/fan_in), biases and betas 0, gammas 1).
-
-  Numpy instead of ``Transformer(config).init``: XLA:CPU takes seconds to compile each
-  ``jax.random`` draw, this takes milliseconds.
-  """
-  rng = np.random.default_rng(seed)
-  out = {}
-  for layer, shapes in param_shapes(config).items():
-    for name, shape in shapes.items():
-      if name == 'kernel':
-        a = rng.normal(0., 1. / np.sqrt(np.prod(shape[:-1])), size=shape)
-      else:
-        a = np.full(shape, 1. if name == 'gamma' else 0.)
-      out[f'{layer}.{name}'] = jnp.asarray(a, jnp.float32)
-  return {'params': out}
-
-
-def nested_from_flax(variables: Mapping[str, Any]) -> dict[str, dict[str, np.ndarray]]:
-  return unflatten_params(dict(variables['params']))
-
-
-def flax_from_nested(params: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-  return {'params': {f'{l}.{n}': jnp.asarray(a) for l, p in params.items() for n, a in p.items()}}
+  y, st = fc(x, kernel('contract_0'), 1, c.in_kernel // 2)
+  a, b = affine('contract_0', st)
+  for i in range(1, len(c.down_widths)):
+    y, st = fc(y, kernel(f'contract_{i}'), 2, 1, scale=a, shift=b, pre='affine_relu')
+    a, b = affine(f'contract_{i}', st)
+  pre, skip = 'affine_relu', None  # what the next conv applies to y: relu(norm(.)) (+ skip)
+  for i in range(c.residual_blocks):
+    r, st, skip = fc(y, kernel(f'res_{i}_0'), 1, 1, scale=a, shift=b, pre=pre, skip=skip,
+                     keep_input=True)
+    a, b = affine(f'res_{i}_0', st)
+    y, st = fc(r, kernel(f'res_{i}_1'), 1, 1, scale=a, shift=b, pre='affine_relu')
+    a, b = affine(f'res_{i}_1', st)
+    pre = 'affine'
+  for i in range(len(c.up_widths)):
+    y, st = fc(y, subpixel_kernel(kernel(f'expand_{i}')), 1, 1, edge=True, scale=a, shift=b,
+               pre=pre, skip=skip)[:2]
+    a, b = affine(f'expand_{i}', _phase_stats(st))
+    pre, skip = 'affine_relu', None
+    y = depth_to_space(y)
+  if skip is not None:  # no upsampling convs: the last residual sum, in XLA
+    y, pre = y * a[:, None, None] + b[:, None, None] + skip, 'none'
+  # The last conv in the space-to-depth form (4x fewer kernel taps than the 9x9 conv): the
+  # previous norm applied per (phase, channel) while reading; where the input's sides are odd
+  # the pad to whole blocks is zeros (y and its reflection padding, mapped, are exact: the map
+  # is per channel), reaching only the output rows and columns cropped below.
+  last, k = f'expand_{len(c.up_widths)}', c.out_kernel
+  yp = reflect_pad(y, k // 2)
+  oh, ow = yp.shape[1] - k + 1, yp.shape[2] - k + 1
+  kk = (k + 2) // 2
+  bh, bw = -(-oh // 2), -(-ow // 2)
+  yp = jnp.pad(yp, ((0, 0), (0, 2 * (bh + kk - 1) - yp.shape[1]),
+                    (0, 2 * (bw + kk - 1) - yp.shape[2]), (0, 0)))
+  yb, st = fc(space_to_depth(yp), s2d_kernel(kernel(last)), scale=jnp.tile(a, (1, 4)),
+              shift=jnp.tile(b, (1, 4)), pre=pre)
+  if 'bias' in params[last] and not c.norm_last:
+    yb = yb + jnp.tile(params[last]['bias'], 4)
+  if c.norm_last and oh % 2 == 0 and ow % 2 == 0:
+    a, b = affine(last, _phase_stats(st), phases=4)  # whole blocks: the output's statistics
+    y = depth_to_space(yb * a[:, None, None] + b[:, None, None])[:, :h, :w]
+  else:
+    y = depth_to_space(yb)[:, :oh, :ow]
+    if c.norm_last:
+      p = params[last]
+      y = instance_norm(y, mix(p['gamma'], style_weights), mix(p['beta'], style_weights),
+                        c.eps, one_pass=True)
+    y = y[:, :h, :w]
+  if c.output_activation == 'sigmoid':
+    return jax.nn.sigmoid(y)
+  if c.output_activation == 'tanh':
+    return (jnp.tanh(y) + 1.) * 0.5
+  return y

@@ -1,9 +1,15 @@
 """Native CPU kernels as XLA custom calls (JAX's public FFI): compiled once per machine, cached.
 
-One kernel today, :data:`SORT_SOURCE` (``cpu_sort.cc``): a row-wise float32 sort with its stable
-permutation, 25-30x XLA:CPU's own sort on the style losses' rows (the source's header says why
-and how). :func:`sort_targets` compiles it with the machine's C++ compiler against the installed
-jaxlib's FFI headers (``jax.ffi.include_dir()``), loads it and registers its two targets.
+Two kernels, each source's header saying why and how:
+
+* :data:`SORT_SOURCE` (``cpu_sort.cc``): a row-wise float32 sort with its stable permutation,
+  25-30x XLA:CPU's own sort on the style losses' rows (:func:`sort_targets`);
+* :data:`CONV_SOURCE` (``cpu_conv.cc``): a direct NHWC float32 convolution with the padding,
+  the previous layer's instance norm and the next one's statistics folded in, 2-9x XLA:CPU's
+  convolution on the one-pass networks' few-channel layers (:func:`conv_targets`).
+
+Each is compiled on first use with the machine's C++ compiler against the installed jaxlib's
+FFI headers (``jax.ffi.include_dir()``), loaded, and its targets registered.
 
 * Where: ``$NST_JAX_NATIVE_DIR``, else ``$XDG_CACHE_HOME/nst_jax/native``, else
   ``~/.cache/nst_jax/native``; one file per (source, jaxlib version, compiler, machine), written
@@ -14,8 +20,9 @@ jaxlib's FFI headers (``jax.ffi.include_dir()``), loads it and registers its two
   and compiled once more) turn them off with one warning. Off means the callers' XLA paths,
   which compute the same values (their tests compare the two bit for bit): never an error.
 
-No ``-march=native``: the kernel is scalar integer code, and a library built for one CPU must
-not crash another that shares the cache directory.
+No ``-march=native``: a library built for one CPU must not crash another that shares the cache
+directory. The convolution's hot loop is compiled for several vector widths instead (GCC's
+``target_clones``), the widest the running CPU has picked when the library loads.
 """
 
 from __future__ import annotations
@@ -40,7 +47,14 @@ OFF = ('off', '0', 'false', 'no', 'none', 'disabled')
 SORT_SOURCE = Path(__file__).with_name('cpu_sort.cc')
 SORT_TARGET = 'nst_sort_f32'
 SORT_PERM_TARGET = 'nst_sort_perm_f32'
-_SYMBOLS = {SORT_TARGET: 'NstSortF32', SORT_PERM_TARGET: 'NstSortPermF32'}
+CONV_SOURCE = Path(__file__).with_name('cpu_conv.cc')
+CONV_TARGET = 'nst_conv_f32'
+CONV_RESIDUAL_TARGET = 'nst_conv_residual_f32'
+_SYMBOLS = {SORT_TARGET: 'NstSortF32', SORT_PERM_TARGET: 'NstSortPermF32',
+            CONV_TARGET: 'NstConvF32', CONV_RESIDUAL_TARGET: 'NstConvResidualF32'}
+# -ffp-contract=fast: multiply-adds as FMA instructions where the CPU has them (ISO C++ mode
+# turns the contraction off by default).
+CXX_FLAGS = ('-O3', '-std=c++17', '-ffp-contract=fast', '-shared', '-fPIC', '-w', '-pthread')
 COMPILE_TIMEOUT_S = 300
 # Target names this process has registered: XLA refuses a second registration of a name with
 # another library's address (a second copy of the library loaded from another cache directory).
@@ -80,7 +94,8 @@ def library_path(source: Path, cxx: str) -> Path:
   import jaxlib  # pylint: disable=g-import-not-at-top
   h = hashlib.sha256()
   for part in (source.read_bytes(), jaxlib.__version__.encode(), cxx.encode(),
-               _compiler_version(cxx).encode(), platform.machine().encode()):
+               _compiler_version(cxx).encode(), platform.machine().encode(),
+               ' '.join(CXX_FLAGS).encode()):
     h.update(part)
     h.update(b'\0')
   return cache_dir() / f'lib{source.stem}-{h.hexdigest()[:16]}.so'
@@ -93,8 +108,7 @@ def build(source: Path, out: Path, cxx: str) -> None:
   fd, tmp = tempfile.mkstemp(prefix=out.stem + '.', suffix='.tmp.so', dir=out.parent)
   os.close(fd)
   try:
-    cmd = [cxx, '-O3', '-std=c++17', '-shared', '-fPIC', '-w', '-pthread',
-           '-I', jax.ffi.include_dir(), str(source), '-o', tmp]
+    cmd = [cxx, *CXX_FLAGS, '-I', jax.ffi.include_dir(), str(source), '-o', tmp]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S)
     if r.returncode != 0:
       raise subprocess.SubprocessError(f'{" ".join(cmd)} exited {r.returncode}: '
@@ -120,6 +134,30 @@ def load(source: Path) -> ctypes.CDLL:
   return ctypes.CDLL(str(path))
 
 
+def _register(source: Path, names: tuple[str, ...], what: str, fallback: str,
+              batch_partitionable: bool = False) -> bool:
+  """Loads ``source`` and registers ``names``; False (with one warning) where it cannot.
+  ``batch_partitionable``: every operand and result shares the leading (batch) axes."""
+  if not enabled():
+    return False
+  try:
+    lib = load(source)
+    for name in names:
+      capsule = jax.ffi.pycapsule(getattr(lib, _SYMBOLS[name]))
+      if name in _registered:
+        continue
+      jax.ffi.register_ffi_target(name, capsule, platform='cpu')
+      if batch_partitionable:
+        # Shardings along vmapped (sweep) axes stay put instead of gathering onto every device.
+        jax.ffi.register_ffi_target_as_batch_partitionable(name)
+      _registered.add(name)
+  except (OSError, subprocess.SubprocessError, AttributeError, RuntimeError, ValueError) as e:
+    warnings.warn(f'nst_jax: the native CPU {what} is off ({e}); {fallback}. ${ENV_OFF}=off '
+                  f'silences this.', RuntimeWarning, stacklevel=3)
+    return False
+  return True
+
+
 @functools.lru_cache(maxsize=None)
 def sort_targets() -> Optional[tuple[str, str]]:
   """The registered (sort, sort with permutation) targets, or None where the kernel is off.
@@ -127,21 +165,15 @@ def sort_targets() -> Optional[tuple[str, str]]:
   Compiles and registers on the first call in a process (a few seconds, once per machine while
   the cache keeps the library); never raises.
   """
-  if not enabled():
-    return None
-  try:
-    lib = load(SORT_SOURCE)
-    for name, symbol in _SYMBOLS.items():
-      capsule = jax.ffi.pycapsule(getattr(lib, symbol))
-      if name in _registered:
-        continue
-      jax.ffi.register_ffi_target(name, capsule, platform='cpu')
-      # Shardings along vmapped (sweep) axes stay put instead of gathering onto every device.
-      jax.ffi.register_ffi_target_as_batch_partitionable(name)
-      _registered.add(name)
-  except (OSError, subprocess.SubprocessError, AttributeError, RuntimeError, ValueError) as e:
-    warnings.warn(f'nst_jax: the native CPU sort is off ({e}); sorting with XLA:CPU\'s sort '
-                  f'(same values, slower). ${ENV_OFF}=off silences this.', RuntimeWarning,
-                  stacklevel=2)
-    return None
-  return SORT_TARGET, SORT_PERM_TARGET
+  ok = _register(SORT_SOURCE, (SORT_TARGET, SORT_PERM_TARGET), 'sort',
+                 "sorting with XLA:CPU's sort (same values, slower)", batch_partitionable=True)
+  return (SORT_TARGET, SORT_PERM_TARGET) if ok else None
+
+
+@functools.lru_cache(maxsize=None)
+def conv_targets() -> Optional[tuple[str, str]]:
+  """The registered (convolution, residual convolution) targets, or None where the kernel is
+  off (as :func:`sort_targets`)."""
+  ok = _register(CONV_SOURCE, (CONV_TARGET, CONV_RESIDUAL_TARGET), 'convolution',
+                 "convolving with XLA:CPU's convolution (same values up to rounding, slower)")
+  return (CONV_TARGET, CONV_RESIDUAL_TARGET) if ok else None

@@ -26,6 +26,7 @@ from nst_jax.io import log
 from nst_jax.models import ghiasi
 from nst_jax.models import model_dir as model_io
 from nst_jax.models import transformer as networks
+from nst_jax.models import transformer_params as network_params
 from nst_jax.models import weights
 
 SHARED = Path('../shared')  # beside the repository root, where the suite runs (as bench/)
@@ -185,7 +186,7 @@ class Inputs:
           self._fallback('multistyle26 weights', e)
       if params is None:
         self.provenance['fast'] = 'random'
-        params = networks.init_params(config, seed=0)
+        params = network_params.init_params(config, seed=0)
       return str(model_io.save_model(self.dir / 'multistyle26', config, params))
     return self._once('fast_model', make)
 

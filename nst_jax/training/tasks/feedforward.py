@@ -27,6 +27,7 @@ from nst_jax.losses import objective as objective_lib
 from nst_jax.losses import terms as terms_lib
 from nst_jax.models import model_dir as model_io
 from nst_jax.models import transformer as networks
+from nst_jax.models import transformer_params as network_params
 from nst_jax.models import vgg
 from nst_jax.runtime import devices
 from nst_jax.training import data
@@ -200,7 +201,7 @@ def style_task(config, vgg_params: Mapping) -> loop_lib.Task:
   weights = objective_weights(config, spec)
   impl = config.net.get('impl', 'direct')
   grams = style_targets(vgg_params, spec, styles)
-  params = networks.nested_from_flax(networks.init_params(netcfg, int(config.seed)))
+  params = network_params.nested_from_flax(network_params.init_params(netcfg, int(config.seed)))
   params = jax.tree.map(jnp.asarray, params)
   samplers: dict[str, Any] = {'content': data_lib.content_sampler(config)}
   if n > 1:

@@ -52,6 +52,7 @@ from nst_jax.io import images as image_io
 from nst_jax.losses import objective
 from nst_jax.models import model_dir as model_io
 from nst_jax.models import transformer as networks
+from nst_jax.models import transformer_params as network_params
 from nst_jax.models import vgg
 from nst_jax.training import data as data_lib
 from nst_jax.training import loop as loop_lib
@@ -101,7 +102,7 @@ def norm_layers(netcfg: networks.NetworkConfig) -> list[str]:
 def fingerprint(model: model_io.Model) -> str:
   """sha256 of the architecture and every parameter (names and bytes)."""
   h = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True).encode())
-  flat = networks.flatten_params(model.params)
+  flat = network_params.flatten_params(model.params)
   for k in sorted(flat):
     h.update(k.encode())
     h.update(np.ascontiguousarray(flat[k], np.float32).tobytes())

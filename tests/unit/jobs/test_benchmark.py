@@ -28,6 +28,7 @@ from nst_jax.jobs import fast as fast_lib
 from nst_jax.models import adain, ghiasi
 from nst_jax.models import model_dir as model_io
 from nst_jax.models import transformer as networks
+from nst_jax.models import transformer_params as network_params
 from nst_jax.runtime import interrupt
 
 TINY = networks.NetworkConfig(down_widths=(8, 16), residual_blocks=1, up_widths=(8,),
@@ -44,7 +45,7 @@ def inputs(tmp_path_factory):
   for i in range(2):
     image_io.save_image(d / 'contents' / f'photo{i}.png', synthetic_image(40, 48, 10 + i))
     image_io.save_image(d / 'styles' / f'paint{i}.png', synthetic_image(48, 48, 20 + i))
-  model = model_io.save_model(d / 'fast_model', TINY, networks.init_params(TINY, seed=3),
+  model = model_io.save_model(d / 'fast_model', TINY, network_params.init_params(TINY, seed=3),
                               ['a', 'b', 'c'])
   gpath = accel_inputs.random_ghiasi(d / 'ghiasi_random.npz', seed=0)
   adain.save_decoder(d / 'adain', adain.init_decoder(0, width=0.125), width=0.125)

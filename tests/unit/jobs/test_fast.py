@@ -13,6 +13,7 @@ from nst_jax.jobs import fast as fast_lib
 from nst_jax.io import images as image_io
 from nst_jax.models import model_dir as model_io
 from nst_jax.models import transformer as networks
+from nst_jax.models import transformer_params as network_params
 from nst_jax.io import video
 from nst_jax.errors import NSTError
 
@@ -25,7 +26,7 @@ TINY = networks.NetworkConfig(down_widths=(8, 16), residual_blocks=1, up_widths=
 @pytest.fixture(scope='session')
 def model_dir(tmp_path_factory):
   d = tmp_path_factory.mktemp('model')
-  return model_io.save_model(d, TINY, networks.init_params(TINY, seed=3), ['a', 'b', 'c'])
+  return model_io.save_model(d, TINY, network_params.init_params(TINY, seed=3), ['a', 'b', 'c'])
 
 
 @pytest.fixture(scope='session')

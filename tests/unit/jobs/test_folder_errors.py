@@ -18,6 +18,7 @@ from nst_jax.jobs import fast as fast_lib
 from nst_jax.models import ghiasi
 from nst_jax.models import model_dir as model_io
 from nst_jax.models import transformer as networks
+from nst_jax.models import transformer_params as network_params
 
 # The tiny random network of test_fast.py.
 TINY = networks.NetworkConfig(down_widths=(8, 16), residual_blocks=1, up_widths=(8,),
@@ -29,7 +30,7 @@ SHAPE = (37, 51)  # test_arbitrary.py's small content shape (one compiled transf
 @pytest.fixture(scope='session')
 def tiny_model(tmp_path_factory):
   d = tmp_path_factory.mktemp('tiny_model')
-  return model_io.save_model(d, TINY, networks.init_params(TINY, seed=3), ['a', 'b', 'c'])
+  return model_io.save_model(d, TINY, network_params.init_params(TINY, seed=3), ['a', 'b', 'c'])
 
 
 @pytest.fixture

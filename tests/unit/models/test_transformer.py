@@ -14,6 +14,7 @@ from conftest import SHARED
 from nst_jax.models import model_dir as model_io
 from nst_jax.models import convolution
 from nst_jax.models import transformer as networks
+from nst_jax.models import transformer_params as network_params
 from nst_jax.errors import ConfigError, NSTError
 
 REFERENCE = SHARED / 'weights' / 'magenta' / 'reference_outputs.npz'
@@ -174,7 +175,7 @@ def test_conv_gradients_equal_jax_rule(k, stride, hw):
 
 def test_flax_module_and_johnson_preset():
   c = networks.johnson2016()
-  variables = networks.init_params(c, seed=0)
+  variables = network_params.init_params(c, seed=0)
   n = sum(a.size for a in jax.tree.leaves(variables))
   shapes = jax.eval_shape(networks.Transformer(c).init, jax.random.PRNGKey(0),
                           jnp.zeros((1, 16, 16, 3)))
@@ -191,14 +192,14 @@ def test_flax_module_and_johnson_preset():
 def test_save_and_load_model(tmp_path):
   c = networks.NetworkConfig(down_widths=(4, 8), residual_blocks=1, up_widths=(4,), in_kernel=3,
                              out_kernel=3, num_styles=2)
-  variables = networks.init_params(c, seed=1)
+  variables = network_params.init_params(c, seed=1)
   d = model_io.save_model(tmp_path / 'm', c, variables, styles=['a', 'b'], info={'steps': 3})
   m = model_io.load_model(d)
   assert m.config == c and m.styles == ['a', 'b'] and m.info == {'steps': 3}
   x = np.random.default_rng(8).random((1, 16, 16, 3)).astype(np.float32)
   w = np.array([1., 0.], np.float32)
   apply = jax.jit(networks.Transformer(c).apply)
-  np.testing.assert_array_equal(apply(networks.flax_from_nested(m.params), x, w),
+  np.testing.assert_array_equal(apply(network_params.flax_from_nested(m.params), x, w),
                                 apply(variables, x, w))
   with np.load(d / 'model.npz', allow_pickle=False) as z:
     assert 'contract_0/kernel' in z.files
@@ -209,7 +210,7 @@ def test_save_and_load_model(tmp_path):
 def test_bad_models(tmp_path):
   c = networks.NetworkConfig(down_widths=(4, 8), residual_blocks=0, up_widths=(4,), in_kernel=3,
                              out_kernel=3)
-  good = model_io.save_model(tmp_path / 'good', c, networks.init_params(c))
+  good = model_io.save_model(tmp_path / 'good', c, network_params.init_params(c))
   cases = {'missing': tmp_path / 'nope', 'file': tmp_path / 'f.txt', 'empty': tmp_path / 'empty'}
   cases['file'].write_text('x')
   cases['empty'].mkdir()

@@ -17,8 +17,10 @@ def fresh(monkeypatch, tmp_path):
   """A private library cache; the registered targets forgotten before and after."""
   monkeypatch.setenv(native.ENV_DIR, str(tmp_path / 'native'))
   native.sort_targets.cache_clear()
+  native.conv_targets.cache_clear()
   yield tmp_path / 'native'
   native.sort_targets.cache_clear()
+  native.conv_targets.cache_clear()
 
 
 @pytest.mark.skipif(native.compiler() is None, reason='no C++ compiler here')
@@ -51,6 +53,8 @@ def test_no_compiler_or_failed_build_warns_once_and_turns_the_kernel_off(fresh, 
   monkeypatch.setenv('CXX', sys.executable)  # "compiles" by failing: python -O3 ... exits 2
   with pytest.warns(RuntimeWarning, match='exited'):
     assert native.sort_targets() is None
+  with pytest.warns(RuntimeWarning, match='native CPU convolution is off .*exited'):
+    assert native.conv_targets() is None
   assert not any(fresh.glob('*.so'))  # nothing half-written
 
 
@@ -59,6 +63,16 @@ def test_off_switch(fresh, monkeypatch):
   with warnings.catch_warnings():
     warnings.simplefilter('error')
     assert native.sort_targets() is None
+    assert native.conv_targets() is None
+
+
+@pytest.mark.skipif(native.compiler() is None, reason='no C++ compiler here')
+def test_the_convolution_library_builds_and_registers_both_targets(fresh):
+  assert native.conv_targets() == (native.CONV_TARGET, native.CONV_RESIDUAL_TARGET)
+  lib = native.load(native.CONV_SOURCE)
+  assert hasattr(lib, 'NstConvF32') and hasattr(lib, 'NstConvResidualF32')
+  assert [p.name for p in fresh.iterdir()] == [native.library_path(native.CONV_SOURCE,
+                                                                   native.compiler()).name]
 
 
 def test_library_name_changes_with_the_source(tmp_path, monkeypatch):
@@ -68,6 +82,9 @@ def test_library_name_changes_with_the_source(tmp_path, monkeypatch):
   a = native.library_path(src, 'c++')
   src.write_text('int f() { return 2; }\n')
   assert native.library_path(src, 'c++') != a and a.name.startswith('libk-')
+  b = native.library_path(src, 'c++')
+  monkeypatch.setattr(native, 'CXX_FLAGS', native.CXX_FLAGS + ('-O0',))
+  assert native.library_path(src, 'c++') != b  # and with the flags
 
 
 SHARD_SCRIPT = r'''

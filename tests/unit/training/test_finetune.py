@@ -26,6 +26,7 @@ from nst_jax.jobs import fast
 from nst_jax.jobs import train as train_lib
 from nst_jax.models import model_dir as model_io
 from nst_jax.models import transformer as networks
+from nst_jax.models import transformer_params as network_params
 from nst_jax.runtime import interrupt
 from nst_jax.training import loop as loop_lib
 from nst_jax.training.tasks import finetune
@@ -41,7 +42,7 @@ TINY = networks.NetworkConfig(down_widths=(8, 8, 8), residual_blocks=1, up_width
 def _random_model(config: networks.NetworkConfig, seed: int) -> dict:
   """Random kernels and distinct random gamma/beta rows (a stand-in for a trained network)."""
   rng = np.random.default_rng(seed)
-  params = networks.nested_from_flax(networks.init_params(config, seed))
+  params = network_params.nested_from_flax(network_params.init_params(config, seed))
   for p in params.values():
     if 'gamma' in p:
       p['gamma'] = (1. + 0.3 * rng.normal(size=p['gamma'].shape)).astype(np.float32)
@@ -88,7 +89,7 @@ def finetuned(tiny_photos, tiny_base, params, tmp_path_factory):
 
 
 def _flat(model):
-  return networks.flatten_params(model.params)
+  return network_params.flatten_params(model.params)
 
 
 def test_only_the_new_rows_change_and_the_loss_falls(finetuned, tiny_base):

@@ -20,6 +20,7 @@ from nst_jax.io import metric_writers as metrics
 from nst_jax.runtime import interrupt
 from nst_jax.models import model_dir as model_io
 from nst_jax.models import transformer as networks
+from nst_jax.models import transformer_params as network_params
 from nst_jax.jobs import train as train_lib
 from nst_jax.training import loop as loop_lib
 from nst_jax.config import train as train_schema
@@ -162,8 +163,8 @@ def test_training_lowers_the_loss_and_writes_a_loadable_model(trained, tiny_phot
   assert json.loads((out / 'train.json').read_text())['steps'] == 4
   model = model_io.load_model(out)  # what configs/fast.py --model=DIR loads
   assert model.styles == ['starry_night'] and model.config.output_activation == 'sigmoid'
-  for k, v in networks.flatten_params(summary_params(summary)).items():
-    np.testing.assert_array_equal(networks.flatten_params(model.params)[k], v)
+  for k, v in network_params.flatten_params(summary_params(summary)).items():
+    np.testing.assert_array_equal(network_params.flatten_params(model.params)[k], v)
   photo = image_io.load_image(IMAGES / 'tubingen.jpg', size=40)  # 40x30, not the training size
   y = fast.stylize(model, photo)
   assert y.shape == photo.shape and y.dtype == np.uint8
