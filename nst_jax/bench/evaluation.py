@@ -52,6 +52,8 @@ _BATCH = flags.DEFINE_integer('batch', 1, 'Images per forward pass (--network).'
 _IMPL = flags.DEFINE_string('impl', 'fast', 'fast | direct convolutions (--network); '
                             'fast_xla: the fast path without the native CPU convolution; '
                             'fast_no_winograd: nor Winograd (XLA\'s 3x3 convs).')
+_LAYERS = flags.DEFINE_boolean('layers', False, 'Per-layer times of --network=multistyle26|model '
+                               'on the native convolution (nst_jax/bench/fast.py).')
 _TRAIN = flags.DEFINE_boolean('train', False, 'Training steps/s of --network at --size, batch 4 '
                               '(nst_jax/bench/train.py).')
 _MEMORY = flags.DEFINE_bool('memory', False, 'A real run: seconds per evaluation, peak memory and '
@@ -105,6 +107,11 @@ def bench_eval(content, style, size, steps, repeats=3, conv_impl='direct', pooli
 
 def main(argv):
   del argv
+  if _NETWORK.value in ('multistyle26', 'model') and _LAYERS.value:
+    from nst_jax.bench import fast as bench_fast  # pylint: disable=g-import-not-at-top
+    print(json.dumps(bench_fast.layer_times(_NETWORK.value, _SIZE.value, max(_REPEATS.value, 5),
+                                            _MODEL.value)))
+    return
   if _NETWORK.value in ('multistyle26', 'model') and not _TRAIN.value:
     from nst_jax.bench import fast as bench_fast  # pylint: disable=g-import-not-at-top
     print(json.dumps(bench_fast.bench_network(

@@ -58,12 +58,13 @@ IMPLS = ('fast', 'direct')
 # Benchmark-only variants: the fast path with XLA's convolutions and Winograd (what the native
 # kernel adds), and with XLA's own 3x3 convs too (what Winograd adds).
 BENCH_IMPLS = IMPLS + ('fast_xla', 'fast_no_winograd')
-# impl='fast' on the CPU: the native fused convolution where it is built (2-9x XLA:CPU's
-# convolution on these layers; the 26-style network 1.34x -> see docs/results/2026-12-08-*).
+# impl='fast' on the CPU: the native fused convolution where it is built. Measured 2-9x XLA:CPU's
+# convolution on these layers, the 26-style network 1.40-1.53x -> 0.79-0.95x onnxruntime's time
+# at 512 px (2-core EPYC; docs/results/2026-12-08-native-conv.md).
 NATIVE_CONV = True
 MIN_SIDE = 8
 # Whether impl='fast' also rewrites the stride-2 convs (space-to-depth + 2x2 conv). Measured
-# slower than XLA's own strided conv on the 2-core CPU (bench_fast.py --layers), so off.
+# slower than XLA's own strided conv on the 2-core CPU (docs/results/2026-12-03-one-pass.md).
 FAST_STRIDE2 = False
 # impl='fast' runs convs in row strips of at most this many im2col floats (see :func:`conv`).
 STRIP_FLOATS = 2 ** 19
