@@ -43,6 +43,7 @@ import numpy as np
 
 from nst_jax.errors import WeightsError
 from nst_jax.io import files as fileio
+from nst_jax.models import convolution
 from nst_jax.models import onnx_import as onnx_convert
 from nst_jax.models import transformer as networks
 from nst_jax.models import weights
@@ -187,7 +188,8 @@ class _Conv(nn.Module):
   ``fast``: the reformulations of :mod:`nst_jax.models.transformer` (row strips, space-to-depth 9x9
   and stride-2 convs, sub-pixel upsampling convs, Winograd 3x3 convs unless ``winograd`` is
   False, one-pass norm statistics), the same result as the plain XLA convolutions
-  (``fast=False``).
+  (``fast=False``). ``native``: each form's convolution on the native CPU kernel
+  (:func:`nst_jax.models.convolution.fused_conv`, padding while reading); bias and norm in XLA.
   """
   features: int
   kernel_size: int
@@ -195,6 +197,7 @@ class _Conv(nn.Module):
   eps: Optional[float] = None  # None: no norm (batch norm folded into kernel and bias).
   fast: bool = True
   winograd: bool = True
+  native: bool = False
 
   @nn.compact
   def __call__(self, x, embedding=None):
@@ -203,7 +206,16 @@ class _Conv(nn.Module):
                         (k, k, x.shape[-1], self.features))
     bias = self.param('bias', nn.initializers.zeros, (self.features,))
     strips = networks.STRIP_FLOATS if self.fast else None
-    if self.form == 'stride2':
+    fc = convolution.fused_conv
+    if self.native and self.form == 'stride2':
+      y = fc(x, kernel, 2, 1)[0]
+    elif self.native and self.form == 'up':
+      y = networks.depth_to_space(fc(x, networks.subpixel_kernel(kernel), 1, 1, edge=True)[0])
+    elif self.native and self.form == 's2d':
+      y = networks.conv_s2d(networks.reflect_pad(x, k // 2), kernel, x.shape[1:3], native=True)
+    elif self.native:
+      y = fc(x, kernel, 1, k // 2)[0]
+    elif self.form == 'stride2':
       y = networks.conv_stride2(networks.reflect_pad(x, 1), kernel, self.fast, strips)
     elif self.form == 'up':
       y = networks.upsample_conv(x, kernel, self.fast, strips, self.fast and self.winograd)
@@ -223,9 +235,9 @@ class Transformer(nn.Module):
 
   Attributes:
     eps: the instance norm's epsilon (read from the graph by :func:`convert`).
-    impl: 'fast' (reformulated convolutions, same result, faster on CPU) or 'direct';
-      'fast_no_winograd' (the fast path with XLA's 3x3 convs) lets the benchmarks show what
-      Winograd adds.
+    impl: 'fast' (reformulated convolutions, on the CPU the native kernel where it is built;
+      same result, faster) or 'direct'; 'fast_xla' (the fast path on XLA's convolutions) and
+      'fast_no_winograd' (also without Winograd) let the benchmarks show what each adds.
   """
   eps: float = 1e-5
   impl: str = 'fast'
@@ -234,7 +246,7 @@ class Transformer(nn.Module):
   def __call__(self, content: jax.Array, embedding: jax.Array) -> jax.Array:
     h, w = content.shape[1:3]
     f, wg = networks.impl_choices(self.impl, bench=True)
-    conv = functools.partial(_Conv, fast=f, winograd=wg)
+    conv = functools.partial(_Conv, fast=f, winograd=wg, native=networks.use_native(self.impl))
     x = nn.relu(conv(8, 9, 's2d', name='contract_conv1')(content))
     x = nn.relu(conv(16, 3, 'stride2', name='contract_conv2')(x))
     x = nn.relu(conv(32, 3, 'stride2', name='contract_conv3')(x))

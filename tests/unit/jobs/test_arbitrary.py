@@ -14,6 +14,7 @@ import pytest
 
 from nst_jax.config import arbitrary as arbitrary_schema
 from nst_jax.jobs import arbitrary as arbitrary_lib
+from nst_jax.models import convolution
 from nst_jax.models import ghiasi
 from nst_jax.io import images as image_io
 from nst_jax import jobs
@@ -402,3 +403,17 @@ def test_video_through_the_fast_pipeline(tmp_path, ghiasi_npz):
   info = video.probe(out)
   assert (info.width, info.height, info.has_audio) == (64, 36, True)
   assert len(list(video.read_frames(out))) == 6
+
+
+@pytest.mark.skipif(not convolution.fused_conv_available(), reason='native convolution off')
+def test_transform_on_the_native_convolution_equals_the_plain_one(gparams):
+  """impl='fast' on the CPU runs every transform conv natively (no XLA convolution in the
+  program): the plain convolutions' output within a hundredth of a level, odd sizes too."""
+  rng = np.random.default_rng(5)
+  emb = jnp.asarray(rng.normal(size=(2, 100)) * 0.5, jnp.float32)
+  x = jnp.asarray(rng.random((2, 45, 37, 3)), jnp.float32)
+  got = ghiasi.transform(gparams, x, emb, 'fast')
+  assert 'convolution' not in jax.jit(lambda x: ghiasi.transform(gparams, x, emb)).lower(
+      x).as_text()
+  want = ghiasi.transform(gparams, x, emb, 'direct')
+  assert float(jnp.abs(got - want).max()) < 0.01 / 255
