@@ -60,6 +60,9 @@ MIN_CONTENT_SIDE = 16
 # method=wct's pixel level (nst_jax.models.wct.stylize) for the Python API: the config's default
 # (its measurement is beside it in nst_jax/config/arbitrary.py).
 DEFAULT_WCT_PIXEL_LEVEL = float(arbitrary_schema.arbitrary_config().wct_pixel_level)
+# method=adain's decoder-level matching and pixel level, likewise.
+DEFAULT_ADAIN_DECODER_MATCHING = bool(arbitrary_schema.arbitrary_config().adain_decoder_matching)
+DEFAULT_ADAIN_PIXEL_LEVEL = float(arbitrary_schema.arbitrary_config().adain_pixel_level)
 
 
 def _split(text: Any) -> list[str]:
@@ -106,8 +109,8 @@ def _check_unit(value: Any, name: str) -> float:
   return v
 
 
-def check_pixel_level(level: Any) -> float:
-  return _check_unit(level, 'wct_pixel_level')
+def check_pixel_level(level: Any, name: str = 'wct_pixel_level') -> float:
+  return _check_unit(level, name)
 
 
 def check_strength(strength: Any) -> float:
@@ -241,12 +244,16 @@ class ArbitraryStylizer:
       params of the encoder (default :func:`nst_jax.models.weights.load_vgg19`).
     model: AdaIN decoder directory (default: the shipped ``weights/adain_decoder``).
     impl: Ghiasi conv formulation ('fast' or 'direct', same result).
+    wct_pixel_level, adain_pixel_level, adain_decoder_matching: the config fields of those
+      names (nst_jax/config/arbitrary.py).
   """
 
   def __init__(self, styles: Sequence[Style], method: str = 'ghiasi', strength: float = 1.,
                style_blend_weights=None, masks: Optional[Sequence[np.ndarray]] = None,
                original_colors: bool = False, params=None, model: Optional[str] = None,
-               impl: str = 'fast', wct_pixel_level: float = DEFAULT_WCT_PIXEL_LEVEL):
+               impl: str = 'fast', wct_pixel_level: float = DEFAULT_WCT_PIXEL_LEVEL,
+               adain_pixel_level: float = DEFAULT_ADAIN_PIXEL_LEVEL,
+               adain_decoder_matching: bool = DEFAULT_ADAIN_DECODER_MATCHING):
     if method not in METHODS:
       raise ConfigError(f'unknown method {method!r}; choose one of {", ".join(METHODS)}')
     if not styles:
@@ -266,6 +273,8 @@ class ArbitraryStylizer:
     self.original_colors = bool(original_colors)
     self.impl = impl
     self.wct_pixel_level = check_pixel_level(wct_pixel_level)
+    self.adain_pixel_level = check_pixel_level(adain_pixel_level, 'adain_pixel_level')
+    self.adain_decoder_matching = bool(adain_decoder_matching)
     self._mask_cache: dict[tuple[int, int], jax.Array] = {}
     if method == 'ghiasi':
       self.params = ghiasi.load() if params is None else params
@@ -291,9 +300,15 @@ class ArbitraryStylizer:
                         else adain)
       # The paintings' statistics once, not once per photo or video frame.
       self.adain_stats = self._transfer.style_statistics(params, list(self.styles))
-      # WCT's pixel level: the paintings' colour statistics, also once.
-      self.pixel_stats = (self._transfer.pixel_statistics(list(self.styles))
-                          if method == 'wct' and self.wct_pixel_level > 0. else None)
+      # The pixel level (WCT's and AdaIN's): the paintings' colour statistics, also once.
+      self._wct = importlib.import_module('nst_jax.models.wct')
+      self.pixel_level = self.wct_pixel_level if method == 'wct' else self.adain_pixel_level
+      self.pixel_stats = (self._wct.pixel_statistics(list(self.styles))
+                          if self.pixel_level > 0. else None)
+      # AdaIN's decoder-level targets (the paintings' reconstructions), also once.
+      self.decoder_stats = (adain.decoder_statistics(self.decoder, params, list(self.styles),
+                                                     self.width)
+                            if method == 'adain' and self.adain_decoder_matching else None)
 
   def _masks_for(self, shape: tuple[int, int]) -> jax.Array:
     if shape not in self._mask_cache:
@@ -332,11 +347,17 @@ class ArbitraryStylizer:
     # own painting's statistics), one feature map decoded once (nst_jax.models.adain.adain_regions).
     masks = None if self.masks is None else np.asarray(self._masks_for(photo.shape[:2]))
     extra = ({'pixel_level': self.wct_pixel_level, 'pixel_stats': self.pixel_stats}
-             if self.method == 'wct' else {})
+             if self.method == 'wct' else
+             {'decoder_matching': self.adain_decoder_matching,
+              'decoder_stats': self.decoder_stats})
     out = self._transfer.stylize(self.decoder, photo, list(self.styles), alpha=self.strength,
                                  style_weights=self.weights, vgg_params=self.vgg,
                                  width=self.width, masks=masks, statistics=self.adain_stats,
                                  **extra)
+    if self.method == 'adain' and self.adain_pixel_level > 0.:
+      out = self._wct.apply_pixel_level(out, list(self.styles), self.weights,
+                                        self.strength * self.adain_pixel_level, masks,
+                                        self.pixel_stats)
     return controls.original_colors(out, photo) if self.original_colors else out
 
   def __call__(self, images: np.ndarray) -> np.ndarray:
@@ -349,7 +370,9 @@ def stylize_arbitrary(content: np.ndarray, style: Union[Style, Sequence[Style]],
                       style_blend_weights: Optional[Sequence[float]] = None,
                       masks: Optional[Sequence[np.ndarray]] = None, original_colors: bool = False,
                       params=None, model: Optional[str] = None, impl: str = 'fast',
-                      wct_pixel_level: Optional[float] = None) -> np.ndarray:
+                      wct_pixel_level: Optional[float] = None,
+                      adain_pixel_level: Optional[float] = None,
+                      adain_decoder_matching: Optional[bool] = None) -> np.ndarray:
   """Stylizes a photo with any painting(s) in one forward pass.
 
   Args:
@@ -367,6 +390,8 @@ def stylize_arbitrary(content: np.ndarray, style: Union[Style, Sequence[Style]],
       once); method='adain': VGG19 params (default :func:`nst_jax.models.weights.load_vgg19`).
     model: AdaIN decoder directory (method='adain'; default: the shipped one).
     impl: Ghiasi conv formulation, 'fast' or 'direct' (same result).
+    wct_pixel_level, adain_pixel_level, adain_decoder_matching: the config fields of those
+      names (default: the config's defaults).
 
   Returns:
     uint8 RGB of the content's shape.
@@ -378,8 +403,11 @@ def stylize_arbitrary(content: np.ndarray, style: Union[Style, Sequence[Style]],
   if content.ndim == 3:
     check_image(content, 'content image', MIN_CONTENT_SIDE)
   level = DEFAULT_WCT_PIXEL_LEVEL if wct_pixel_level is None else wct_pixel_level
+  a_level = DEFAULT_ADAIN_PIXEL_LEVEL if adain_pixel_level is None else adain_pixel_level
+  matching = (DEFAULT_ADAIN_DECODER_MATCHING if adain_decoder_matching is None
+              else adain_decoder_matching)
   return ArbitraryStylizer(styles, method, strength, style_blend_weights, masks, original_colors,
-                           params, model, impl, level)(content)
+                           params, model, impl, level, a_level, matching)(content)
 
 
 # --- The job ---------------------------------------------------------------------------------
@@ -419,7 +447,8 @@ def run(config: ml_collections.ConfigDict, stylizer: Optional[ArbitraryStylizer]
     stylizer = ArbitraryStylizer(styles, config.method, config.strength,
                                  config.style_blend_weights, masks, config.original_colors,
                                  params, config.model or None, config.impl,
-                                 config.wct_pixel_level)
+                                 config.wct_pixel_level, config.adain_pixel_level,
+                                 config.adain_decoder_matching)
   if kind == 'video':
     fileio.check_writable(output, suffixes=('.mp4', '.m4v', '.mov', '.mkv'))
   elif kind == 'folder':

@@ -29,7 +29,7 @@ from __future__ import annotations
 import functools
 import json
 from pathlib import Path
-from typing import Mapping, Optional, Sequence, cast
+from typing import Callable, Mapping, Optional, Sequence, cast
 
 import flax.linen as nn
 import jax
@@ -181,7 +181,11 @@ class Decoder(nn.Module):
   width: float = 1.0
 
   @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def __call__(self, x: jax.Array,
+               hidden_map: Optional[Callable[[int, jax.Array], jax.Array]] = None) -> jax.Array:
+    """``hidden_map(i, h)``: replaces hidden activation ``i`` (1-based: the output of conv i and
+    its ReLU) by its value (decoder-level matching, :func:`decoder_statistics`). The
+    activations are sown as ``intermediates`` ``hidden{i}`` before the map."""
     n_conv = sum(1 for v in DECODER_LAYOUT if v != 'up')
     # With the output in 0..1 units (below), raw relu4_1 (mean ~370 on photos; the authors'
     # normalised VGG: ~1) would make every hidden activation ~370x theirs: an untrained decoder
@@ -205,6 +209,9 @@ class Decoder(nn.Module):
         x = OUTPUT_SCALE * _Conv3x3Reflect(ch, name=f'conv{i}')(x)
       else:
         x = nn.relu(_Conv3x3Reflect(ch, name=f'conv{i}')(x))
+        self.sow('intermediates', f'hidden{i}', x)
+        if hidden_map is not None:
+          x = hidden_map(i, x)
     return x
 
 
@@ -298,14 +305,67 @@ def init_decoder(seed: int = 0, width: float = 1.0) -> dict:
   return params
 
 
+# Decoder-level matching: the hidden activations to match, all of them (chosen on 20 tuning pairs
+# against matching the four finer ones, every other one, the last two and half strength:
+# docs/results/2026-12-08-adain-decoder-matching.md).
+MATCHED_HIDDEN = (1, 2, 3, 4, 5, 6, 7, 8)
+
+
 @functools.partial(jax.jit, static_argnames=('width', 'conv_impl'))
-def _stylize(decoder_params, vgg_params, content, mus, sds, weights, alpha, width, conv_impl):
+def _decoder_stats(decoder_params, vgg_params, style, width, conv_impl):
+  fs = encode(vgg_params, style, (ENCODER_LAYER,), conv_impl)[ENCODER_LAYER]
+  _, state = Decoder(width).apply({'params': decoder_params}, fs, mutable=['intermediates'])
+  hidden = state['intermediates']
+  return tuple(mean_std(hidden[f'hidden{i}'][0]) for i in MATCHED_HIDDEN)
+
+
+def decoder_statistics(decoder_params: Mapping, vgg_params: Mapping,
+                       styles: Sequence[np.ndarray], width: Optional[float] = None,
+                       conv_impl: str = 'direct') -> tuple[tuple[jax.Array, jax.Array], ...]:
+  """Decoder-level targets: each painting's relu4_1 features decoded (its reconstruction), the
+  channel means and standard deviations of the decoder's hidden activations
+  :data:`MATCHED_HIDDEN`, stacked over paintings: one ((K, C_i), (K, C_i)) pair per activation.
+
+  Matching a stylization's hidden activations to these (AdaIN inside the decoder, coarse to fine)
+  carries the painting's statistics below relu4_1's scale, which AdaIN at relu4_1 alone does not
+  reach; no training involved."""
+  width = decoder_width(decoder_params) if width is None else width
+  per = [_decoder_stats(decoder_params, vgg_params, jnp.asarray(pad_to_multiple(s)[0],
+                                                                jnp.float32)[None],
+                        float(width), conv_impl) for s in styles]
+  return tuple((jnp.stack([p[j][0] for p in per]), jnp.stack([p[j][1] for p in per]))
+               for j in range(len(MATCHED_HIDDEN)))
+
+
+def _matcher(dstats, alpha, weights=None, masks=None):
+  """The decoder's hidden_map for decoder-level matching (None where ``dstats`` is None)."""
+  if dstats is None:
+    return None
+  targets = dict(zip(MATCHED_HIDDEN, dstats))
+
+  def hidden_map(i, h):
+    if i not in targets:
+      return h
+    mus, sds = targets[i]
+    if masks is not None:  # per region, the masks pooled onto this activation's grid
+      f = masks.shape[1] // h.shape[1]
+      grid = masks.reshape(masks.shape[0], h.shape[1], f, h.shape[2], f).mean((2, 4))
+      return adain_regions(h, grid, mus, sds, alpha)
+    t = adain_from_stats(h, jnp.tensordot(weights, mus, 1), jnp.tensordot(weights, sds, 1))
+    return alpha * t + (1. - alpha) * h
+
+  return hidden_map
+
+
+@functools.partial(jax.jit, static_argnames=('width', 'conv_impl'))
+def _stylize(decoder_params, vgg_params, content, mus, sds, weights, alpha, width, conv_impl,
+             dstats=None):
   fc = encode(vgg_params, content, (ENCODER_LAYER,), conv_impl)[ENCODER_LAYER]
   mu = jnp.tensordot(weights, mus, 1)
   sd = jnp.tensordot(weights, sds, 1)
   t = adain_from_stats(fc, mu, sd)
   t = alpha * t + (1. - alpha) * fc
-  return Decoder(width).apply({'params': decoder_params}, t)
+  return Decoder(width).apply({'params': decoder_params}, t, _matcher(dstats, alpha, weights))
 
 
 def masks_to_grid(masks: jax.Array) -> jax.Array:
@@ -316,12 +376,12 @@ def masks_to_grid(masks: jax.Array) -> jax.Array:
 
 @functools.partial(jax.jit, static_argnames=('width', 'conv_impl'))
 def _stylize_regions(decoder_params, vgg_params, content, masks, mus, sds, alpha, width,
-                     conv_impl):
+                     conv_impl, dstats=None):
   """content (1, H, W, 3) 0..255, masks (K, H, W): per-region AdaIN, one decoding; the photo is
   kept where no mask covers (composited by the uncovered fraction at full resolution)."""
   fc = encode(vgg_params, content, (ENCODER_LAYER,), conv_impl)[ENCODER_LAYER]
   t = adain_regions(fc, masks_to_grid(masks), mus, sds, alpha)
-  out = Decoder(width).apply({'params': decoder_params}, t)
+  out = Decoder(width).apply({'params': decoder_params}, t, _matcher(dstats, alpha, masks=masks))
   covered = jnp.minimum(jnp.sum(masks, 0), 1.)[None, :, :, None]
   return covered * out + (1. - covered) * content
 
@@ -351,7 +411,10 @@ def stylize(decoder_params: Mapping, content: np.ndarray, style, alpha: float = 
             style_weights: Optional[Sequence[float]] = None, vgg_params: Optional[Mapping] = None,
             width: Optional[float] = None, conv_impl: str = 'direct',
             masks: Optional[np.ndarray] = None,
-            statistics: Optional[tuple[jax.Array, jax.Array]] = None) -> np.ndarray:
+            statistics: Optional[tuple[jax.Array, jax.Array]] = None,
+            decoder_matching: bool = False,
+            decoder_stats: Optional[tuple[tuple[jax.Array, jax.Array], ...]] = None
+            ) -> np.ndarray:
   """Stylizes one photo with one or several paintings in one forward pass.
 
   Args:
@@ -371,6 +434,9 @@ def stylize(decoder_params: Mapping, content: np.ndarray, style, alpha: float = 
       photo where no mask covers. ``style_weights`` is then unused.
     statistics: the paintings' :func:`style_statistics`, when computed once for many photos
       (folders, video frames); default: computed here.
+    decoder_matching: also match the decoder's hidden activations to the paintings'
+      reconstructions (:func:`decoder_statistics`; mixed by ``style_weights``, per region with
+      ``masks``, blended by ``alpha``). ``decoder_stats``: those statistics computed once.
 
   Returns:
     (H, W, 3) uint8 RGB.
@@ -380,14 +446,18 @@ def stylize(decoder_params: Mapping, content: np.ndarray, style, alpha: float = 
   width = decoder_width(decoder_params) if width is None else width
   mus, sds = (style_statistics(vgg_params, styles, conv_impl) if statistics is None
               else statistics)
+  dstats = None
+  if decoder_matching:
+    dstats = (decoder_statistics(decoder_params, vgg_params, styles, width, conv_impl)
+              if decoder_stats is None else decoder_stats)
   padded, (h, wd) = pad_to_multiple(np.asarray(content))
   if masks is not None:
     out = _stylize_regions(decoder_params, vgg_params, jnp.asarray(padded, jnp.float32)[None],
                            padded_masks(masks, len(styles), (h, wd)), mus, sds,
-                           jnp.float32(alpha), float(width), conv_impl)
+                           jnp.float32(alpha), float(width), conv_impl, dstats)
     return image_io.to_uint8(np.asarray(out[0, :h, :wd]))
   out = _stylize(decoder_params, vgg_params, jnp.asarray(padded, jnp.float32)[None], mus, sds,
-                 jnp.asarray(w), jnp.float32(alpha), float(width), conv_impl)
+                 jnp.asarray(w), jnp.float32(alpha), float(width), conv_impl, dstats)
   return image_io.to_uint8(np.asarray(out[0, :h, :wd]))
 
 

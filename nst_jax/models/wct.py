@@ -225,10 +225,21 @@ def stylize(decoder_params: Mapping, content: np.ndarray, style, alpha: float = 
     out = _stylize(decoder_params, vgg_params, x, means, colourings, jnp.asarray(w),
                    jnp.float32(alpha), float(width), conv_impl, float(eps))
   out = jnp.clip(out[0, :h, :wd], 0., 255.)
-  if pixel_level > 0.:
+  return apply_pixel_level(out, styles, w, alpha * pixel_level, masks, pixel_stats, eps)
+
+
+def apply_pixel_level(image, styles: Sequence[np.ndarray], weights, alpha: float,
+                      masks: Optional[np.ndarray] = None,
+                      pixel_stats: Optional[tuple[jax.Array, jax.Array]] = None,
+                      eps: float = EPS) -> np.ndarray:
+  """The pixel level of :func:`stylize` on a decoded (H, W, 3) image (0..255, float or uint8):
+  WCT of its RGB pixels with the paintings' pixel statistics (mixed by ``weights``, or per region
+  with ``masks``), blended by ``alpha``; uint8 RGB. Also what ``method=adain`` ends with."""
+  out = jnp.asarray(image, jnp.float32)
+  if alpha > 0.:
     pm, pc = pixel_statistics(styles) if pixel_stats is None else pixel_stats
-    a = jnp.float32(alpha * pixel_level)
+    a = jnp.float32(alpha)
     out = (_pixel_level_regions(out, jnp.asarray(masks, jnp.float32), pm, pc, a, float(eps))
            if masks is not None else
-           _pixel_level(out, pm, pc, jnp.asarray(w, jnp.float32), a, float(eps)))
+           _pixel_level(out, pm, pc, jnp.asarray(weights, jnp.float32), a, float(eps)))
   return image_io.to_uint8(np.asarray(out))

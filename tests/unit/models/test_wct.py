@@ -1,5 +1,6 @@
 """WCT (Li et al. 2017): whitening and colouring against NumPy, per-region WCT, and method=wct in
-the arbitrary job (the real VGG19, a random decoder: wiring, shapes and errors)."""
+the arbitrary job (the real VGG19, a random decoder: wiring, shapes and errors); the pixel level
+and the decoder-level matching method=adain shares with it."""
 
 import json
 
@@ -215,3 +216,64 @@ def test_pixel_level_in_the_job_and_the_api(tmp_path, decoder_dir, params, monke
     arbitrary_lib.stylize_arbitrary(photo, painting, wct_pixel_level=1.5, **kw)
   with pytest.raises(ConfigError, match='wct_pixel_level must be in'):
     wct.stylize(decoder, photo, [painting], vgg_params=params, pixel_level=-0.1)
+
+
+def test_decoder_matching_gives_each_hidden_activation_the_targets():
+  """AdaIN inside the decoder (method=adain's decoder-level matching): each matched activation
+  takes the (weight-mixed) target channel statistics at alpha 1, alpha blends linearly, and one
+  mask covering everything is the unmasked map."""
+  rng = np.random.default_rng(11)
+  h = jnp.asarray(rng.gamma(2., 1., (1, 8, 12, 6)), jnp.float32)
+  mus = jnp.asarray(rng.uniform(0, 3, (2, 6)), jnp.float32)
+  sds = jnp.asarray(rng.uniform(0.5, 2, (2, 6)), jnp.float32)
+  dstats = tuple((mus * (j + 1), sds) for j in range(len(adain.MATCHED_HIDDEN)))
+  w = jnp.asarray([0.25, 0.75])
+  full = adain._matcher(dstats, 1., w)
+  out = full(3, h)
+  mu, sd = adain.mean_std(out)
+  np.testing.assert_allclose(mu[0, 0, 0], 3 * (w @ mus), rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(sd[0, 0, 0], w @ sds, rtol=1e-3)
+  half = adain._matcher(dstats, 0.5, w)(3, h)
+  np.testing.assert_allclose(half, 0.5 * out + 0.5 * h, rtol=1e-5, atol=1e-5)
+  assert adain._matcher(None, 1., w) is None
+  masks = jnp.ones((1, 64, 96))  # at the image's size: pooled onto the 8x12 grid
+  one = tuple((m[:1], s[:1]) for m, s in dstats)
+  np.testing.assert_allclose(adain._matcher(one, 1., masks=masks)(3, h),
+                             adain._matcher(one, 1., jnp.ones(1))(3, h), rtol=1e-4, atol=1e-4)
+
+
+def test_adain_decoder_matching_and_pixel_level_in_the_job_and_the_api(tmp_path, decoder_dir,
+                                                                        params, monkeypatch):
+  """method=adain's defaults (decoder-level matching, pixel level 1) = adain.stylize with the
+  matching, then the pixel level; both off = Huang & Belongie's AdaIN; the job and the API
+  agree; each moves the colours toward the painting's; bad values: ConfigError."""
+  from nst_jax.models import weights
+  monkeypatch.setattr(weights, 'load_vgg19', lambda *a, **k: params)
+  photo, painting = synthetic_image(36, 44, 1), synthetic_image(40, 40, 2)
+  painting = np.clip(painting.astype(int) // 2 + [120, 0, 30], 0, 255).astype(np.uint8)
+  image_io.save_image(tmp_path / 'c.png', photo)
+  image_io.save_image(tmp_path / 's.png', painting)
+  kw = dict(method='adain', model=str(decoder_dir), params=params)
+  decoder, width = adain.load_decoder(decoder_dir)
+  plain = arbitrary_lib.stylize_arbitrary(photo, painting, adain_pixel_level=0.,
+                                          adain_decoder_matching=False, **kw)
+  np.testing.assert_array_equal(plain, adain.stylize(decoder, photo, [painting],
+                                                     vgg_params=params, width=width))
+  matched = adain.stylize(decoder, photo, [painting], vgg_params=params, width=width,
+                          decoder_matching=True)
+  assert np.abs(matched.astype(int) - plain).mean() > 0.5
+  got = arbitrary_lib.stylize_arbitrary(photo, painting, **kw)  # the defaults
+  assert arbitrary_lib.DEFAULT_ADAIN_DECODER_MATCHING and arbitrary_lib.DEFAULT_ADAIN_PIXEL_LEVEL
+  np.testing.assert_array_equal(got, wct.apply_pixel_level(
+      matched, [painting], np.ones(1), arbitrary_lib.DEFAULT_ADAIN_PIXEL_LEVEL))
+  gap = [np.abs(x.reshape(-1, 3).mean(0) - painting.reshape(-1, 3).mean(0)).sum()
+         for x in (plain, got)]
+  assert gap[1] < gap[0] and gap[1] < 3., gap
+  c = arbitrary_schema.arbitrary_config()
+  c.method, c.content, c.style, c.model, c.quiet = ('adain', str(tmp_path / 'c.png'),
+                                                    str(tmp_path / 's.png'), str(decoder_dir), True)
+  c.output = str(tmp_path / 'out.png')
+  jobs.run(c)
+  np.testing.assert_array_equal(image_io.load_image(tmp_path / 'out.png'), got)
+  with pytest.raises(ConfigError, match='adain_pixel_level must be in'):
+    arbitrary_lib.stylize_arbitrary(photo, painting, adain_pixel_level=2., **kw)
