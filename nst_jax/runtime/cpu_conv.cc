@@ -12,11 +12,12 @@
 // GCC's function multiversioning (one library runs on any x86-64).
 //
 // It also takes the work of the layers around it, which on two cores are bound by memory passes
-// over the largest tensors: the reflect padding is done while reading (no padded copy), an
-// optional per-image, per-channel affine map + ReLU is applied to the input while reading (the
-// previous layer's instance norm, whose normalised output then never goes through memory), and
-// the per-image, per-channel sums and sums of squares of the output come back with it (the next
-// instance norm's statistics, without another pass).
+// over the largest tensors: the padding (reflect or edge) is done while reading (no padded
+// copy), an optional per-image, per-channel affine map + ReLU is applied to the input while
+// reading (the previous layer's instance norm, whose normalised output then never goes through
+// memory), and the per-image, per-channel mean and variance of the output come back with it (the
+// next instance norm's statistics, without another pass). Other compilers than GCC (clang) build
+// the portable baseline only: the same results, slower.
 //
 // Target nst_conv_f32: (x (N, H, W, Ci), w (KH, KW, Ci, Co), scale (N, Ci), shift (N, Ci))
 // -> (y (N, OH, OW, Co), stats (N, 2, Co)); attributes stride, pad (reflect, < H and W),
