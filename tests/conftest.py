@@ -82,6 +82,22 @@ def random_params(random_weights_file):
   return weights.load_vgg19(random_weights_file)
 
 
+def random_transformer_params(config, seed=0):
+  """Nested transformer params of ``config``: kernels N(0, 1/fan_in), gammas 1 +- 0.3, the rest
+  N(0, 0.3) (random but well scaled, so outputs stay away from the activation's ends)."""
+  import numpy as np
+  from nst_jax.models import transformer as networks
+  rng = np.random.default_rng(seed)
+  params = {}
+  for layer, shapes in networks.param_shapes(config).items():
+    params[layer] = {}
+    for name, shape in shapes.items():
+      scale = 1. / np.sqrt(np.prod(shape[:-1])) if name == 'kernel' else 0.3
+      base = 1. if name == 'gamma' else 0.
+      params[layer][name] = (base + scale * rng.normal(size=shape)).astype(np.float32)
+  return params
+
+
 def synthetic_image(h: int, w: int, seed: int):
   """A smooth random uint8 RGB image, deterministic per seed: the accelerator suite's inputs
   (imported here, not at collection, so that collecting the tests does not import JAX)."""

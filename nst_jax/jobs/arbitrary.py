@@ -295,13 +295,13 @@ class ArbitraryStylizer:
         from nst_jax.models import weights  # pylint: disable=g-import-not-at-top
         params = weights.load_vgg19()
       self.vgg = params
-      # WCT: the same decoder after whitening and colouring (nst_jax.models.wct, lazily too).
-      self._transfer = (importlib.import_module('nst_jax.models.wct') if method == 'wct'
-                        else adain)
+      # WCT: the same decoder after whitening and colouring (nst_jax.models.wct, lazily too);
+      # its pixel level serves AdaIN as well.
+      self._wct = importlib.import_module('nst_jax.models.wct')
+      self._transfer = self._wct if method == 'wct' else adain
       # The paintings' statistics once, not once per photo or video frame.
       self.adain_stats = self._transfer.style_statistics(params, list(self.styles))
       # The pixel level (WCT's and AdaIN's): the paintings' colour statistics, also once.
-      self._wct = importlib.import_module('nst_jax.models.wct')
       self.pixel_level = self.wct_pixel_level if method == 'wct' else self.adain_pixel_level
       self.pixel_stats = (self._wct.pixel_statistics(list(self.styles))
                           if self.pixel_level > 0. else None)
@@ -346,7 +346,7 @@ class ArbitraryStylizer:
     # With masks: the paper's per-region AdaIN (content statistics per region, each region its
     # own painting's statistics), one feature map decoded once (nst_jax.models.adain.adain_regions).
     masks = None if self.masks is None else np.asarray(self._masks_for(photo.shape[:2]))
-    extra = ({'pixel_level': self.wct_pixel_level, 'pixel_stats': self.pixel_stats}
+    extra = ({'pixel_level': self.pixel_level, 'pixel_stats': self.pixel_stats}
              if self.method == 'wct' else
              {'decoder_matching': self.adain_decoder_matching,
               'decoder_stats': self.decoder_stats})
@@ -354,9 +354,9 @@ class ArbitraryStylizer:
                                  style_weights=self.weights, vgg_params=self.vgg,
                                  width=self.width, masks=masks, statistics=self.adain_stats,
                                  **extra)
-    if self.method == 'adain' and self.adain_pixel_level > 0.:
+    if self.method == 'adain' and self.pixel_level > 0.:
       out = self._wct.apply_pixel_level(out, list(self.styles), self.weights,
-                                        self.strength * self.adain_pixel_level, masks,
+                                        self.strength * self.pixel_level, masks,
                                         self.pixel_stats)
     return controls.original_colors(out, photo) if self.original_colors else out
 

@@ -278,23 +278,28 @@ def s2d_kernel(kernel: jax.Array) -> jax.Array:
   return w.reshape(kk, kk, 4 * ci, 4 * co)
 
 
+def s2d_input(xp: jax.Array, k: int, out_hw: tuple[int, int]) -> jax.Array:
+  """The padded ``xp`` of a stride-1 k x k VALID conv with output ``out_hw``, zero-padded to
+  whole 2x2 blocks of output and space-to-depth'ed: the input of :func:`s2d_kernel`'s conv."""
+  kk = (k + 2) // 2
+  bh, bw = -(-out_hw[0] // 2), -(-out_hw[1] // 2)  # output blocks
+  need_h, need_w = 2 * (bh + kk - 1), 2 * (bw + kk - 1)
+  xp = jnp.pad(xp, ((0, 0), (0, need_h - xp.shape[1]), (0, need_w - xp.shape[2]), (0, 0)))
+  return space_to_depth(xp)
+
+
 def conv_s2d(xp: jax.Array, kernel: jax.Array, out_hw: tuple[int, int],
              strip_floats: Optional[int] = None, blocks: bool = False,
              native: bool = False) -> jax.Array:
   """Stride-1 VALID conv of the padded ``xp`` via 2x2 space-to-depth; cropped to ``out_hw``
   (``blocks``: the uncropped space-to-depth output, (B, ceil(H/2), ceil(W/2), 4 * C_out));
   ``native``: the block conv by :func:`convolution.fused_conv`."""
-  k = kernel.shape[0]
-  kk = (k + 2) // 2
-  h, w = out_hw
-  bh, bw = -(-h // 2), -(-w // 2)  # output blocks
-  need_h, need_w = 2 * (bh + kk - 1), 2 * (bw + kk - 1)
-  xp = jnp.pad(xp, ((0, 0), (0, need_h - xp.shape[1]), (0, need_w - xp.shape[2]), (0, 0)))
+  xs = s2d_input(xp, kernel.shape[0], out_hw)
   if native:
-    y = convolution.fused_conv(space_to_depth(xp), s2d_kernel(kernel))[0]
+    y = convolution.fused_conv(xs, s2d_kernel(kernel))[0]
   else:
-    y = conv(space_to_depth(xp), s2d_kernel(kernel), 1, strip_floats)
-  return y if blocks else depth_to_space(y)[:, :h, :w]
+    y = conv(xs, s2d_kernel(kernel), 1, strip_floats)
+  return y if blocks else depth_to_space(y)[:, :out_hw[0], :out_hw[1]]
 
 
 def stride2_kernel(kernel: jax.Array) -> jax.Array:
@@ -422,6 +427,15 @@ class Transformer(nn.Module):
     return apply_params(c, params, x, sw, fast)
 
 
+def activate(c: NetworkConfig, y: jax.Array) -> jax.Array:
+  """The output activation, to 0..1 (tanh rescaled)."""
+  if c.output_activation == 'sigmoid':
+    return jax.nn.sigmoid(y)
+  if c.output_activation == 'tanh':
+    return (jnp.tanh(y) + 1.) * 0.5
+  return y
+
+
 def apply_params(c: NetworkConfig, params: Mapping[str, Mapping[str, jax.Array]],
                  x: jax.Array, style_weights: jax.Array, fast: bool = True,
                  winograd: Optional[bool] = None, native: Optional[bool] = None) -> jax.Array:
@@ -478,11 +492,7 @@ def apply_params(c: NetworkConfig, params: Mapping[str, Mapping[str, jax.Array]]
   y = conv_s2d(yp, kl, out_hw, sf) if fast else conv(yp, kl)
   y = post(last, y, relu=False, normed=c.norm_last)
   y = y[:, :h, :w]  # odd sizes: the stride-2 convs round up, the upsampling doubles
-  if c.output_activation == 'sigmoid':
-    return jax.nn.sigmoid(y)
-  if c.output_activation == 'tanh':
-    return (jnp.tanh(y) + 1.) * 0.5
-  return y
+  return activate(c, y)
 
 
 def _phase_stats(stats: jax.Array, phases: int = 4) -> jax.Array:
@@ -543,11 +553,7 @@ def apply_native(c: NetworkConfig, params: Mapping[str, Mapping[str, jax.Array]]
   last, k = f'expand_{len(c.up_widths)}', c.out_kernel
   yp = reflect_pad(y, k // 2)
   oh, ow = yp.shape[1] - k + 1, yp.shape[2] - k + 1
-  kk = (k + 2) // 2
-  bh, bw = -(-oh // 2), -(-ow // 2)
-  yp = jnp.pad(yp, ((0, 0), (0, 2 * (bh + kk - 1) - yp.shape[1]),
-                    (0, 2 * (bw + kk - 1) - yp.shape[2]), (0, 0)))
-  yb, st = fc(space_to_depth(yp), s2d_kernel(kernel(last)), scale=jnp.tile(a, (1, 4)),
+  yb, st = fc(s2d_input(yp, k, (oh, ow)), s2d_kernel(kernel(last)), scale=jnp.tile(a, (1, 4)),
               shift=jnp.tile(b, (1, 4)), pre=pre)
   if 'bias' in params[last] and not c.norm_last:
     yb = yb + jnp.tile(params[last]['bias'], 4)
@@ -561,8 +567,4 @@ def apply_native(c: NetworkConfig, params: Mapping[str, Mapping[str, jax.Array]]
       y = instance_norm(y, mix(p['gamma'], style_weights), mix(p['beta'], style_weights),
                         c.eps, one_pass=True)
     y = y[:, :h, :w]
-  if c.output_activation == 'sigmoid':
-    return jax.nn.sigmoid(y)
-  if c.output_activation == 'tanh':
-    return (jnp.tanh(y) + 1.) * 0.5
-  return y
+  return activate(c, y)

@@ -11,6 +11,8 @@ from nst_jax.models import convolution
 from nst_jax.models import transformer as networks
 from nst_jax.runtime import native
 
+from conftest import random_transformer_params
+
 pytestmark = pytest.mark.skipif(not convolution.fused_conv_available(),
                                 reason='the native convolution is off here')
 
@@ -122,18 +124,6 @@ def test_kernel_off_falls_back_to_xla(monkeypatch):
     convolution.fused_conv(jnp.zeros((1, 6, 6, 4)), jnp.zeros((3, 3, 4, 16)))
 
 
-def _params(config, seed):
-  rng = np.random.default_rng(seed)
-  out = {}
-  for layer, shapes in networks.param_shapes(config).items():
-    out[layer] = {}
-    for name, shape in shapes.items():
-      scale = 1. / np.sqrt(np.prod(shape[:-1])) if name == 'kernel' else 0.3
-      out[layer][name] = ((1. if name == 'gamma' else 0.)
-                          + scale * rng.normal(size=shape)).astype(np.float32)
-  return out
-
-
 NETWORKS = {
     'multistyle26': networks.multistyle26(),
     'johnson2016': networks.johnson2016(2),
@@ -152,7 +142,7 @@ def test_the_network_on_the_native_convolution_equals_the_plain_one(name, hw):
   """Every conv of the network runs natively (no XLA convolution left in the program) and the
   output is the plain convolutions' within a hundredth of a level of 255 (even and odd sizes)."""
   c = NETWORKS[name]
-  params = jax.tree.map(jnp.asarray, _params(c, len(name)))
+  params = jax.tree.map(jnp.asarray, random_transformer_params(c, len(name)))
   rng = np.random.default_rng(hw[0])
   x = jnp.asarray(rng.random((2,) + hw + (3,)), jnp.float32)
   sw = jnp.asarray(rng.dirichlet(np.ones(c.num_styles), 2), jnp.float32)

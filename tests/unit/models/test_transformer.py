@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import SHARED
+from conftest import SHARED, random_transformer_params
 
 from nst_jax.models import model_dir as model_io
 from nst_jax.models import convolution
@@ -36,18 +36,6 @@ def forward():
       cache[key] = jax.jit(lambda p, x, w: networks.apply_params(config, p, x, w, impl == 'fast'))
     return cache[key]
   return get
-
-
-def _random_params(config, seed=0):
-  rng = np.random.default_rng(seed)
-  params = {}
-  for layer, shapes in networks.param_shapes(config).items():
-    params[layer] = {}
-    for name, shape in shapes.items():
-      scale = 1. / np.sqrt(np.prod(shape[:-1])) if name == 'kernel' else 0.3
-      base = 1. if name == 'gamma' else 0.
-      params[layer][name] = (base + scale * rng.normal(size=shape)).astype(np.float32)
-  return params
 
 
 @pytest.mark.parametrize('key', ['style7', 'blend_3_12'])
@@ -89,7 +77,7 @@ def test_conditional_norm_mixing_by_hand(forward):
                                   in_kernel=9, out_kernel=9, num_styles=3, use_bias=True,
                                   output_activation='tanh', norm_last=True)
   single = networks.NetworkConfig(**dict(config.to_dict(), num_styles=1))
-  params = _random_params(config, 2)
+  params = random_transformer_params(config, 2)
   w = np.array([0.2, 0.0, 0.8], np.float32)
   x = np.random.default_rng(3).random((1, 17, 21, 3)).astype(np.float32)
   got = np.asarray(forward(config, 'fast')(params, np.concatenate([x, x]),

@@ -186,15 +186,21 @@ def test_pixel_level_gives_the_paintings_colour_statistics():
   np.testing.assert_allclose(mixed.reshape(-1, 3).mean(0), want_mean, atol=1e-2)
 
 
-def test_pixel_level_in_the_job_and_the_api(tmp_path, decoder_dir, params, monkeypatch):
-  """method=wct's wct_pixel_level: 0 is the relu4_1 transform alone, the default moves the
-  output's colours toward the painting's, the job and the API agree; out of range: ConfigError."""
+def _tinted_pair(tmp_path, params, monkeypatch):
+  """A photo and a reddish painting, saved as c.png / s.png; the jobs' VGG19 = ``params``."""
   from nst_jax.models import weights
   monkeypatch.setattr(weights, 'load_vgg19', lambda *a, **k: params)
   photo, painting = synthetic_image(36, 44, 1), synthetic_image(40, 40, 2)
   painting = np.clip(painting.astype(int) // 2 + [120, 0, 30], 0, 255).astype(np.uint8)
   image_io.save_image(tmp_path / 'c.png', photo)
   image_io.save_image(tmp_path / 's.png', painting)
+  return photo, painting
+
+
+def test_pixel_level_in_the_job_and_the_api(tmp_path, decoder_dir, params, monkeypatch):
+  """method=wct's wct_pixel_level: 0 is the relu4_1 transform alone, the default moves the
+  output's colours toward the painting's, the job and the API agree; out of range: ConfigError."""
+  photo, painting = _tinted_pair(tmp_path, params, monkeypatch)
   kw = dict(method='wct', model=str(decoder_dir), params=params)
   levels = {lv: arbitrary_lib.stylize_arbitrary(photo, painting, wct_pixel_level=lv, **kw)
             for lv in (0., 0.5, 1.)}
@@ -247,12 +253,7 @@ def test_adain_decoder_matching_and_pixel_level_in_the_job_and_the_api(tmp_path,
   """method=adain's defaults (decoder-level matching, pixel level 1) = adain.stylize with the
   matching, then the pixel level; both off = Huang & Belongie's AdaIN; the job and the API
   agree; each moves the colours toward the painting's; bad values: ConfigError."""
-  from nst_jax.models import weights
-  monkeypatch.setattr(weights, 'load_vgg19', lambda *a, **k: params)
-  photo, painting = synthetic_image(36, 44, 1), synthetic_image(40, 40, 2)
-  painting = np.clip(painting.astype(int) // 2 + [120, 0, 30], 0, 255).astype(np.uint8)
-  image_io.save_image(tmp_path / 'c.png', photo)
-  image_io.save_image(tmp_path / 's.png', painting)
+  photo, painting = _tinted_pair(tmp_path, params, monkeypatch)
   kw = dict(method='adain', model=str(decoder_dir), params=params)
   decoder, width = adain.load_decoder(decoder_dir)
   plain = arbitrary_lib.stylize_arbitrary(photo, painting, adain_pixel_level=0.,
